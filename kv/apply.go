@@ -1,0 +1,126 @@
+package kv
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
+)
+
+// Change is one incoming row or delete to apply: a row of a pulled page
+// or of an accepted push.
+type Change struct {
+	codec.Row      // table, id, columns, the sender's _changed
+	Delete    bool // a delete of the row (Cols unused)
+}
+
+// Op is what a Merge decides to do with one change.
+type Op uint8
+
+const (
+	// Skip leaves the row as it is.
+	Skip Op = iota
+	// Write stores Outcome.Record as the row's new state, with a new
+	// serving cursor.
+	Write
+	// Purge removes the row and its tombstone entirely.
+	Purge
+	// Reject leaves the row as it is and reports it with Reason.
+	Reject
+)
+
+// Outcome is a Merge's decision for one change.
+type Outcome struct {
+	Op     Op
+	Record Record // for Write: columns, Status, Changed, Deleted, Origin, CreatedCursor (0: keep or stamp)
+	Reason string // for Reject
+}
+
+// Merge decides the new state of a row from its current state (nil
+// when absent, a tombstone when Deleted) and an incoming change.
+// Returning an error aborts the whole batch: nothing is applied. The
+// rules live in fsm; the store only carries them out.
+type Merge func(cur *Record, in Change) (Outcome, error)
+
+// Batch is a set of changes applied in one transaction. When Peer is
+// set, that peer's pull cursor is set to PullCursor in the same
+// transaction, so a pulled page and its cursor commit together.
+type Batch struct {
+	Changes    []Change
+	Peer       string
+	PullCursor int64
+}
+
+// Rejection is a change the merge refused.
+type Rejection struct {
+	Table, ID, Reason string
+}
+
+// Result counts what an Apply did.
+type Result struct {
+	Written, Purged, Skipped int
+	Rejected                 []Rejection
+}
+
+// Apply runs merge over every change of a batch and stores the outcome,
+// all in one transaction: if any change is invalid (unknown table, bad
+// id) or merge returns an error, nothing is applied.
+func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
+	for _, c := range b.Changes {
+		if _, err := s.table(c.Table); err != nil {
+			return Result{}, err
+		}
+		if !schema.ValidID(c.ID) {
+			return Result{}, fmt.Errorf("%w: %s: %q", ErrInvalidID, c.Table, c.ID)
+		}
+	}
+	var res Result
+	err := s.be.Update(func(tx Tx) error {
+		res = Result{}
+		for _, c := range b.Changes {
+			cur, err := getRecord(tx, c.Table, c.ID)
+			if err != nil {
+				return err
+			}
+			out, err := merge(cur, c)
+			if err != nil {
+				return err
+			}
+			switch out.Op {
+			case Skip:
+				res.Skipped++
+			case Reject:
+				res.Rejected = append(res.Rejected, Rejection{c.Table, c.ID, out.Reason})
+			case Purge:
+				if cur != nil {
+					if err := s.purge(tx, cur); err != nil {
+						return err
+					}
+				}
+				res.Purged++
+			case Write:
+				r := out.Record
+				r.Table, r.ID = c.Table, c.ID
+				if err := s.save(tx, cur, &r); err != nil {
+					return err
+				}
+				res.Written++
+			default:
+				panic(fmt.Sprintf("kv: merge returned unknown op %d", out.Op))
+			}
+		}
+		if b.Peer != "" {
+			return updatePeer(tx, b.Peer, func(p *Peer) { p.PullCursor = b.PullCursor })
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	sort.Slice(res.Rejected, func(i, j int) bool {
+		a, b := res.Rejected[i], res.Rejected[j]
+		return a.Table < b.Table || a.Table == b.Table && a.ID < b.ID
+	})
+	return res, nil
+}

@@ -1,0 +1,67 @@
+package kv
+
+import (
+	"fmt"
+
+	"github.com/clinicsync/clinicsync/codec"
+	pb "github.com/clinicsync/clinicsync/proto"
+)
+
+// SetConfig stores a configuration value.
+func (s *Store) SetConfig(key, value string) error {
+	return s.be.Update(func(tx Tx) error {
+		b, err := tx.Bucket(bConfig)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), []byte(value))
+	})
+}
+
+// Config reads a configuration value; ErrNotFound if unset.
+func (s *Store) Config(key string) (value string, err error) {
+	err = s.be.View(func(tx Tx) error {
+		b, err := tx.Bucket(bConfig)
+		if err != nil {
+			return err
+		}
+		v := b.Get([]byte(key))
+		if v == nil {
+			return fmt.Errorf("%w: config %q", ErrNotFound, key)
+		}
+		value = string(v)
+		return nil
+	})
+	return value, err
+}
+
+// LogEntry is one local write in the event log.
+type LogEntry struct {
+	Seq     uint64
+	At      int64 // ms
+	Action  string
+	Table   string
+	RowID   string
+	Changes map[string]codec.Value
+}
+
+// Log calls fn for each event log entry with Seq >= from, in order.
+func (s *Store) Log(from uint64, fn func(LogEntry) error) error {
+	return s.be.View(func(tx Tx) error {
+		b, err := tx.Bucket(bLog)
+		if err != nil {
+			return err
+		}
+		return b.Ascend(u64b(from), func(k, v []byte) (bool, error) {
+			var m pb.LogEntry
+			if err := codec.Unmarshal(v, &m); err != nil {
+				return false, fmt.Errorf("%w: log entry %d: %v", ErrCorrupt, u64(k), err)
+			}
+			changes, err := codec.ValuesFromProto(m.Changes)
+			if err != nil {
+				return false, fmt.Errorf("%w: log entry %d: %v", ErrCorrupt, m.Seq, err)
+			}
+			return true, fn(LogEntry{m.Seq, m.At, m.Action, m.Table, m.RowId, changes})
+		})
+	})
+}

@@ -1,0 +1,86 @@
+package kv
+
+import "fmt"
+
+// Ref names one collected row and the write version it had when
+// collected.
+type Ref struct {
+	Table, ID string
+	Version   uint64
+}
+
+// Ref returns the reference MarkSynced needs for r.
+func (r Record) Ref() Ref { return Ref{r.Table, r.ID, r.Version} }
+
+// Collect returns up to limit rows pending upstream (created, updated
+// or deleted), in table and id order, read from the pending index: the
+// cost is O(pending), not O(rows). limit <= 0 means all.
+func (s *Store) Collect(limit int) ([]Record, error) {
+	var out []Record
+	err := s.be.View(func(tx Tx) error {
+		pi, err := tx.Bucket(bPending)
+		if err != nil {
+			return err
+		}
+		return pi.Ascend(nil, func(k, _ []byte) (bool, error) {
+			table, id, err := splitRowKey(k)
+			if err != nil {
+				return false, err
+			}
+			r, err := getRecord(tx, table, id)
+			if err != nil {
+				return false, err
+			}
+			if r == nil {
+				return false, fmt.Errorf("%w: pending index names missing row %s/%s", ErrCorrupt, table, id)
+			}
+			out = append(out, *r)
+			return limit <= 0 || len(out) < limit, nil
+		})
+	})
+	return out, err
+}
+
+// PendingCount returns the number of rows pending upstream.
+func (s *Store) PendingCount() (n int, err error) {
+	err = s.be.View(func(tx Tx) error {
+		pi, err := tx.Bucket(bPending)
+		n = pi.Len()
+		return err
+	})
+	return n, err
+}
+
+// MarkSynced records that the upstream acknowledged the collected rows,
+// in one transaction. A row written since it was collected (its version
+// moved) is left pending, so that write is pushed next time. A pushed
+// tombstone is purged, or kept as synced when the store keeps
+// tombstones. It returns how many rows were marked.
+func (s *Store) MarkSynced(refs []Ref) (marked int, err error) {
+	err = s.be.Update(func(tx Tx) error {
+		marked = 0
+		for _, ref := range refs {
+			r, err := getRecord(tx, ref.Table, ref.ID)
+			if err != nil {
+				return err
+			}
+			if r == nil || r.Version != ref.Version || !r.Status.Pending() {
+				continue
+			}
+			marked++
+			if r.Deleted && !s.opts.KeepTombstones {
+				if err := s.purge(tx, r); err != nil {
+					return err
+				}
+				continue
+			}
+			old := *r
+			r.Status, r.Changed = Synced, nil
+			if err := s.put(tx, &old, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return marked, err
+}
