@@ -4,38 +4,8 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/codec/schema"
 )
-
-// Change is one incoming row or delete to apply: a row of a pulled page
-// or of an accepted push.
-type Change struct {
-	codec.Row      // table, id, columns, the sender's _changed
-	Delete    bool // a delete of the row (Cols unused)
-}
-
-// Op is what a Merge decides to do with one change.
-type Op uint8
-
-const (
-	// Skip leaves the row as it is.
-	Skip Op = iota
-	// Write stores Outcome.Record as the row's new state, with a new
-	// serving cursor.
-	Write
-	// Purge removes the row and its tombstone entirely.
-	Purge
-	// Reject leaves the row as it is and reports it with Reason.
-	Reject
-)
-
-// Outcome is a Merge's decision for one change.
-type Outcome struct {
-	Op     Op
-	Record Record // for Write: columns, Status, Changed, Deleted, Origin, CreatedCursor (0: keep or stamp)
-	Reason string // for Reject
-}
 
 // Merge decides the new state of a row from its current state (nil
 // when absent, a tombstone when Deleted) and an incoming change.

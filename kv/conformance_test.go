@@ -3,6 +3,7 @@ package kv_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -228,7 +229,7 @@ func collect(t *testing.T, s *kv.Store) []kv.Ref {
 	}
 	refs := make([]kv.Ref, len(recs))
 	for i, r := range recs {
-		refs[i] = r.Ref()
+		refs[i] = kv.RefOf(r)
 	}
 	return refs
 }
@@ -500,4 +501,12 @@ func TestBoltLockedByAnotherOpen(t *testing.T) {
 	if _, err := kv.Open(filepath.Join(dir), opts); !errors.Is(err, kv.ErrLocked) {
 		t.Fatalf("second open: %v", err)
 	}
+}
+
+func mkdir(tb testing.TB, dir string) string {
+	tb.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
 }

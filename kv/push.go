@@ -9,8 +9,8 @@ type Ref struct {
 	Version   uint64
 }
 
-// Ref returns the reference MarkSynced needs for r.
-func (r Record) Ref() Ref { return Ref{r.Table, r.ID, r.Version} }
+// RefOf returns the reference MarkSynced needs for r.
+func RefOf(r Record) Ref { return Ref{r.Table, r.ID, r.Version} }
 
 // Collect returns up to limit rows pending upstream (created, updated
 // or deleted), in table and id order, read from the pending index: the

@@ -8,48 +8,26 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Status is a row's state relative to this node's upstream, as
-// WatermelonDB's _status.
-type Status uint8
-
-const (
-	Synced Status = iota
-	Created
-	Updated
-	Deleted
+// The row vocabulary is codec's, shared with the sync rules in fsm.
+type (
+	Status  = codec.Status
+	Record  = codec.Record
+	Change  = codec.Change
+	Op      = codec.Op
+	Outcome = codec.Outcome
 )
 
-var statusNames = [...]string{"synced", "created", "updated", "deleted"}
+const (
+	Synced  = codec.Synced
+	Created = codec.Created
+	Updated = codec.Updated
+	Deleted = codec.Deleted
 
-func (s Status) String() string {
-	if int(s) < len(statusNames) {
-		return statusNames[s]
-	}
-	return fmt.Sprintf("status(%d)", uint8(s))
-}
-
-// Pending reports whether the row has changes to push upstream.
-func (s Status) Pending() bool { return s != Synced }
-
-// Record is a stored row with its sync metadata.
-type Record struct {
-	codec.Row        // table, id, columns, _changed
-	Status    Status // relative to the upstream
-	// Deleted marks a tombstone: a deleted row kept so that the delete
-	// can be pushed upstream or served downstream. Its Cols are empty.
-	Deleted bool
-	// Cursor is the serving cursor of the row's last change;
-	// CreatedCursor the one it was created at (what a server compares
-	// with last_pulled_at to serve it as created or updated).
-	Cursor        int64
-	CreatedCursor int64
-	// Version is the node-wide write sequence number of the last change;
-	// MarkSynced compares it to tell whether a row changed since it was
-	// collected.
-	Version uint64
-	// Origin is the peer whose push created the row ("" for local rows).
-	Origin string
-}
+	Skip   = codec.Skip
+	Write  = codec.Write
+	Purge  = codec.Purge
+	Reject = codec.Reject
+)
 
 func encodeRecord(r *Record) ([]byte, error) {
 	sr := &pb.StoredRow{

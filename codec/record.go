@@ -1,0 +1,85 @@
+package codec
+
+import "fmt"
+
+// Status is a row's state relative to a node's upstream, as
+// WatermelonDB's _status.
+type Status uint8
+
+const (
+	Synced Status = iota
+	Created
+	Updated
+	Deleted
+)
+
+var statusNames = [...]string{"synced", "created", "updated", "deleted"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// Pending reports whether the row has changes to push upstream.
+func (s Status) Pending() bool { return s != Synced }
+
+// Record is a stored row with its sync metadata: the vocabulary shared
+// by the store (which keeps it) and the sync rules (which decide it).
+type Record struct {
+	Row           // table, id, columns, _changed
+	Status Status // relative to the upstream
+	// Deleted marks a tombstone: a deleted row kept so that the delete
+	// can be pushed upstream or served downstream. Its Cols are empty.
+	Deleted bool
+	// Cursor is the serving cursor of the row's last change;
+	// CreatedCursor the one it was created at (what a server compares
+	// with last_pulled_at to serve it as created or updated).
+	Cursor        int64
+	CreatedCursor int64
+	// Version is the node-wide write sequence number of the last change:
+	// mark-synced compares it to tell whether a row changed since it was
+	// collected.
+	Version uint64
+	// Origin is the peer whose push created the row ("" for local rows).
+	Origin string
+}
+
+// Change is one incoming row or delete to apply: a row of a pulled page
+// or of an accepted push.
+type Change struct {
+	Row         // table, id, columns, the sender's _changed
+	Delete bool // a delete of the row (Cols unused)
+}
+
+// Op is what a merge decides to do with one change.
+type Op uint8
+
+const (
+	// Skip leaves the row as it is.
+	Skip Op = iota
+	// Write stores Outcome.Record as the row's new state, with a new
+	// serving cursor.
+	Write
+	// Purge removes the row and its tombstone entirely.
+	Purge
+	// Reject leaves the row as it is and reports it with Reason.
+	Reject
+)
+
+var opNames = [...]string{"skip", "write", "purge", "reject"}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Outcome is a merge's decision for one change.
+type Outcome struct {
+	Op     Op
+	Record Record // for Write: columns, Status, Changed, Deleted, Origin, CreatedCursor (0: keep or stamp)
+	Reason string // for Reject
+}
