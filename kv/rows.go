@@ -127,7 +127,8 @@ func (s *Store) purge(tx Tx, old *Record) error {
 // catalog (unknown columns and wrongly typed values are refused);
 // created_at and updated_at are set from the clock when the table has
 // them and the caller did not. The row becomes pending upstream with
-// the written columns added to its _changed, and the write is logged.
+// the written columns of an update added to its _changed (tables that
+// never go upstream stay synced), and the write is logged.
 func (s *Store) Put(table, id string, cols map[string]codec.Value) (Record, error) {
 	t, err := s.table(table)
 	if err != nil {
@@ -157,7 +158,7 @@ func (s *Store) Put(table, id string, cols map[string]codec.Value) (Record, erro
 			written["updated_at"] = now
 		}
 		var r Record
-		action := "UPDATE"
+		action, logged := "UPDATE", written
 		switch {
 		case old == nil:
 			action = "CREATE"
@@ -170,6 +171,7 @@ func (s *Store) Put(table, id string, cols map[string]codec.Value) (Record, erro
 				}
 			}
 			r = Record{Row: codec.Row{Table: table, ID: id, Cols: written}, Status: Created}
+			logged, written = written, nil // as in WatermelonDB, creating a row marks no column changed
 		case old.Deleted:
 			return fmt.Errorf("%w: %s/%s", ErrDeleted, table, id)
 		default:
@@ -181,11 +183,14 @@ func (s *Store) Put(table, id string, cols map[string]codec.Value) (Record, erro
 			}
 		}
 		r.Changed = addChanged(r.Changed, written)
+		if t.Flow != schema.Synced { // nothing to push: the table never goes upstream
+			r.Status, r.Changed = Synced, nil
+		}
 		if err := s.save(tx, old, &r); err != nil {
 			return err
 		}
 		out = r
-		return s.appendLog(tx, action, table, id, written)
+		return s.appendLog(tx, action, table, id, logged)
 	})
 	return out, err
 }
@@ -194,7 +199,8 @@ func (s *Store) Put(table, id string, cols map[string]codec.Value) (Record, erro
 // upstream. Deleting a tombstone again is a no-op; deleting an unknown
 // row is ErrNotFound.
 func (s *Store) Delete(table, id string) error {
-	if _, err := s.table(table); err != nil {
+	t, err := s.table(table)
+	if err != nil {
 		return err
 	}
 	return s.be.Update(func(tx Tx) error {
@@ -209,6 +215,15 @@ func (s *Store) Delete(table, id string) error {
 			return nil
 		}
 		r := Record{Row: codec.Row{Table: table, ID: id}, Status: Deleted, Deleted: true, Origin: old.Origin}
+		if t.Flow != schema.Synced {
+			if !s.opts.KeepTombstones {
+				if err := s.purge(tx, old); err != nil {
+					return err
+				}
+				return s.appendLog(tx, "SOFT_DELETE", table, id, nil)
+			}
+			r.Status = Synced
+		}
 		if err := s.save(tx, old, &r); err != nil {
 			return err
 		}
