@@ -63,7 +63,19 @@ func New(be Backend, opts Options) (*Store, error) {
 		opts.Catalog = schema.Default()
 	}
 	s := &Store{be: be, opts: opts, cat: opts.Catalog}
-	if err := be.Update(s.writeCatalog); err != nil {
+	err := be.Update(func(tx Tx) error {
+		if err := s.writeCatalog(tx); err != nil {
+			return err
+		}
+		// Issue a first cursor, so that a pull timestamp is never 0
+		// (WatermelonDB refuses it).
+		if c, err := lastCursor(tx); err != nil || c > 0 {
+			return err
+		}
+		_, err := s.nextCursor(tx)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return s, nil
