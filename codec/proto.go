@@ -5,8 +5,8 @@ import (
 	"math"
 	"sort"
 
-	pb "github.com/clinicsync/clinicsync/proto"
 	"github.com/clinicsync/clinicsync/codec/schema"
+	pb "github.com/clinicsync/clinicsync/proto"
 	"google.golang.org/protobuf/proto"
 )
 

@@ -28,7 +28,7 @@ const (
 	StartSync    Event = "start_sync"    // idle → fetching
 	StartResolve Event = "start_resolve" // fetching → resolving, with the fetched count
 	StartPush    Event = "start_push"    // resolving → pushing, with the pushed count
-	FinishSync   Event = "finish_sync"   // resolving|pushing → idle
+	FinishSync   Event = "finish_sync"   // resolving|pushing|error → idle, keeping the error text
 	ErrorSync    Event = "error_sync"    // any → error, with the message
 	ClearError   Event = "clear_error"   // error → idle
 	ForceReset   Event = "force_reset"   // any → idle, stats and error cleared
@@ -61,7 +61,7 @@ var transitions = lfsm.Events{
 	{Name: string(StartSync), Src: []string{string(Idle)}, Dst: string(Fetching)},
 	{Name: string(StartResolve), Src: []string{string(Fetching)}, Dst: string(Resolving)},
 	{Name: string(StartPush), Src: []string{string(Resolving)}, Dst: string(Pushing)},
-	{Name: string(FinishSync), Src: []string{string(Resolving), string(Pushing)}, Dst: string(Idle)},
+	{Name: string(FinishSync), Src: []string{string(Resolving), string(Pushing), string(Failed)}, Dst: string(Idle)},
 	{Name: string(ErrorSync), Src: []string{string(Idle), string(Fetching), string(Resolving), string(Pushing), string(Failed)}, Dst: string(Failed)},
 	{Name: string(ClearError), Src: []string{string(Failed)}, Dst: string(Idle)},
 	{Name: string(ForceReset), Src: []string{string(Idle), string(Fetching), string(Resolving), string(Pushing), string(Failed)}, Dst: string(Idle)},

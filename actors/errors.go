@@ -1,0 +1,27 @@
+package actors
+
+import "errors"
+
+// Sentinel errors. Functions wrap them with detail (%w); match with
+// errors.Is. Errors from kv (kv.ErrLocked, kv.ErrUnknownTable, ...) and
+// codec (codec.ErrInvalidValue) pass through wrapped, not translated.
+var (
+	// ErrNotInitialized: the directory holds no node (run init first).
+	ErrNotInitialized = errors.New("actors: no node")
+	// ErrAlreadyInitialized: init on a directory that holds a node.
+	ErrAlreadyInitialized = errors.New("actors: directory already holds a node")
+	// ErrInvalidKind: a node kind other than cloud, hub or mobile.
+	ErrInvalidKind = errors.New("actors: invalid node kind")
+	// ErrInvalidConfig: an unusable init or user setting (directory,
+	// clinic id, role).
+	ErrInvalidConfig = errors.New("actors: invalid configuration")
+	// ErrInvalidEmail: a user email that is not a plain address.
+	ErrInvalidEmail = errors.New("actors: invalid email")
+	// ErrInvalidPassword: a user password too short or too long.
+	ErrInvalidPassword = errors.New("actors: invalid password")
+	// ErrDuplicateEmail: a live user already has that email.
+	ErrDuplicateEmail = errors.New("actors: email already in use")
+	// ErrKeyFile: the node's private key file is missing, malformed or
+	// does not match the public key in the store.
+	ErrKeyFile = errors.New("actors: bad node key file")
+)

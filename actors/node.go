@@ -1,0 +1,574 @@
+package actors
+
+import (
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
+	"github.com/clinicsync/clinicsync/kv"
+)
+
+// Kind is what a node is in the sync tree.
+type Kind string
+
+// Node kinds.
+const (
+	KindCloud  Kind = "cloud"  // the root: serves hubs and devices
+	KindHub    Kind = "hub"    // serves devices on a LAN, syncs with the cloud
+	KindMobile Kind = "mobile" // a device
+)
+
+// ParseKind parses cloud, hub or mobile.
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(s); k {
+	case KindCloud, KindHub, KindMobile:
+		return k, nil
+	}
+	return "", fmt.Errorf("%w %q: want cloud, hub or mobile", ErrInvalidKind, s)
+}
+
+// PeerType is the Hikma peerType of a node of this kind (kv.PeerCloud,
+// kv.PeerHub, kv.PeerMobile).
+func (k Kind) PeerType() string {
+	switch k {
+	case KindCloud:
+		return kv.PeerCloud
+	case KindHub:
+		return kv.PeerHub
+	case KindMobile:
+		return kv.PeerMobile
+	}
+	return ""
+}
+
+// Serves reports whether nodes of this kind serve downstream clients
+// (cloud and hub). Serving nodes keep tombstones after pushing them
+// upstream, so that they can still serve the deletes.
+func (k Kind) Serves() bool { return k == KindCloud || k == KindHub }
+
+// KeyFile is the node's X25519 private key inside its data directory:
+// the 32 raw bytes in base64url without padding, mode 0600.
+const KeyFile = "node.key"
+
+// Config keys of the node's identity in the store (kv.Store.Config).
+// node_id is written last by Init: its presence means "initialized".
+const (
+	cfgNodeID    = "node_id"
+	cfgKind      = "kind"
+	cfgName      = "name"
+	cfgClinics   = "clinics" // JSON array of clinic ids
+	cfgPublicKey = "public_key"
+)
+
+// InitConfig describes a new node.
+type InitConfig struct {
+	Kind    Kind
+	Name    string   // for people; may be empty
+	Clinics []string // clinic ids the node serves or belongs to
+}
+
+// Info is a node's identity.
+type Info struct {
+	NodeID    string
+	Kind      Kind
+	Name      string
+	Clinics   []string
+	PublicKey string // X25519, base64url without padding
+}
+
+// Init creates a node in dir: the directory (0700) if needed, a node id
+// (a random UUID v4), an X25519 key pair whose private half goes to
+// dir/node.key (0600) and whose public half, with the id, kind, name
+// and clinics, goes to the store's config. It refuses a directory that
+// already holds a node.
+func Init(dir string, cfg InitConfig) (Info, error) {
+	if dir == "" {
+		return Info{}, fmt.Errorf("%w: no data directory given", ErrInvalidConfig)
+	}
+	kind, err := ParseKind(string(cfg.Kind))
+	if err != nil {
+		return Info{}, err
+	}
+	clinics := []string{}
+	for _, c := range cfg.Clinics {
+		if !schema.ValidID(c) {
+			return Info{}, fmt.Errorf("%w: clinic id %q: want 1-128 characters from [A-Za-z0-9_.-]", ErrInvalidConfig, c)
+		}
+		if !slices.Contains(clinics, c) {
+			clinics = append(clinics, c)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Info{}, fmt.Errorf("actors: creating data directory: %w", err)
+	}
+	// Init writes no rows, so the clock is never read; the store still
+	// wants one.
+	st, err := kv.Open(dir, kv.Options{Clock: SystemClock{}, KeepTombstones: kind.Serves()})
+	if err != nil {
+		return Info{}, lockedHint(err)
+	}
+	info, err := initStore(st, dir, kind, cfg.Name, clinics)
+	if cerr := st.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	return info, nil
+}
+
+// initStore writes a new node's identity into its open store and its
+// private key beside it.
+func initStore(st *kv.Store, dir string, kind Kind, name string, clinics []string) (Info, error) {
+	if id, err := st.Config(cfgNodeID); err == nil {
+		k, _ := st.Config(cfgKind)
+		return Info{}, fmt.Errorf("%w: %s is node %s (%s)", ErrAlreadyInitialized, dir, id, k)
+	} else if !errors.Is(err, kv.ErrNotFound) {
+		return Info{}, err
+	}
+	id, err := newUUID()
+	if err != nil {
+		return Info{}, err
+	}
+	priv, err := codec.GenerateKey(rand.Reader)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := writeKeyFile(filepath.Join(dir, KeyFile), priv); err != nil {
+		return Info{}, err
+	}
+	info := Info{NodeID: id, Kind: kind, Name: name, Clinics: clinics,
+		PublicKey: codec.EncodePublicKey(priv.PublicKey())}
+	clinicsJSON, err := json.Marshal(clinics)
+	if err != nil {
+		return Info{}, err
+	}
+	for _, kvp := range [][2]string{
+		{cfgKind, string(kind)},
+		{cfgName, name},
+		{cfgClinics, string(clinicsJSON)},
+		{cfgPublicKey, info.PublicKey},
+		{cfgNodeID, id}, // last: marks the node initialized
+	} {
+		if err := st.SetConfig(kvp[0], kvp[1]); err != nil {
+			return Info{}, err
+		}
+	}
+	return info, nil
+}
+
+// writeKeyFile writes the private key through a temporary file renamed
+// into place, so that a crash leaves either no key or a whole one, and
+// an existing file's looser mode is not inherited.
+func writeKeyFile(path string, priv *ecdh.PrivateKey) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".node.key-*")
+	if err != nil {
+		return fmt.Errorf("actors: writing key file: %w", err)
+	}
+	tmp := f.Name()
+	text := base64.RawURLEncoding.EncodeToString(priv.Bytes()) + "\n"
+	_, werr := f.WriteString(text)
+	if werr == nil {
+		werr = f.Chmod(0o600)
+	}
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("actors: writing key file: %w", werr)
+	}
+	return nil
+}
+
+// Node is an initialized node opened for use: its store and identity.
+// A Node is safe for concurrent use. Later work adds serving and
+// syncing; today it reads and writes the local store.
+type Node struct {
+	dir   string
+	info  Info
+	store *kv.Store
+
+	// userMu guards AddUser's duplicate-email check and the write that
+	// follows it, so that two AddUser calls cannot both pass the check.
+	userMu sync.Mutex
+}
+
+// Open opens the node in dir. clock is the store's source of time (nil
+// means SystemClock). Open fails with ErrNotInitialized when dir holds
+// no node, and with kv.ErrLocked when another process (a running
+// serve) holds the store.
+func Open(dir string, clock kv.Clock) (*Node, error) {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	path := filepath.Join(dir, kv.FileName)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, notInitialized(dir)
+	} else if err != nil {
+		return nil, fmt.Errorf("actors: %w", err)
+	}
+	be, err := kv.OpenBolt(path, time.Second)
+	if err != nil {
+		return nil, lockedHint(err)
+	}
+	// The store's options depend on the node's kind, which is in the
+	// store: read it through a first Store, then build the real one over
+	// the same backend.
+	probe, err := kv.New(be, kv.Options{Clock: clock})
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	info, err := readInfo(probe)
+	if err != nil {
+		be.Close()
+		if errors.Is(err, kv.ErrNotFound) {
+			return nil, notInitialized(dir)
+		}
+		return nil, err
+	}
+	st, err := kv.New(be, kv.Options{Clock: clock, KeepTombstones: info.Kind.Serves()})
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	return &Node{dir: dir, info: info, store: st}, nil
+}
+
+func notInitialized(dir string) error {
+	return fmt.Errorf("%w in %s: run `node init --data %s --kind cloud|hub|mobile` first", ErrNotInitialized, dir, dir)
+}
+
+func lockedHint(err error) error {
+	if errors.Is(err, kv.ErrLocked) {
+		return fmt.Errorf("%w (a `node serve` process probably holds it)", err)
+	}
+	return err
+}
+
+func readInfo(st *kv.Store) (Info, error) {
+	var info Info
+	id, err := st.Config(cfgNodeID)
+	if err != nil {
+		return Info{}, err
+	}
+	info.NodeID = id
+	kind, err := st.Config(cfgKind)
+	if err != nil {
+		return Info{}, fmt.Errorf("%w: node %s has no kind", kv.ErrCorrupt, id)
+	}
+	if info.Kind, err = ParseKind(kind); err != nil {
+		return Info{}, fmt.Errorf("%w: node %s: %v", kv.ErrCorrupt, id, err)
+	}
+	if info.Name, err = st.Config(cfgName); err != nil && !errors.Is(err, kv.ErrNotFound) {
+		return Info{}, err
+	}
+	if c, err := st.Config(cfgClinics); err == nil {
+		if err := json.Unmarshal([]byte(c), &info.Clinics); err != nil {
+			return Info{}, fmt.Errorf("%w: node %s: clinics: %v", kv.ErrCorrupt, id, err)
+		}
+	} else if !errors.Is(err, kv.ErrNotFound) {
+		return Info{}, err
+	}
+	if info.Clinics == nil {
+		info.Clinics = []string{}
+	}
+	if info.PublicKey, err = st.Config(cfgPublicKey); err != nil {
+		return Info{}, fmt.Errorf("%w: node %s has no public key", kv.ErrCorrupt, id)
+	}
+	return info, nil
+}
+
+// Info returns the node's identity.
+func (n *Node) Info() Info {
+	info := n.info
+	info.Clinics = slices.Clone(n.info.Clinics)
+	return info
+}
+
+// Dir returns the node's data directory.
+func (n *Node) Dir() string { return n.dir }
+
+// Store returns the node's store.
+func (n *Node) Store() *kv.Store { return n.store }
+
+// Close closes the store.
+func (n *Node) Close() error { return n.store.Close() }
+
+// PrivateKey reads the node's X25519 private key from its key file and
+// checks it against the public key in the store.
+func (n *Node) PrivateKey() (*ecdh.PrivateKey, error) {
+	path := filepath.Join(n.dir, KeyFile)
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(strings.TrimSpace(string(text)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: not base64url: %v", ErrKeyFile, path, err)
+	}
+	priv, err := ecdh.X25519().NewPrivateKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrKeyFile, path, err)
+	}
+	if codec.EncodePublicKey(priv.PublicKey()) != n.info.PublicKey {
+		return nil, fmt.Errorf("%w: %s does not match the node's public key", ErrKeyFile, path)
+	}
+	return priv, nil
+}
+
+// Put writes a row from command-line text: each column's text is parsed
+// with codec.ParseText against the catalog column, then the row is
+// created or updated as a local write (kv.Store.Put). An empty id makes
+// a new random UUID v4. Nothing is written if any column is unknown or
+// any value does not parse.
+func (n *Node) Put(table, id string, text map[string]string) (kv.Record, error) {
+	t, ok := n.store.Catalog().Table(table)
+	if !ok {
+		return kv.Record{}, fmt.Errorf("%w %q", kv.ErrUnknownTable, table)
+	}
+	cols := make(map[string]codec.Value, len(text))
+	for _, name := range slices.Sorted(maps.Keys(text)) {
+		col, ok := t.Column(name)
+		if !ok {
+			return kv.Record{}, unknownColumn(t, name)
+		}
+		v, err := codec.ParseText(col, text[name])
+		if err != nil {
+			return kv.Record{}, err
+		}
+		cols[name] = v
+	}
+	if id == "" {
+		var err error
+		if id, err = newUUID(); err != nil {
+			return kv.Record{}, err
+		}
+	}
+	return n.store.Put(table, id, cols)
+}
+
+// unknownColumn names the column and, when one is close, suggests it.
+func unknownColumn(t *schema.Table, name string) error {
+	err := fmt.Errorf("%w: %s has no column %q", kv.ErrUnknownColumn, t.Name, name)
+	if name == "id" || name == "_status" || name == "_changed" {
+		return fmt.Errorf("%w (%s is row metadata, not a column)", err, name)
+	}
+	best, bestD := "", 3 // suggest only within two edits
+	for _, c := range t.Columns {
+		if d := editDistance(name, c.Name); d < bestD {
+			best, bestD = c.Name, d
+		}
+	}
+	if best != "" {
+		return fmt.Errorf("%w (did you mean %q?)", err, best)
+	}
+	return err
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes
+// (column names are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Delete deletes a row locally (it becomes a tombstone pending upstream).
+func (n *Node) Delete(table, id string) error { return n.store.Delete(table, id) }
+
+// Rows returns the rows of a table in id order, tombstones included; with
+// a non-empty id, just that row (kv.ErrNotFound if absent).
+func (n *Node) Rows(table, id string) ([]kv.Record, error) {
+	if id != "" {
+		r, err := n.store.Get(table, id)
+		if err != nil {
+			return nil, err
+		}
+		return []kv.Record{r}, nil
+	}
+	var out []kv.Record
+	err := n.store.Rows(table, func(r kv.Record) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// Status is what a node is doing and what it has to push.
+type Status struct {
+	NodeID string
+	Kind   Kind
+	// State is the sync state machine's state. It is "idle" until the
+	// sync engine exists.
+	State string
+	// Mode is "offline" (through the local store) or "online". Only
+	// offline exists so far.
+	Mode    string
+	Peers   []kv.Peer
+	Pending int // rows with changes to push upstream
+}
+
+// Status reports the node's sync state, peers and pending changes.
+func (n *Node) Status() (Status, error) {
+	peers, err := n.store.Peers()
+	if err != nil {
+		return Status{}, err
+	}
+	pending, err := n.store.PendingCount()
+	if err != nil {
+		return Status{}, err
+	}
+	return Status{NodeID: n.info.NodeID, Kind: n.info.Kind, State: "idle", Mode: "offline",
+		Peers: peers, Pending: pending}, nil
+}
+
+// Users.
+const (
+	// MinPasswordLen is the shortest password AddUser accepts, in
+	// characters. bcrypt also caps passwords at 72 bytes.
+	MinPasswordLen = 8
+	// BcryptCost is the bcrypt cost of users.hashed_password.
+	BcryptCost = 10
+	// DefaultRole is the role of a user added without one.
+	DefaultRole = "provider"
+)
+
+// UserConfig describes a user to add.
+type UserConfig struct {
+	Email    string // normalized to lower case
+	Password string // at least MinPasswordLen characters, at most 72 bytes
+	Name     string // default: the email
+	Role     string // default: DefaultRole
+	// ClinicID is the user's clinic; default the node's first clinic,
+	// or "" when the node has none.
+	ClinicID string
+}
+
+// AddUser adds a row to the synced users table, so that it travels to
+// hubs like any other row, with the password hashed with bcrypt. The
+// email must be a plain address not used by another live user. It
+// returns the new user's id.
+func (n *Node) AddUser(u UserConfig) (string, error) {
+	email := strings.ToLower(strings.TrimSpace(u.Email))
+	if a, err := mail.ParseAddress(email); err != nil || a.Address != email || a.Name != "" {
+		return "", fmt.Errorf("%w %q: want a plain address such as name@example.org", ErrInvalidEmail, u.Email)
+	}
+	if utf8.RuneCountInString(u.Password) < MinPasswordLen {
+		return "", fmt.Errorf("%w: at least %d characters needed", ErrInvalidPassword, MinPasswordLen)
+	}
+	if len(u.Password) > 72 {
+		return "", fmt.Errorf("%w: at most 72 bytes (a bcrypt limit)", ErrInvalidPassword)
+	}
+	name := strings.TrimSpace(u.Name)
+	if name == "" {
+		name = email
+	}
+	role := strings.TrimSpace(u.Role)
+	if role == "" {
+		role = DefaultRole
+	}
+	if !schema.ValidName(role) {
+		return "", fmt.Errorf("%w: role %q: want lower-case snake_case such as provider or admin", ErrInvalidConfig, u.Role)
+	}
+	clinic := u.ClinicID
+	if clinic == "" && len(n.info.Clinics) > 0 {
+		clinic = n.info.Clinics[0]
+	}
+	if clinic != "" && !schema.ValidID(clinic) {
+		return "", fmt.Errorf("%w: clinic id %q: want 1-128 characters from [A-Za-z0-9_.-]", ErrInvalidConfig, clinic)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), BcryptCost)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalidPassword, err)
+	}
+	id, err := newUUID()
+	if err != nil {
+		return "", err
+	}
+
+	n.userMu.Lock()
+	defer n.userMu.Unlock()
+	if other, err := n.userByEmail(email); err != nil {
+		return "", err
+	} else if other != "" {
+		return "", fmt.Errorf("%w: %s is user %s", ErrDuplicateEmail, email, other)
+	}
+	_, err = n.store.Put("users", id, map[string]codec.Value{
+		"email":           codec.String(email),
+		"name":            codec.String(name),
+		"role":            codec.String(role),
+		"clinic_id":       codec.String(clinic),
+		"is_deleted":      codec.Bool(false),
+		"hashed_password": codec.String(string(hash)),
+	})
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// userByEmail returns the id of the live user (neither a tombstone nor
+// soft-deleted) with that email (compared in lower case), or "".
+func (n *Node) userByEmail(email string) (string, error) {
+	found := ""
+	err := n.store.Rows("users", func(r kv.Record) error {
+		if found != "" || r.Deleted || r.Cols["is_deleted"].Bool {
+			return nil
+		}
+		if e := r.Cols["email"]; e.Kind == codec.KindString && strings.ToLower(e.Str) == email {
+			found = r.ID
+		}
+		return nil
+	})
+	return found, err
+}
+
+// newUUID returns a random (version 4) UUID from crypto/rand.
+func newUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("actors: reading randomness: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
+}

@@ -1,0 +1,97 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/kv"
+	pb "github.com/clinicsync/clinicsync/proto"
+)
+
+// DefaultPageSize bounds the records of one pull page.
+const DefaultPageSize = 1000
+
+// Server answers pulls and pushes from downstream peers over a store:
+// the serving side of a cloud or hub, whatever the transport.
+type Server struct {
+	Store  *kv.Store
+	Policy fsm.Policy
+	// Relay marks a hub: rows accepted from devices become pending for
+	// the hub's own upstream.
+	Relay    bool
+	PageSize int
+}
+
+// Pull answers one page of a pull.
+func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, error) {
+	since := req.GetLastPulledAt()
+	if since < 0 {
+		return nil, fmt.Errorf("%w: last_pulled_at %d is negative", ErrBadRequest, since)
+	}
+	from := since
+	if cont := req.GetContinuation(); cont != "" {
+		c, err := strconv.ParseInt(cont, 10, 64)
+		if err != nil || c < since {
+			return nil, fmt.Errorf("%w: continuation %q is not a cursor after last_pulled_at", ErrBadRequest, cont)
+		}
+		from = c
+	}
+	size := int(req.GetPageSize())
+	if size <= 0 || size > s.pageSize() {
+		size = s.pageSize()
+	}
+	page, err := s.Store.ChangesSince(from, size)
+	if err != nil {
+		return nil, err
+	}
+	cs := fsm.Serve(page.Records, since, c, s.Store.Catalog())
+	cs.Timestamp = page.Timestamp
+	resp := &pb.PullResponse{
+		ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
+		RequestId:       req.GetRequestId(),
+		Changes:         codec.ChangesetToProto(cs),
+		Timestamp:       page.Timestamp,
+		Sent:            uint64(cs.Count()),
+	}
+	if page.More {
+		resp.Continuation = strconv.FormatInt(page.Next, 10)
+	}
+	return resp, nil
+}
+
+func (s *Server) pageSize() int {
+	if s.PageSize > 0 {
+		return s.PageSize
+	}
+	return DefaultPageSize
+}
+
+// Push applies a push in one transaction, or nothing: under the strict
+// policy a conflict returns fsm.ErrConflict.
+func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, error) {
+	cs, err := codec.ChangesetFromProto(req.GetChanges(), s.Store.Catalog())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	merge := fsm.Push{Caller: c, LastPulledAt: req.GetLastPulledAt(), Policy: s.Policy, Relay: s.Relay,
+		Catalog: s.Store.Catalog(), MaxValueBytes: kv.MaxValueBytes}.Merge()
+	res, err := s.Store.Apply(kv.Batch{Changes: fsm.Changes(cs)}, merge)
+	if err != nil {
+		if errors.Is(err, fsm.ErrConflict) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("actors: apply push: %w", err)
+	}
+	resp := &pb.PushResponse{
+		ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
+		RequestId:       req.GetRequestId(),
+		Accepted:        uint64(res.Written + res.Purged + res.Skipped),
+	}
+	for _, r := range res.Rejected {
+		resp.Rejected = append(resp.Rejected, &pb.Rejection{Table: r.Table, Id: r.ID, Reason: r.Reason})
+	}
+	return resp, nil
+}

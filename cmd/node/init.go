@@ -1,0 +1,50 @@
+package main
+
+import (
+	"io"
+	"strings"
+
+	"github.com/clinicsync/clinicsync/actors"
+)
+
+// cmdInit: node init --data DIR --kind cloud|hub|mobile [--name N] [--clinic ID ...]
+func cmdInit(name string, args []string, out io.Writer) error {
+	f := newFlags(name)
+	kind := f.String("kind", "", "cloud, hub or mobile")
+	nodeName := f.String("name", "", "a name for people")
+	var clinics stringsFlag
+	f.Var(&clinics, "clinic", "a clinic `id` (repeatable)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	if err := f.require("kind", *kind); err != nil {
+		return err
+	}
+	k, err := actors.ParseKind(*kind)
+	if err != nil {
+		return usageErr(name, "--kind %q: want cloud, hub or mobile", *kind)
+	}
+	info, err := actors.Init(f.data, actors.InitConfig{Kind: k, Name: *nodeName, Clinics: clinics})
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return writeJSON(out, struct {
+			NodeID    string `json:"node_id"`
+			Kind      string `json:"kind"`
+			PublicKey string `json:"public_key"`
+		}{info.NodeID, string(info.Kind), info.PublicKey})
+	}
+	pairs := [][2]string{{"node_id", info.NodeID}, {"kind", string(info.Kind)}, {"public_key", info.PublicKey}}
+	if info.Name != "" {
+		pairs = append(pairs, [2]string{"name", info.Name})
+	}
+	if len(info.Clinics) > 0 {
+		pairs = append(pairs, [2]string{"clinics", strings.Join(info.Clinics, ",")})
+	}
+	return writePairs(out, pairs)
+}

@@ -1,0 +1,231 @@
+// Command node runs a clinicsync node: it creates one, adds users, reads
+// and writes its rows and reports its status. See `node help` and the
+// "Command line" section of the design, which this binary follows.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/clinicsync/clinicsync/actors"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `usage: node <command> [flags]
+
+Every command takes --data DIR (the node's directory) and --json
+(machine-readable output). Failures exit 1 (2 for usage errors) with
+one line on stderr.
+
+Available:
+  node init     --data DIR --kind cloud|hub|mobile [--name N] [--clinic ID ...]
+  node user add --data DIR --email E --password P [--name N] [--role R] [--clinic ID]
+  node put      --data DIR --table T [--id ID] COL=VALUE ...
+  node delete   --data DIR --table T --id ID
+  node rows     --data DIR --table T [--id ID]
+  node status   --data DIR
+
+Not available yet in this build (they exit 2):
+  serve, sync, login, peer, device, force-upload, force-download, mode
+
+put values: null; text as is; numbers; true/false/1/0; JSON text;
+timestamps as epoch ms, RFC 3339 or YYYY-MM-DD; dates as YYYY-MM-DD.
+`
+
+// command runs one subcommand. name is how errors call it ("put",
+// "user add").
+type command func(name string, args []string, out io.Writer) error
+
+var commands = map[string]command{
+	"init":   cmdInit,
+	"user":   cmdUser,
+	"put":    cmdPut,
+	"delete": cmdDelete,
+	"rows":   cmdRows,
+	"status": cmdStatus,
+}
+
+// notYet are the design's subcommands this build does not have.
+var notYet = map[string]bool{
+	"serve": true, "sync": true, "login": true, "peer": true, "device": true,
+	"force-upload": true, "force-download": true, "mode": true,
+}
+
+// run is the whole program: it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintln(stderr, oneLine(fmt.Sprintf(format, a...)))
+		return code
+	}
+	if len(args) == 0 {
+		return fail(2, "node: missing command (run `node help` for usage)")
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		if notYet[name] {
+			return fail(2, "node %s: not available yet in this build", name)
+		}
+		return fail(2, "node: unknown command %q (run `node help` for usage)", name)
+	}
+	err := cmd(name, args[1:], stdout)
+	var ue *usageError
+	var ce *cmdError
+	if errors.As(err, &ce) {
+		name = ce.cmd
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return 0
+	case errors.As(err, &ue):
+		return fail(2, "node %s: %v", ue.cmd, ue.err)
+	default:
+		return fail(1, "node %s: %v", name, err)
+	}
+}
+
+// usageError is a mistake in the command line (exit 2).
+type usageError struct {
+	cmd string
+	err error
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usageErr(cmd, format string, a ...any) error {
+	return &usageError{cmd, fmt.Errorf(format, a...)}
+}
+
+// cmdError names a subcommand of a group in a runtime failure.
+type cmdError struct {
+	cmd string
+	err error
+}
+
+func (e *cmdError) Error() string { return e.err.Error() }
+func (e *cmdError) Unwrap() error { return e.err }
+
+// oneLine keeps a message on one line.
+func oneLine(s string) string {
+	return strings.NewReplacer("\r\n", "; ", "\n", "; ", "\r", "; ").Replace(strings.TrimSpace(s))
+}
+
+// flags is a subcommand's flag set with the common --data and --json.
+type flags struct {
+	*flag.FlagSet
+	name string
+	data string
+	json bool
+}
+
+func newFlags(name string) *flags {
+	f := &flags{FlagSet: flag.NewFlagSet("node "+name, flag.ContinueOnError), name: name}
+	f.SetOutput(io.Discard) // errors are reported by run, on one line
+	f.StringVar(&f.data, "data", "", "the node's data `directory`")
+	f.BoolVar(&f.json, "json", false, "machine-readable output")
+	return f
+}
+
+// parse parses flags anywhere among the arguments (flag stops at the
+// first positional one) and returns the positional ones. Everything
+// after "--" is positional. It requires --data.
+func (f *flags) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageErr(f.name, "%v", err)
+		}
+		rest := f.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if f.data == "" {
+		return nil, usageErr(f.name, "missing --data DIR")
+	}
+	return pos, nil
+}
+
+// noArgs refuses positional arguments.
+func (f *flags) noArgs(pos []string) error {
+	if len(pos) > 0 {
+		return usageErr(f.name, "unexpected argument %q", pos[0])
+	}
+	return nil
+}
+
+// require refuses an empty required flag.
+func (f *flags) require(flagName, value string) error {
+	if value == "" {
+		return usageErr(f.name, "missing --%s", flagName)
+	}
+	return nil
+}
+
+// stringsFlag is a repeatable string flag.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// withNode opens the node of --data, calls fn and closes the node.
+func (f *flags) withNode(fn func(*actors.Node) error) error {
+	n, err := actors.Open(f.data, actors.SystemClock{})
+	if err != nil {
+		return err
+	}
+	err = fn(n)
+	if cerr := n.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeJSON writes v as one line of JSON.
+func writeJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// writePairs writes key/value lines with the values aligned.
+func writePairs(out io.Writer, pairs [][2]string) error {
+	width := 0
+	for _, p := range pairs {
+		width = max(width, len(p[0]))
+	}
+	var b strings.Builder
+	for _, p := range pairs {
+		if p[1] == "" { // no trailing blanks
+			fmt.Fprintf(&b, "%s\n", p[0])
+			continue
+		}
+		fmt.Fprintf(&b, "%-*s  %s\n", width, p[0], p[1])
+	}
+	_, err := io.WriteString(out, b.String())
+	return err
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"flag"
+	"io"
+
+	"github.com/clinicsync/clinicsync/actors"
+)
+
+// cmdUser: node user add --data DIR --email E --password P [--name N] [--role R] [--clinic ID]
+func cmdUser(name string, args []string, out io.Writer) error {
+	if len(args) == 0 || args[0] != "add" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		return usageErr(name, "want `node user add --data DIR --email E --password P`")
+	}
+	name += " add"
+	f := newFlags(name)
+	email := f.String("email", "", "the user's email (their login)")
+	password := f.String("password", "", "at least 8 characters")
+	userName := f.String("name", "", "display name (default: the email)")
+	role := f.String("role", "", "role (default: provider)")
+	clinic := f.String("clinic", "", "clinic `id` (default: the node's first clinic)")
+	pos, err := f.parse(args[1:])
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	if err := f.require("email", *email); err != nil {
+		return err
+	}
+	if err := f.require("password", *password); err != nil {
+		return err
+	}
+	var id string
+	err = f.withNode(func(n *actors.Node) (err error) {
+		id, err = n.AddUser(actors.UserConfig{Email: *email, Password: *password,
+			Name: *userName, Role: *role, ClinicID: *clinic})
+		return err
+	})
+	if err != nil {
+		return &cmdError{name, err}
+	}
+	if f.json {
+		return writeJSON(out, struct {
+			UserID string `json:"user_id"`
+		}{id})
+	}
+	return writePairs(out, [][2]string{{"user_id", id}})
+}
