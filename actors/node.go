@@ -120,7 +120,7 @@ func Init(dir string, cfg InitConfig) (Info, error) {
 	}
 	// Init writes no rows, so the clock is never read; the store still
 	// wants one.
-	st, err := kv.Open(dir, kv.Options{Clock: SystemClock{}, KeepTombstones: kind.Serves()})
+	st, err := kv.Open(dir, kv.Options{Clock: SystemClock{}, KeepTombstones: kind.Serves(), Root: kind == KindCloud})
 	if err != nil {
 		return Info{}, lockedHint(err)
 	}
@@ -251,7 +251,7 @@ func Open(dir string, clock kv.Clock) (*Node, error) {
 		}
 		return nil, err
 	}
-	st, err := kv.New(be, kv.Options{Clock: clock, KeepTombstones: info.Kind.Serves()})
+	st, err := kv.New(be, kv.Options{Clock: clock, KeepTombstones: info.Kind.Serves(), Root: info.Kind == KindCloud})
 	if err != nil {
 		be.Close()
 		return nil, err

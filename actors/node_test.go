@@ -209,8 +209,8 @@ func TestNodeAddUser(t *testing.T) {
 			t.Errorf("users.%s = %v, want %v", col, r.Cols[col], v)
 		}
 	}
-	if r.Status != kv.Created {
-		t.Errorf("user status = %v, want created (pending upstream like any synced row)", r.Status)
+	if r.Status != kv.Synced {
+		t.Errorf("user status = %v, want synced (a cloud has no upstream)", r.Status)
 	}
 	hash := r.Cols["hashed_password"].Str
 	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("correct horse")); err != nil {

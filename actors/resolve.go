@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/clinicsync/clinicsync/fsm"
 	"github.com/clinicsync/clinicsync/kv"
 )
 
@@ -44,6 +45,8 @@ func UserMessage(peerType string, err error) string {
 		return "Please make sure you are on the same network and Wi-Fi is enabled."
 	case errors.Is(err, ErrUnreachable):
 		return "Please make sure you have internet or contact your administrator."
+	case errors.Is(err, fsm.ErrConflict):
+		return "The server has changes made since this device last synced; sync again to merge them."
 	}
 	return "Sync failed: " + err.Error()
 }

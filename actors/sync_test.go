@@ -176,7 +176,7 @@ func (w *world) addNode(td *datadriven.TestData) string {
 	name := td.CmdArgs[0].Key
 	kind, _ := arg(td, "kind")
 	n := &node{name: name, kind: kind, be: kv.NewMemory(), machine: fsm.NewMachine()}
-	n.opts = kv.Options{Clock: w.clock, KeepTombstones: kind != "mobile"}
+	n.opts = kv.Options{Clock: w.clock, KeepTombstones: kind != "mobile", Root: kind == "cloud"}
 	s, err := kv.New(n.be, n.opts)
 	if err != nil {
 		w.t.Fatal(err)

@@ -127,8 +127,9 @@ func (s *Store) purge(tx Tx, old *Record) error {
 // catalog (unknown columns and wrongly typed values are refused);
 // created_at and updated_at are set from the clock when the table has
 // them and the caller did not. The row becomes pending upstream with
-// the written columns of an update added to its _changed (tables that
-// never go upstream stay synced), and the write is logged.
+// the written columns of an update added to its _changed (rows that
+// never go upstream, on a root node or in a table that is not pushed,
+// stay synced), and the write is logged.
 func (s *Store) Put(table, id string, cols map[string]codec.Value) (Record, error) {
 	t, err := s.table(table)
 	if err != nil {
@@ -183,7 +184,7 @@ func (s *Store) Put(table, id string, cols map[string]codec.Value) (Record, erro
 			}
 		}
 		r.Changed = addChanged(r.Changed, written)
-		if t.Flow != schema.Synced { // nothing to push: the table never goes upstream
+		if t.Flow != schema.Synced || s.opts.Root { // nothing to push: no upstream for this row
 			r.Status, r.Changed = Synced, nil
 		}
 		if err := s.save(tx, old, &r); err != nil {
@@ -215,7 +216,7 @@ func (s *Store) Delete(table, id string) error {
 			return nil
 		}
 		r := Record{Row: codec.Row{Table: table, ID: id}, Status: Deleted, Deleted: true, Origin: old.Origin}
-		if t.Flow != schema.Synced {
+		if t.Flow != schema.Synced || s.opts.Root {
 			if !s.opts.KeepTombstones {
 				if err := s.purge(tx, old); err != nil {
 					return err

@@ -22,6 +22,9 @@ type Options struct {
 	// was pushed upstream, so that it can still be served downstream.
 	// Serving nodes (cloud, hub) set it; devices purge.
 	KeepTombstones bool
+	// Root marks a node without upstream (a cloud): its local writes
+	// have nowhere to go, so they are never pending.
+	Root bool
 }
 
 // Store is a node's database: rows with sync metadata and their
