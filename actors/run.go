@@ -65,6 +65,7 @@ type Run struct {
 	since    int64
 	pageSize int
 	ids      func() string
+	merge    kv.Merge
 
 	from    int64 // last_pulled_at of this run's pull
 	pulled  int
@@ -85,12 +86,18 @@ type RunConfig struct {
 	PageSize int
 	// RequestID returns a fresh request id (default: a counter).
 	RequestID func() string
+	// Merge applies pulled rows (default fsm.ApplyPulled). The
+	// simulator swaps in a broken one to prove its checks catch it.
+	Merge kv.Merge
 }
 
 // NewRun prepares a sync; Start begins it.
 func NewRun(c RunConfig) *Run {
 	r := &Run{store: c.Store, machine: c.Machine, clock: c.Clock, peer: c.Peer, trigger: c.Trigger,
-		since: c.Since, pageSize: c.PageSize, ids: c.RequestID}
+		since: c.Since, pageSize: c.PageSize, ids: c.RequestID, merge: c.Merge}
+	if r.merge == nil {
+		r.merge = fsm.ApplyPulled
+	}
 	if r.pageSize <= 0 {
 		r.pageSize = DefaultPageSize
 	}
@@ -153,7 +160,7 @@ func (r *Run) OnPull(resp *pb.PullResponse) Step {
 			batch.Peer, batch.PullCursor = r.peer.ID, resp.GetTimestamp()
 		}
 	}
-	if _, err := r.store.Apply(batch, fsm.ApplyPulled); err != nil {
+	if _, err := r.store.Apply(batch, r.merge); err != nil {
 		return r.Fail(fmt.Errorf("actors: apply pulled changes: %w", err))
 	}
 	r.pulled += cs.Count()

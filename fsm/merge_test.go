@@ -1,0 +1,188 @@
+package fsm_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
+	"github.com/clinicsync/clinicsync/fsm"
+)
+
+func cols(kv ...string) map[string]codec.Value {
+	m := map[string]codec.Value{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = codec.String(kv[i+1])
+	}
+	return m
+}
+
+func rec(status codec.Status, changed string, c map[string]codec.Value) *codec.Record {
+	r := &codec.Record{Row: codec.Row{Table: "patients", ID: "p1", Cols: c}, Status: status, Cursor: 10, CreatedCursor: 5}
+	if changed != "" {
+		r.Changed = strings.Split(changed, ",")
+	}
+	if status == codec.Deleted {
+		r.Deleted, r.Cols = true, nil
+	}
+	return r
+}
+
+func change(c map[string]codec.Value, changed ...string) codec.Change {
+	return codec.Change{Row: codec.Row{Table: "patients", ID: "p1", Cols: c, Changed: changed}}
+}
+
+var deleteP1 = codec.Change{Row: codec.Row{Table: "patients", ID: "p1"}, Delete: true}
+
+// TestApplyPulled is the seed's per-column table and the delete rules.
+func TestApplyPulled(t *testing.T) {
+	remote := cols("given_name", "Remote", "phone", "222")
+	cases := []struct {
+		name string
+		cur  *codec.Record
+		in   codec.Change
+		op   codec.Op
+		want map[string]codec.Value // columns after a write
+		st   codec.Status
+	}{
+		{"missing locally: created", nil, change(remote), codec.Write, remote, codec.Synced},
+		{"synced: remote wins", rec(codec.Synced, "", cols("given_name", "Local", "phone", "111")), change(remote), codec.Write, remote, codec.Synced},
+		{"name remote wins, phone in _changed local wins", rec(codec.Updated, "phone", cols("given_name", "Local", "phone", "111")),
+			change(remote), codec.Write, cols("given_name", "Remote", "phone", "111"), codec.Updated},
+		{"local column absent remotely kept", rec(codec.Synced, "", cols("given_name", "L", "phone", "1", "camp", "c")),
+			change(remote), codec.Write, cols("given_name", "Remote", "phone", "222", "camp", "c"), codec.Synced},
+		{"identical: skipped (no echo)", rec(codec.Synced, "", remote), change(remote), codec.Skip, nil, 0},
+		{"local delete vs remote update: stays deleted", rec(codec.Deleted, "", nil), change(remote), codec.Skip, nil, 0},
+		{"remote delete vs local edit: removed", rec(codec.Updated, "phone", cols("phone", "111")), deleteP1, codec.Purge, nil, 0},
+		{"remote delete of a local tombstone: purged", rec(codec.Deleted, "", nil), deleteP1, codec.Purge, nil, 0},
+		{"remote delete of unknown row: skipped", nil, deleteP1, codec.Skip, nil, 0},
+	}
+	for _, c := range cases {
+		out, err := fsm.ApplyPulled(c.cur, c.in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if out.Op != c.op {
+			t.Errorf("%s: op %s, want %s", c.name, out.Op, c.op)
+			continue
+		}
+		if c.op != codec.Write {
+			continue
+		}
+		got := codec.Row{Table: "patients", ID: "p1", Cols: out.Record.Cols}
+		want := codec.Row{Table: "patients", ID: "p1", Cols: c.want}
+		if got.String() != want.String() || out.Record.Status != c.st {
+			t.Errorf("%s: got %s %s, want %s %s", c.name, got, out.Record.Status, want, c.st)
+		}
+		if c.cur != nil && strings.Join(out.Record.Changed, ",") != strings.Join(c.cur.Changed, ",") {
+			t.Errorf("%s: _changed %v, want the local %v", c.name, out.Record.Changed, c.cur.Changed)
+		}
+	}
+}
+
+func patientCols(given, phone string) map[string]codec.Value {
+	c := map[string]codec.Value{}
+	t, _ := schema.Default().Table("patients")
+	for _, col := range t.Columns {
+		if col.Optional {
+			continue
+		}
+		switch col.Type {
+		case schema.Bool:
+			c[col.Name] = codec.Bool(false)
+		case schema.JSON:
+			c[col.Name] = codec.JSONText("{}")
+		case schema.Timestamp:
+			c[col.Name] = codec.Int(1772355600000)
+		case schema.Date:
+			c[col.Name] = codec.String("1990-04-01")
+		default:
+			c[col.Name] = codec.String("x")
+		}
+	}
+	c["given_name"], c["phone"] = codec.String(given), codec.String(phone)
+	return c
+}
+
+func TestPushMerge(t *testing.T) {
+	cat := schema.Default()
+	server := func(c map[string]codec.Value) *codec.Record {
+		return &codec.Record{Row: codec.Row{Table: "patients", ID: "p1", Cols: c}, Cursor: 20, CreatedCursor: 5}
+	}
+	push := func(policy fsm.Policy, lastPulled int64, relay bool) func(*codec.Record, codec.Change) (codec.Outcome, error) {
+		return fsm.Push{Caller: fsm.Caller{ID: "dev1"}, LastPulledAt: lastPulled, Policy: policy, Relay: relay, Catalog: cat}.Merge()
+	}
+	base := patientCols("Amina", "111")
+
+	// Created that exists is an update; identical is a no-op.
+	out, _ := push(fsm.MergePolicy, 30, false)(server(base), change(base))
+	if out.Op != codec.Skip {
+		t.Errorf("idempotent re-push: %s", out.Op)
+	}
+	// A new row is created synced on a cloud, pending on a relay, with
+	// the push's last_pulled_at as its creation cursor.
+	out, _ = push(fsm.MergePolicy, 30, false)(nil, change(base))
+	if out.Op != codec.Write || out.Record.Status != codec.Synced || out.Record.CreatedCursor != 30 || out.Record.Origin != "dev1" {
+		t.Errorf("create on cloud: %+v", out)
+	}
+	out, _ = push(fsm.MergePolicy, 30, true)(nil, change(base, "phone"))
+	if out.Record.Status != codec.Created || strings.Join(out.Record.Changed, ",") != "phone" {
+		t.Errorf("create on relay: %+v", out)
+	}
+	// Conflict (server changed at 20 after the pull at 10).
+	edited := patientCols("Amina", "999") // device changed phone
+	edited["given_name"] = codec.String("stale")
+	if _, err := push(fsm.StrictPolicy, 10, false)(server(patientCols("Aminah", "111")), change(edited, "phone")); !errors.Is(err, fsm.ErrConflict) {
+		t.Errorf("strict conflict: %v", err)
+	}
+	out, _ = push(fsm.MergePolicy, 10, false)(server(patientCols("Aminah", "111")), change(edited, "phone"))
+	if out.Op != codec.Write || out.Record.Cols["given_name"].Str != "Aminah" || out.Record.Cols["phone"].Str != "999" {
+		t.Errorf("merge conflict: %+v", out.Record.Cols)
+	}
+	// No conflict: the pushed row is taken whole.
+	out, _ = push(fsm.MergePolicy, 25, false)(server(patientCols("Aminah", "111")), change(edited, "phone"))
+	if out.Record.Cols["given_name"].Str != "stale" {
+		t.Errorf("no conflict: %+v", out.Record.Cols)
+	}
+	// Deletes: unknown ignored; tombstone not resurrected by an update.
+	tomb := &codec.Record{Row: codec.Row{Table: "patients", ID: "p1"}, Deleted: true, Cursor: 5}
+	for name, o := range map[string]codec.Outcome{
+		"unknown delete": must(push(fsm.MergePolicy, 30, false)(nil, deleteP1)),
+		"update of tombstone": must(push(fsm.MergePolicy, 30, false)(tomb, change(base))),
+	} {
+		if o.Op != codec.Skip {
+			t.Errorf("%s: %s", name, o.Op)
+		}
+	}
+	out, _ = push(fsm.MergePolicy, 30, false)(server(base), deleteP1)
+	if out.Op != codec.Write || !out.Record.Deleted {
+		t.Errorf("delete: %+v", out)
+	}
+	// Rejections: invalid value, missing required column on create,
+	// a down-only table; device-local tables are ignored.
+	bad := patientCols("A", "1")
+	bad["date_of_birth"] = codec.String("1990-02-30")
+	missing := patientCols("A", "1")
+	delete(missing, "surname")
+	for name, c := range map[string]codec.Change{
+		"invalid date":     change(bad),
+		"missing required": change(missing),
+		"down-only table":  {Row: codec.Row{Table: "app_config", ID: "a1", Cols: cols("namespace", "system")}},
+	} {
+		o := must(push(fsm.MergePolicy, 30, false)(nil, c))
+		if o.Op != codec.Reject || o.Reason == "" {
+			t.Errorf("%s: %+v", name, o)
+		}
+	}
+	if o := must(push(fsm.MergePolicy, 30, false)(nil, codec.Change{Row: codec.Row{Table: "event_logs", ID: "e1"}})); o.Op != codec.Skip {
+		t.Errorf("device-local table: %+v", o)
+	}
+}
+
+func must(o codec.Outcome, err error) codec.Outcome {
+	if err != nil {
+		panic(err)
+	}
+	return o
+}
