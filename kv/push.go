@@ -23,22 +23,31 @@ func (s *Store) Collect(limit int) ([]Record, error) {
 			return err
 		}
 		return pi.Ascend(nil, func(k, _ []byte) (bool, error) {
-			table, id, err := splitRowKey(k)
+			r, err := indexed(tx, bPending, k)
 			if err != nil {
 				return false, err
 			}
-			r, err := getRecord(tx, table, id)
-			if err != nil {
-				return false, err
-			}
-			if r == nil {
-				return false, fmt.Errorf("%w: pending index names missing row %s/%s", ErrCorrupt, table, id)
-			}
-			out = append(out, *r)
+			out = append(out, r)
 			return limit <= 0 || len(out) < limit, nil
 		})
 	})
 	return out, err
+}
+
+// indexed reads the row an index entry names (table \x00 id).
+func indexed(tx Tx, index string, key []byte) (Record, error) {
+	table, id, err := splitRowKey(key)
+	if err != nil {
+		return Record{}, err
+	}
+	r, err := getRecord(tx, table, id)
+	if err != nil {
+		return Record{}, err
+	}
+	if r == nil {
+		return Record{}, fmt.Errorf("%w: %s index names missing row %s/%s", ErrCorrupt, index, table, id)
+	}
+	return *r, nil
 }
 
 // PendingCount returns the number of rows pending upstream.

@@ -1,7 +1,5 @@
 package kv
 
-import "fmt"
-
 // Page is one read of the cursor index.
 type Page struct {
 	Records []Record // changed rows and tombstones, in cursor order
@@ -36,18 +34,11 @@ func (s *Store) ChangesSince(since int64, limit int) (Page, error) {
 				p.More = true
 				return false, nil
 			}
-			table, id, err := splitRowKey(v)
+			r, err := indexed(tx, bCursor, v)
 			if err != nil {
 				return false, err
 			}
-			r, err := getRecord(tx, table, id)
-			if err != nil {
-				return false, err
-			}
-			if r == nil {
-				return false, fmt.Errorf("%w: cursor index names missing row %s/%s", ErrCorrupt, table, id)
-			}
-			p.Records = append(p.Records, *r)
+			p.Records = append(p.Records, r)
 			p.Next = r.Cursor
 			return true, nil
 		})
