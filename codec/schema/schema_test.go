@@ -71,7 +71,7 @@ func TestDefaultColumns(t *testing.T) {
 		{"visits", "check_in_timestamp", Timestamp, false},
 		{"appointments", "duration", Number, true},
 		{"appointments", "departments", JSON, false},
-		{"event_forms", "clinic_ids", JSON, false},
+		{"event_forms", "clinic_ids", JSON, true}, // null means every clinic
 		{"event_forms", "translations", JSON, true},
 		{"prescriptions", "filled_at", Timestamp, true},
 		{"prescriptions", "items", JSON, false},

@@ -131,7 +131,7 @@ func defaultTables() []*Table {
 				opt("deleted_at", Timestamp),
 				req("created_at", Timestamp),
 				req("updated_at", Timestamp),
-				req("clinic_ids", JSON),
+				opt("clinic_ids", JSON), // Hikma sends null for "all clinics"
 				opt("translations", JSON),
 			},
 		},
