@@ -1,0 +1,52 @@
+// Package codec holds the pure conversions of clinicsync: the in-memory
+// changeset and record types, protobuf and JSON encodings of them, the
+// normalization of column values, and sealed envelopes. It does no I/O
+// beyond the readers and writers it is handed, reads no clock and uses
+// no global randomness.
+//
+// # Values, rows and changesets
+//
+// A Value is one of null, string, number, bool or JSON text. A Row is a
+// table, an id and its column values, plus the columns a client changed
+// (WatermelonDB's _changed) when it travels in a push. A Changeset is
+// created rows, updated rows and deleted ids per table, with the serving
+// node's timestamp. A Record is a stored row with its sync metadata; a
+// Change and an Outcome are the vocabulary in which package fsm decides
+// and package kv applies.
+//
+// # Encodings
+//
+//   - protobuf (proto.go): ChangesetToProto and ChangesetFromProto; the
+//     latter validates table names, ids and column names. Marshal is
+//     deterministic; Unmarshal bounds the size.
+//   - WatermelonDB JSON (json.go): the changes object, pull responses and
+//     push bodies, typed exactly as the WatermelonDB schema expects (JSON
+//     columns as JSON text, dates as milliseconds, no _status/_changed in
+//     pulled rows). Encoders stream row by row.
+//   - Hikma cloud JSON (hikma.go): what a Hikma server sends (ISO dates,
+//     jsonb objects, numeric strings) and its inverse.
+//   - command-line text (text.go): ParseText for `node put COL=VALUE`.
+//
+// # Normalization
+//
+// Every decoded value goes through one normalizer driven by the column's
+// schema.Type (the rules are tabled at the top of normalize.go). A value
+// that cannot be converted without loss is an error in strict mode and a
+// documented fallback otherwise, counted in a Report: never silently
+// blanked. CheckValue tells whether a value is already canonical.
+//
+// # Envelopes
+//
+// envelope.go implements the Hikma hub pairing byte for byte: X25519 key
+// agreement, HKDF-SHA256 (salt "hikma-health-pairing-v1", info hub public
+// key ‖ client public key), AES-256-GCM with the 12-byte nonce prepended
+// and a per-direction AAD, base64url without padding. Sealer and Opener
+// add per-direction keys and counter nonces for the native protocol, so a
+// replayed or reordered envelope is refused.
+//
+// # Caveats
+//
+// Numbers are float64, as in JavaScript: integers beyond 2^53 lose
+// precision (epoch milliseconds are far below). Unknown columns from a
+// newer peer are kept with the kind they arrived with.
+package codec
