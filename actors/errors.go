@@ -25,3 +25,22 @@ var (
 	// does not match the public key in the store.
 	ErrKeyFile = errors.New("actors: bad node key file")
 )
+
+// Sentinel errors of the sync engine (Node.Start, the coordinator and
+// peer actors).
+var (
+	// ErrNotStarted: a sync call on a node whose engine is not running
+	// (call Node.Start first).
+	ErrNotStarted = errors.New("actors: sync engine not started")
+	// ErrAlreadyStarted: Node.Start called twice.
+	ErrAlreadyStarted = errors.New("actors: sync engine already started")
+	// ErrClosed: the node was closed.
+	ErrClosed = errors.New("actors: node closed")
+	// ErrInvalidRequest: a sync request with an unknown trigger or a
+	// negative since.
+	ErrInvalidRequest = errors.New("actors: invalid sync request")
+	// ErrSyncAborted: a sync abandoned before it finished (a force
+	// reset, the node closing, the coordinator restarting). What it
+	// stored stays stored; the next sync carries on from there.
+	ErrSyncAborted = errors.New("actors: sync aborted")
+)

@@ -204,13 +204,22 @@ func writeKeyFile(path string, priv *ecdh.PrivateKey) error {
 	return nil
 }
 
-// Node is an initialized node opened for use: its store and identity.
-// A Node is safe for concurrent use. Later work adds serving and
-// syncing; today it reads and writes the local store.
+// Node is an initialized node opened for use: its store and identity,
+// and, once started (Start), its sync engine. A Node is safe for
+// concurrent use.
 type Node struct {
 	dir   string
 	info  Info
 	store *kv.Store
+	clock kv.Clock
+
+	// engineMu guards engine and closed.
+	engineMu sync.Mutex
+	engine   *engine // nil until Start
+	closed   bool
+	// feed delivers state transitions to Subscribe's callers (it has
+	// its own lock).
+	feed transitionFeed
 
 	// userMu guards AddUser's duplicate-email check and the write that
 	// follows it, so that two AddUser calls cannot both pass the check.
@@ -256,7 +265,7 @@ func Open(dir string, clock kv.Clock) (*Node, error) {
 		be.Close()
 		return nil, err
 	}
-	return &Node{dir: dir, info: info, store: st}, nil
+	return &Node{dir: dir, info: info, store: st, clock: clock}, nil
 }
 
 func notInitialized(dir string) error {
@@ -316,8 +325,13 @@ func (n *Node) Dir() string { return n.dir }
 // Store returns the node's store.
 func (n *Node) Store() *kv.Store { return n.store }
 
-// Close closes the store.
-func (n *Node) Close() error { return n.store.Close() }
+// Close stops the sync engine, if started (a sync in flight ends with
+// an error wrapping ErrSyncAborted, having stored what it had), drops
+// the state subscriptions, and closes the store.
+func (n *Node) Close() error {
+	n.stopEngine()
+	return n.store.Close()
+}
 
 // PrivateKey reads the node's X25519 private key from its key file and
 // checks it against the public key in the store.
@@ -437,8 +451,8 @@ func (n *Node) Rows(table, id string) ([]kv.Record, error) {
 type Status struct {
 	NodeID string
 	Kind   Kind
-	// State is the sync state machine's state. It is "idle" until the
-	// sync engine exists.
+	// State is the sync state machine's state ("idle" while the sync
+	// engine is not started).
 	State string
 	// Mode is "offline" (through the local store) or "online". Only
 	// offline exists so far.
@@ -457,7 +471,7 @@ func (n *Node) Status() (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return Status{NodeID: n.info.NodeID, Kind: n.info.Kind, State: "idle", Mode: "offline",
+	return Status{NodeID: n.info.NodeID, Kind: n.info.Kind, State: string(n.State()), Mode: "offline",
 		Peers: peers, Pending: pending}, nil
 }
 

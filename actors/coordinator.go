@@ -1,0 +1,344 @@
+package actors
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/kv"
+	pb "github.com/clinicsync/clinicsync/proto"
+)
+
+// ConfigActivePeer is the config key (kv.Store.Config) of the peer the
+// user selected (`node peer use ID`). A SyncRequest naming a peer
+// overrides it; either way ResolvePeer falls back to the first active
+// hub, then the first active cloud, when the selected peer is not
+// usable.
+const ConfigActivePeer = "active_peer"
+
+// DefaultRequestTimeout bounds one pull or push to a peer.
+const DefaultRequestTimeout = 60 * time.Second
+
+// Mailbox sizes. A full mailbox makes its senders wait (never the
+// coordinator: it sends only to peer actors, which hold at most the one
+// call of the running sync, plus stale calls of abandoned ones).
+const (
+	coordinatorMailbox = 1024
+	peerMailbox        = 64
+)
+
+// SyncRequest asks the coordinator for one sync. The reply is a Result:
+// skipped (with ErrSyncInProgress's text) when a sync already runs, an
+// error when there is no peer or the sync failed, ok otherwise.
+type SyncRequest struct {
+	// PeerID selects a peer; "" uses the config's ConfigActivePeer.
+	PeerID  string
+	Trigger Trigger
+	// Since is the time (ms) of a force upload or download.
+	Since int64
+}
+
+// ForceResetRequest returns the machine to idle from any state and
+// abandons the running sync: its requester gets an error Result
+// wrapping ErrSyncAborted, and the peer's late answer is ignored. The
+// reply is a StateResponse.
+type ForceResetRequest struct{}
+
+// StateRequest asks for the machine's state; the reply is a
+// StateResponse.
+type StateRequest struct{}
+
+// StateResponse is the sync state machine as its owner sees it.
+type StateResponse struct {
+	State fsm.State
+	Stats fsm.Stats
+	Err   string // the last failure's message, until the next start or reset
+}
+
+// peerCall asks a peer actor for one pull or push (exactly one is
+// set). Seq identifies the call: the coordinator accepts only the reply
+// to its one outstanding call.
+type peerCall struct {
+	seq     uint64
+	pull    *pb.PullRequest
+	push    *pb.PushRequest
+	replyTo *actor.PID
+}
+
+// peerReply answers a peerCall: a response of the call's kind, or err.
+type peerReply struct {
+	seq  uint64
+	pull *pb.PullResponse
+	push *pb.PushResponse
+	err  error
+}
+
+// coordinatorConfig is what a coordinator needs, passed in through its
+// props producer.
+type coordinatorConfig struct {
+	store      *kv.Store
+	clock      kv.Clock
+	transports TransportFactory
+	log        *slog.Logger
+	timeout    time.Duration // per peer call
+	pageSize   int
+	// publish sees every transition of the machine. It runs inside
+	// Receive and must not block.
+	publish func(fsm.Transition)
+}
+
+// coordinatorProps builds the props of a node's coordinator. Its peer
+// actors are supervised one-for-one: a failing peer actor is restarted
+// alone.
+func coordinatorProps(cfg coordinatorConfig) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &coordinator{cfg: cfg} },
+		actor.WithMailbox(actor.Bounded(coordinatorMailbox)),
+		actor.WithSupervisor(actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider)))
+}
+
+// coordinator is a node's one sync coordinator. It owns the state
+// machine, the peer actors (one per peer, spawned on first use) and at
+// most one running sync, which it drives by messages: each step of the
+// Run goes to the peer actor as a peerCall, and the peerReply is fed
+// back to the Run. Its state is touched only in Receive; what must
+// survive a crash is in the store, written by the Run.
+type coordinator struct {
+	cfg     coordinatorConfig
+	machine *fsm.Machine
+	peers   map[string]peerChild
+	sync    *running // nil when idle
+	seq     uint64   // the last call's sequence number
+}
+
+type peerChild struct {
+	pid  *actor.PID
+	peer kv.Peer // as it was when the actor was spawned
+}
+
+// running is the sync in flight.
+type running struct {
+	run       *Run
+	peer      kv.Peer
+	trigger   Trigger
+	pid       *actor.PID // the peer actor
+	requester *actor.PID // nil when the request was a plain Send
+	call      uint64     // the outstanding call's seq
+	step      Step       // the outstanding call
+}
+
+// Receive handles one message. It never waits for another actor or the
+// network: peer calls run in the peer actors' goroutines.
+func (c *coordinator) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		c.machine = fsm.NewMachine()
+		if c.cfg.publish != nil {
+			c.machine.Subscribe(c.cfg.publish)
+		}
+		c.peers = map[string]peerChild{}
+	case SyncRequest:
+		c.startSync(ctx, m)
+	case *peerReply:
+		c.onReply(ctx, m)
+	case ForceResetRequest:
+		c.forceReset(ctx)
+	case StateRequest:
+		reply(ctx, c.state())
+	case *actor.Terminated:
+		c.onTerminated(ctx, m.Who)
+	case *actor.Stopping:
+		c.abandon(ctx, fmt.Errorf("%w: the node is closing", ErrSyncAborted))
+	case *actor.Restarting:
+		c.abandon(ctx, fmt.Errorf("%w: the sync coordinator failed and restarts", ErrSyncAborted))
+	case *actor.Stopped:
+	default:
+		c.cfg.log.Warn("sync coordinator: unexpected message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+func (c *coordinator) state() StateResponse {
+	return StateResponse{State: c.machine.State(), Stats: c.machine.Stats(), Err: c.machine.Err()}
+}
+
+func (c *coordinator) startSync(ctx actor.Context, req SyncRequest) {
+	if s := c.sync; s != nil {
+		c.cfg.log.Info("sync skipped: one is running", "peer", s.peer.ID, "trigger", req.Trigger)
+		reply(ctx, Result{Outcome: OutcomeSkipped, Peer: s.peer.ID, Message: ErrSyncInProgress.Error(), Err: ErrSyncInProgress})
+		return
+	}
+	if req.Trigger > ForceDownload || req.Since < 0 {
+		err := fmt.Errorf("%w: trigger %d, since %d", ErrInvalidRequest, req.Trigger, req.Since)
+		c.refuse(ctx, err, "Sync failed: "+err.Error())
+		return
+	}
+	peer, err := c.resolve(req.PeerID)
+	if err != nil {
+		msg := UserMessage("", err)
+		if errors.Is(err, ErrNoPeer) {
+			msg = ErrNoPeer.Error()
+		}
+		c.refuse(ctx, err, msg)
+		return
+	}
+	s := &running{peer: peer, trigger: req.Trigger, pid: c.peerActor(ctx, peer), requester: ctx.Sender()}
+	n := 0
+	s.run = NewRun(RunConfig{Store: c.cfg.store, Machine: c.machine, Clock: c.cfg.clock, Peer: peer,
+		Trigger: req.Trigger, Since: req.Since, PageSize: c.cfg.pageSize,
+		RequestID: func() string {
+			n++
+			if id, err := newUUID(); err == nil {
+				return id
+			}
+			return req.Trigger.String() + "-" + strconv.Itoa(n)
+		}})
+	c.sync = s
+	c.cfg.log.Info("sync started", "peer", peer.ID, "peer_type", peer.Type, "trigger", req.Trigger)
+	c.advance(ctx, s.run.Start())
+}
+
+// resolve picks the peer: the one asked for, else the selected one in
+// config, else the first active hub or cloud.
+func (c *coordinator) resolve(asked string) (kv.Peer, error) {
+	peers, err := c.cfg.store.Peers()
+	if err != nil {
+		return kv.Peer{}, err
+	}
+	selected := asked
+	if selected == "" {
+		selected, err = c.cfg.store.Config(ConfigActivePeer)
+		if err != nil && !errors.Is(err, kv.ErrNotFound) {
+			return kv.Peer{}, err
+		}
+	}
+	return ResolvePeer(peers, selected)
+}
+
+// refuse answers a request that could not start a sync (none is
+// running). The machine
+// shows the failure as a run's would (error_sync, then back to idle
+// keeping the message), so that a UI sees it.
+func (c *coordinator) refuse(ctx actor.Context, err error, msg string) {
+	c.cfg.log.Warn("sync failed", "message", msg, "cause", err)
+	c.fire(fsm.ErrorSync, msg)
+	c.fire(fsm.FinishSync, "")
+	reply(ctx, Result{Outcome: OutcomeError, Message: msg, Err: err})
+}
+
+// reply answers the message being handled, if it was a request (a
+// plain Send has no one to answer).
+func reply(ctx actor.Context, v any) {
+	if ctx.Sender() != nil {
+		ctx.Respond(v)
+	}
+}
+
+func (c *coordinator) fire(ev fsm.Event, msg string) {
+	if err := c.machine.Fire(ev, 0, msg); err != nil {
+		c.cfg.log.Error("sync coordinator: state machine refused an event", "event", ev, "cause", err)
+	}
+}
+
+// peerActor returns the peer's actor, spawning it on first use, or
+// anew when the peer's address or credentials changed since.
+func (c *coordinator) peerActor(ctx actor.Context, p kv.Peer) *actor.PID {
+	if ch, ok := c.peers[p.ID]; ok {
+		if sameEndpoint(ch.peer, p) {
+			return ch.pid
+		}
+		ctx.Stop(ch.pid)
+	}
+	pid := ctx.SpawnPrefix(peerProps(peerConfig{peer: p, transports: c.cfg.transports,
+		timeout: c.cfg.timeout, log: c.cfg.log}), "peer-")
+	c.peers[p.ID] = peerChild{pid: pid, peer: p}
+	return pid
+}
+
+// sameEndpoint reports whether a peer actor built for a still serves b.
+func sameEndpoint(a, b kv.Peer) bool {
+	return a.Type == b.Type && a.Status == b.Status && a.URL == b.URL && a.APIKey == b.APIKey &&
+		bytes.Equal(a.PublicKey, b.PublicKey)
+}
+
+// advance sends the Run's next request to the peer actor, or ends the
+// sync.
+func (c *coordinator) advance(ctx actor.Context, step Step) {
+	s := c.sync
+	if step.Done != nil {
+		c.sync = nil
+		c.finish(ctx, s, *step.Done)
+		return
+	}
+	c.seq++
+	s.call, s.step = c.seq, step
+	ctx.Send(s.pid, &peerCall{seq: c.seq, pull: step.Pull, push: step.Push, replyTo: ctx.Self()})
+}
+
+func (c *coordinator) onReply(ctx actor.Context, m *peerReply) {
+	s := c.sync
+	if s == nil || m.seq != s.call {
+		c.cfg.log.Debug("sync coordinator: dropped a stale peer reply", "seq", m.seq, "err", m.err)
+		return
+	}
+	var step Step
+	switch {
+	case m.err != nil:
+		step = s.run.Fail(m.err)
+	case s.step.Pull != nil:
+		step = s.run.OnPull(m.pull)
+	default:
+		step = s.run.OnPush(m.push)
+	}
+	c.advance(ctx, step)
+}
+
+func (c *coordinator) finish(ctx actor.Context, s *running, res Result) {
+	switch res.Outcome {
+	case OutcomeOK:
+		c.cfg.log.Info("sync finished", "peer", res.Peer, "trigger", s.trigger, "pulled", res.Pulled,
+			"pushed", res.Pushed, "rejected", len(res.Rejected))
+	case OutcomeSkipped:
+		c.cfg.log.Info("sync skipped", "peer", res.Peer, "trigger", s.trigger, "cause", res.Err)
+	default:
+		c.cfg.log.Warn("sync failed", "peer", res.Peer, "peer_type", s.peer.Type, "trigger", s.trigger,
+			"message", res.Message, "cause", res.Err)
+	}
+	if s.requester != nil {
+		ctx.Send(s.requester, res)
+	}
+}
+
+func (c *coordinator) forceReset(ctx actor.Context) {
+	c.abandon(ctx, fmt.Errorf("%w by a force reset", ErrSyncAborted))
+	c.fire(fsm.ForceReset, "")
+	reply(ctx, c.state())
+}
+
+// abandon drops the running sync, if any, and tells its requester. Its
+// outstanding call's reply will not match and is dropped.
+func (c *coordinator) abandon(ctx actor.Context, err error) {
+	s := c.sync
+	if s == nil {
+		return
+	}
+	c.sync = nil
+	c.finish(ctx, s, Result{Outcome: OutcomeError, Peer: s.peer.ID, Message: UserMessage(s.peer.Type, err), Err: err})
+}
+
+// onTerminated forgets a peer actor that stopped (after too many
+// restarts, or replaced); a sync waiting on it fails.
+func (c *coordinator) onTerminated(ctx actor.Context, who *actor.PID) {
+	for id, ch := range c.peers {
+		if ch.pid.Equal(who) {
+			delete(c.peers, id)
+		}
+	}
+	if s := c.sync; s != nil && s.pid.Equal(who) {
+		c.advance(ctx, s.run.Fail(fmt.Errorf("%w: the actor of peer %s stopped", ErrUnreachable, s.peer.ID)))
+	}
+}
