@@ -1,0 +1,47 @@
+// Package actors is the node: the I/O shell around the deterministic
+// parts (fsm decides, kv persists, codec converts).
+//
+// # Nodes
+//
+// Init creates a node's directory (bbolt store, key pair, identity); Open
+// opens it; Start runs its engine (a protoactor actor system) with a
+// TransportFactory that says how to reach each peer. The embeddable API is
+// the *Node methods: Sync, ForceReset, State, Subscribe, Put, Delete,
+// Rows, Status, AddUser, peers and devices, and the serving side
+// (Server, CloudHandler). The node binary is built on it; Example shows a
+// whole sync.
+//
+// # Syncing
+//
+// A Run is one sync with one peer as a deterministic procedure: Start,
+// OnPull, OnPush and Fail each return the next request to send or the
+// result, and every store change is one transaction (a pulled page with
+// the peer's new pull cursor; the acknowledged rows marked synced). The
+// coordinator actor (one per node) owns the fsm.Machine and drives a Run
+// through messages, one at a time: a request while one runs is skipped.
+// A peer actor (one per peer) owns that peer's Transport and makes each
+// call in a goroutine, so no Receive ever waits on the network. The
+// simulator and the protocol scripts drive the same Run synchronously
+// (Run.Drive) over MemNet, an in-memory network with partitions and a
+// fault hook.
+//
+// # Serving
+//
+// Server answers pulls (pages of the cursor index through fsm.Serve) and
+// pushes (one kv transaction through fsm.Push's merge) for a cloud or a
+// hub; CloudHandler puts it behind the Hikma/WatermelonDB HTTP API.
+//
+// # Errors
+//
+// A failed sync is a Result with outcome "error", the message a user
+// should see (per peer type for network failures, as the Hikma app words
+// them) and the cause for the log. ErrNoPeer and ErrSyncInProgress carry
+// the Hikma wording too.
+//
+// # Caveats
+//
+// The pull cursor is saved with the last pulled page, as DESIGN.md asks,
+// so a sync whose push fails has still moved it; the pulled rows are in
+// the store with it. Only Run's store transactions happen inside the
+// coordinator's Receive; network calls never do.
+package actors
