@@ -12,7 +12,7 @@ TEST_FLAGS  ?= -timeout 15m
 
 help:
 	@echo "build   bin/node and bin/simulate"
-	@echo "test    the test suite (what CI runs)"
+	@echo "test    the test suite (what CI runs): go test, then the WatermelonDB client test (needs npm)"
 	@echo "race    the test suite under the race detector"
 	@echo "fuzz    every fuzz target for FUZZTIME (default $(FUZZTIME))"
 	@echo "bench   benchmarks with their floors"
@@ -24,8 +24,15 @@ build:
 	$(GO) build -o $(BIN)/node ./cmd/node
 	$(GO) build -o $(BIN)/simulate ./cmd/simulate
 
-test:
+# The real WatermelonDB client against bin/node serve (test/watermelondb).
+WMDB := test/watermelondb
+
+$(WMDB)/node_modules/.package-lock.json: $(WMDB)/package.json $(WMDB)/package-lock.json
+	cd $(WMDB) && npm ci --no-audit --no-fund
+
+test: build $(WMDB)/node_modules/.package-lock.json
 	$(GO) test $(TEST_FLAGS) ./...
+	cd $(WMDB) && node --test
 
 race:
 	$(GO) test -race $(TEST_FLAGS) ./...

@@ -148,7 +148,7 @@ func TestPushMerge(t *testing.T) {
 	// Deletes: unknown ignored; tombstone not resurrected by an update.
 	tomb := &codec.Record{Row: codec.Row{Table: "patients", ID: "p1"}, Deleted: true, Cursor: 5}
 	for name, o := range map[string]codec.Outcome{
-		"unknown delete": must(push(fsm.MergePolicy, 30, false)(nil, deleteP1)),
+		"unknown delete":      must(push(fsm.MergePolicy, 30, false)(nil, deleteP1)),
 		"update of tombstone": must(push(fsm.MergePolicy, 30, false)(tomb, change(base))),
 	} {
 		if o.Op != codec.Skip {

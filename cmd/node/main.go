@@ -1,6 +1,7 @@
 // Command node runs a clinicsync node: it creates one, adds users, reads
-// and writes its rows and reports its status. See `node help` and the
-// "Command line" section of the design, which this binary follows.
+// and writes its rows, serves the sync API, syncs with its peers and
+// reports its status. See `node help` and the "Command line" section of
+// the design, which this binary follows.
 package main
 
 import (
@@ -26,13 +27,27 @@ one line on stderr.
 Available:
   node init     --data DIR --kind cloud|hub|mobile [--name N] [--clinic ID ...]
   node user add --data DIR --email E --password P [--name N] [--role R] [--clinic ID]
+  node device add    --data DIR --name N [--clinic ID ...]     (cloud: registers a hub, prints its API key once)
+  node device list|revoke --data DIR [ID]
+  node serve    --data DIR [--http ADDR] [--push-policy merge|strict] [--rate-limit N]
+                [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
+                (cloud or hub: GET/POST /api/v2/sync and /healthz; first line: listening on URL)
+  node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K]
+  node peer list|use|revoke --data DIR [ID]
+  node login    --data DIR --email E --password P [--peer ID]   (a sync follows)
+  node sync     --data DIR [--peer ID]
+  node force-upload   --data DIR --since TIME [--peer ID]
+  node force-download --data DIR --since TIME [--peer ID]
   node put      --data DIR --table T [--id ID] COL=VALUE ...
   node delete   --data DIR --table T --id ID
   node rows     --data DIR --table T [--id ID]
   node status   --data DIR
 
 Not available yet in this build (they exit 2):
-  serve, sync, login, peer, device, force-upload, force-download, mode
+  mode, serve --rpc/--metrics, peer add --pairing
+
+login keeps the credentials in DIR/credentials.json (mode 0600, the
+password in plain text, as the Hikma app keeps it): protect DIR.
 
 put values: null; text as is; numbers; true/false/1/0; JSON text;
 timestamps as epoch ms, RFC 3339 or YYYY-MM-DD; dates as YYYY-MM-DD.
@@ -43,19 +58,23 @@ timestamps as epoch ms, RFC 3339 or YYYY-MM-DD; dates as YYYY-MM-DD.
 type command func(name string, args []string, out io.Writer) error
 
 var commands = map[string]command{
-	"init":   cmdInit,
-	"user":   cmdUser,
-	"put":    cmdPut,
-	"delete": cmdDelete,
-	"rows":   cmdRows,
-	"status": cmdStatus,
+	"init":           cmdInit,
+	"user":           cmdUser,
+	"put":            cmdPut,
+	"delete":         cmdDelete,
+	"rows":           cmdRows,
+	"status":         cmdStatus,
+	"serve":          cmdServe,
+	"device":         cmdDevice,
+	"peer":           cmdPeer,
+	"login":          cmdLogin,
+	"sync":           cmdSync,
+	"force-upload":   cmdForce,
+	"force-download": cmdForce,
 }
 
 // notYet are the design's subcommands this build does not have.
-var notYet = map[string]bool{
-	"serve": true, "sync": true, "login": true, "peer": true, "device": true,
-	"force-upload": true, "force-download": true, "mode": true,
-}
+var notYet = map[string]bool{"mode": true}
 
 // run is the whole program: it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -222,9 +227,23 @@ func TestRunErrors(t *testing.T) {
 		{2, `node rows: unexpected argument "x"`, []string{"rows", "--data", dir, "--table", "patients", "x"}},
 		{2, "node user: want `node user add", []string{"user", "list", "--data", dir}},
 		{2, "node user add: missing --password", []string{"user", "add", "--data", dir, "--email", "a@b.org"}},
-		{2, "node sync: not available yet in this build", []string{"sync", "--data", dir}},
-		{2, "node serve: not available yet in this build", []string{"serve", "--data", dir}},
-		{2, "node peer: not available yet in this build", []string{"peer", "add"}},
+		{2, "node mode: not available yet in this build", []string{"mode", "--data", dir, "online"}},
+		{1, "node sync: No sync peer configured.", []string{"sync", "--data", dir}},
+		{1, "node serve: actors: this node does not serve: a mobile node", []string{"serve", "--data", dir, "--http", "127.0.0.1:0"}},
+		{2, "node serve: --push-policy \"lax\"", []string{"serve", "--data", dir, "--push-policy", "lax"}},
+		{2, "node serve: --rpc and --metrics are not available yet", []string{"serve", "--data", dir, "--rpc", ":1"}},
+		{2, "node peer: want `node peer add|list|use|revoke", []string{"peer"}},
+		{2, "node peer add: missing --data DIR", []string{"peer", "add"}},
+		{2, "node peer add: --type \"cloud\"", []string{"peer", "add", "--data", dir, "--type", "cloud", "--url", "http://x"}},
+		{2, "node peer add: --pairing is not available yet", []string{"peer", "add", "--data", dir, "--type", "sync_hub", "--pairing", "x"}},
+		{1, "node peer add: actors: invalid configuration: peer URL \"ftp://x\"", []string{"peer", "add", "--data", dir, "--type", "cloud_server", "--url", "ftp://x"}},
+		{1, "node peer use: kv: not found", []string{"peer", "use", "--data", dir, "nope"}},
+		{2, "node peer use: missing ID", []string{"peer", "use", "--data", dir}},
+		{1, "node device add: actors: this node does not serve: devices are registered with a cloud node", []string{"device", "add", "--data", dir, "--name", "h"}},
+		{2, "node device add: missing --name", []string{"device", "add", "--data", dir}},
+		{2, "node force-upload: missing --since", []string{"force-upload", "--data", dir}},
+		{2, `node force-download: --since "soon"`, []string{"force-download", "--data", dir, "--since", "soon"}},
+		{2, "node login: missing --password", []string{"login", "--data", dir, "--email", "a@b.org"}},
 		{1, `node put: kv: unknown table "patient"`, []string{"put", "--data", dir, "--table", "patient", "phone=1"}},
 		{1, `node put: kv: unknown column: patients has no column "phnoe" (did you mean "phone"?)`,
 			[]string{"put", "--data", dir, "--table", "patients", "--id", "p1", "phnoe=1"}},
@@ -269,5 +288,118 @@ func TestRunHelp(t *testing.T) {
 		if !strings.Contains(r.stdout, "  node "+name+" ") {
 			t.Errorf("usage does not list %s", name)
 		}
+	}
+}
+
+// lockedBuffer is a stderr safe for a command running in a goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRunServeAndSync: a cloud served by `node serve`, a phone that
+// signs in and syncs, and a hub with its device key.
+func TestRunServeAndSync(t *testing.T) {
+	root := t.TempDir()
+	cloud, phone, hub := filepath.Join(root, "cloud"), filepath.Join(root, "phone"), filepath.Join(root, "hub")
+	ok(t, "init", "--data", cloud, "--kind", "cloud", "--clinic", "c1")
+	ok(t, "user", "add", "--data", cloud, "--email", "nurse@example.org", "--password", "correct horse")
+	dev := okJSON(t, "device", "add", "--data", cloud, "--name", "North hub", "--clinic", "c1")
+	if got := keys(dev); !reflect.DeepEqual(got, []string{"api_key", "device_id"}) || len(dev["api_key"].(string)) != 43 {
+		t.Fatalf("device add --json = %v", dev)
+	}
+	if out := ok(t, "device", "list", "--data", cloud); !strings.Contains(out, dev["device_id"].(string)+" active \"North hub\" c1") {
+		t.Errorf("device list: %q", out)
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	oldCtx, oldLog := serveContext, serveLog
+	logs := &lockedBuffer{}
+	serveContext = func() (context.Context, context.CancelFunc) { return ctx, stop }
+	serveLog = logs
+	defer func() { serveContext, serveLog = oldCtx, oldLog }()
+	pr, pw := io.Pipe()
+	stderr := &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"serve", "--data", cloud, "--http", "127.0.0.1:0"}, pw, stderr)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "listening on http://127.0.0.1:") {
+		t.Fatalf("serve's first line %q (%v); stderr %q", line, err, stderr)
+	}
+	url := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+
+	ok(t, "init", "--data", phone, "--kind", "mobile")
+	peer := okJSON(t, "peer", "add", "--data", phone, "--type", "cloud_server", "--url", url)
+	if peer["url"] != url || peer["status"] != "active" {
+		t.Errorf("peer add --json = %v", peer)
+	}
+	ok(t, "peer", "use", "--data", phone, peer["peer_id"].(string))
+	fails(t, 1, "node sync: Sync failed: No credentials found. Please sign in.", "sync", "--data", phone)
+	ok(t, append([]string{"put", "--data", phone, "--table", "patients", "--id", "p1"}, patient...)...)
+	fails(t, 1, "node login: Sync failed: Unauthorized: invalid credentials", "login", "--data", phone,
+		"--email", "nurse@example.org", "--password", "wrong horse")
+	login := okJSON(t, "login", "--data", phone, "--email", "nurse@example.org", "--password", "correct horse")
+	if !reflect.DeepEqual(login, map[string]any{"outcome": "ok", "pulled": float64(0), "pushed": float64(1), "error": nil}) {
+		t.Errorf("login --json = %v", login)
+	}
+	if fi, err := os.Stat(filepath.Join(phone, "credentials.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("credentials file: %v %v", fi, err)
+	}
+	out := ok(t, "sync", "--data", phone)
+	if !strings.Contains(out, "outcome  ok\n") || !strings.Contains(out, "pulled   1\n") || !strings.Contains(out, "pushed   0\n") {
+		t.Errorf("sync output %q", out)
+	}
+	if m := okJSON(t, "force-upload", "--data", phone, "--since", "2000-01-01"); m["outcome"] != "ok" || m["pushed"] != float64(1) {
+		t.Errorf("force-upload --json = %v", m)
+	}
+	if m := okJSON(t, "force-download", "--data", phone, "--since", "2000-01-01"); m["outcome"] != "ok" || m["pulled"] != float64(1) {
+		t.Errorf("force-download --json = %v", m)
+	}
+	list := okJSON(t, "peer", "list", "--data", phone)
+	peers := list["peers"].([]any)
+	if len(peers) != 1 || peers[0].(map[string]any)["selected"] != true || peers[0].(map[string]any)["last_synced_at"] == nil {
+		t.Errorf("peer list --json = %v", list)
+	}
+
+	ok(t, "init", "--data", hub, "--kind", "hub", "--clinic", "c1")
+	ok(t, "peer", "add", "--data", hub, "--type", "cloud_server", "--url", url, "--api-key", dev["api_key"].(string))
+	if m := okJSON(t, "sync", "--data", hub); m["outcome"] != "ok" || m["pulled"] != float64(2) {
+		t.Errorf("hub sync --json = %v", m)
+	}
+	users := okJSON(t, "rows", "--data", hub, "--table", "users")["rows"].([]any)
+	if len(users) != 1 || !strings.HasPrefix(users[0].(map[string]any)["hashed_password"].(string), "$2") {
+		t.Errorf("hub's users: %v", users)
+	}
+	// While serve holds the store, other commands on it are refused.
+	fails(t, 1, "node device revoke: kv: store is locked by another process", "device", "revoke", "--data", cloud, dev["device_id"].(string))
+
+	stop()
+	if code := <-done; code != 0 {
+		t.Errorf("serve exit %d, stderr %q", code, stderr)
+	}
+	if !strings.Contains(logs.String(), "msg=\"sync request\"") {
+		t.Errorf("serve log:\n%s", logs)
+	}
+	fails(t, 1, "node sync: Please make sure you have internet or contact your administrator. (actors: peer unreachable: pull http://127.0.0.1:",
+		"sync", "--data", phone)
+	ok(t, "device", "revoke", "--data", cloud, dev["device_id"].(string))
+	if out := ok(t, "device", "list", "--data", cloud); !strings.Contains(out, " revoked ") {
+		t.Errorf("device list after revoke: %q", out)
 	}
 }

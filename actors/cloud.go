@@ -1,0 +1,624 @@
+package actors
+
+// The cloud's HTTP surface: GET/POST /api/v2/sync as Hikma and
+// WatermelonDB clients speak it (reference hikma-sync.md §1,
+// watermelondb-sync.md), protobuf bodies for Go nodes, and /healthz.
+// The rules are Server's (fsm.Serve, fsm.Push over kv): this file only
+// moves bytes.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/kv"
+	pb "github.com/clinicsync/clinicsync/proto"
+	"google.golang.org/protobuf/proto"
+)
+
+// Media types of sync bodies.
+const (
+	ContentTypeJSON     = "application/json"
+	ContentTypeProtobuf = "application/x-protobuf"
+)
+
+// SyncPath is where pulls (GET) and pushes (POST) are served.
+const SyncPath = "/api/v2/sync"
+
+// DefaultMaxBodyBytes bounds a push body when CloudConfig.MaxBodyBytes
+// is 0.
+const DefaultMaxBodyBytes = 32 << 20
+
+// CloudConfig configures a CloudHandler.
+type CloudConfig struct {
+	// Policy is the push policy: fsm.MergePolicy (default) or
+	// fsm.StrictPolicy (WatermelonDB's 409 rule).
+	Policy fsm.Policy
+	// Relay marks a hub: rows accepted from devices become pending for
+	// its own upstream.
+	Relay bool
+	// RateLimit is the number of requests per minute a client may make
+	// (0: DefaultRateLimit; negative: no limit).
+	RateLimit int
+	// TrustForwardedFor rate limits by the first X-Forwarded-For address
+	// instead of the connection's (set it only behind a proxy that
+	// overwrites the header).
+	TrustForwardedFor bool
+	// MaxBodyBytes bounds a push body (0: DefaultMaxBodyBytes); a larger
+	// one is refused with 413.
+	MaxBodyBytes int64
+	// PageSize is the number of records read from the store at a time
+	// for a JSON pull, and the largest protobuf pull page (0:
+	// DefaultPageSize).
+	PageSize int
+	// Clock is the rate limiter's clock (nil: the wall clock).
+	Clock kv.Clock
+	// Logger gets a line per request and the cause of every 500
+	// (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// CloudHandler is the http.Handler of a serving node's sync API:
+//
+//	GET  /api/v2/sync  pull: ?last_pulled_at=MS (or lastPulledAt; null, 0 or absent is a first sync)
+//	POST /api/v2/sync  push: a changes object, or {"changes":...,"lastPulledAt":MS}
+//	GET  /healthz      {"status":"ok"} while the store answers
+//
+// JSON pulls answer {"changes":{...},"timestamp":N,"success":true},
+// streamed table by table from the store; pushes answer
+// {"success":true}, with experimentalRejectedIds when rows were refused.
+// A request with Accept (pull) or Content-Type (push)
+// application/x-protobuf gets protobuf bodies instead (pb.PullResponse
+// pages with a continuation, pb.PushResponse). Errors are JSON
+// {"error":"..."}: 400 bad parameter or body, 401, 404, 405, 409
+// (strict policy conflict), 413, 429 (with Retry-After), 500 (cause
+// logged). A push is applied whole or not at all.
+type CloudHandler struct {
+	server  *Server
+	auth    Authenticator
+	limiter *RateLimiter // nil: no limit
+	trustFF bool
+	maxBody int64
+	log     *slog.Logger
+}
+
+// NewCloudHandler returns the sync API over a store.
+func NewCloudHandler(store *kv.Store, cfg CloudConfig) *CloudHandler {
+	h := &CloudHandler{
+		server:  &Server{Store: store, Policy: cfg.Policy, Relay: cfg.Relay, PageSize: cfg.PageSize},
+		auth:    Authenticator{Store: store},
+		trustFF: cfg.TrustForwardedFor,
+		maxBody: cfg.MaxBodyBytes,
+		log:     cfg.Logger,
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	switch {
+	case cfg.RateLimit == 0:
+		h.limiter = NewRateLimiter(DefaultRateLimit, cfg.Clock)
+	case cfg.RateLimit > 0:
+		h.limiter = NewRateLimiter(cfg.RateLimit, cfg.Clock)
+	}
+	return h
+}
+
+// httpError is a refusal with its status and message.
+type httpError struct {
+	status int
+	msg    string
+	cause  error // logged for 500s
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func refuse(status int, format string, a ...any) *httpError {
+	return &httpError{status: status, msg: fmt.Sprintf(format, a...)}
+}
+
+func internal(cause error) *httpError {
+	return &httpError{status: http.StatusInternalServerError, msg: "internal server error", cause: cause}
+}
+
+// outcome is what a request did, for its log line.
+type outcome struct {
+	caller  string
+	records int
+	extra   []any
+}
+
+// ServeHTTP routes a request.
+func (h *CloudHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &statusWriter{ResponseWriter: w}
+	var out outcome
+	var herr *httpError
+	defer func() {
+		if herr != nil {
+			writeError(rw, herr)
+		}
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rw.status, "client", ClientAddress(r, h.trustFF),
+			"ms", time.Since(start).Milliseconds()}
+		if out.caller != "" {
+			attrs = append(attrs, "caller", out.caller, "records", out.records)
+		}
+		attrs = append(attrs, out.extra...)
+		switch {
+		case herr != nil && herr.status >= 500:
+			h.log.Error("sync request failed", append(attrs, "error", herr.msg, "cause", herr.cause)...)
+		case herr != nil:
+			h.log.Info("sync request refused", append(attrs, "error", herr.msg)...)
+		case r.URL.Path == "/healthz":
+			h.log.Debug("health check", attrs...)
+		default:
+			h.log.Info("sync request", attrs...)
+		}
+	}()
+	switch r.URL.Path {
+	case "/healthz":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			herr = notAllowed(rw, r, "GET, HEAD")
+			return
+		}
+		if _, err := h.server.Store.LastCursor(); err != nil {
+			herr = &httpError{status: http.StatusServiceUnavailable, msg: "store unavailable", cause: err}
+			return
+		}
+		writeJSON(rw, http.StatusOK, map[string]string{"status": "ok"})
+	case SyncPath:
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			herr = notAllowed(rw, r, "GET, POST")
+			return
+		}
+		herr = h.sync(rw, r, &out)
+	default:
+		herr = refuse(http.StatusNotFound, "not found: %s", r.URL.Path)
+	}
+}
+
+func notAllowed(w http.ResponseWriter, r *http.Request, allow string) *httpError {
+	w.Header().Set("Allow", allow)
+	return refuse(http.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)
+}
+
+// sync rate limits, authenticates and dispatches a pull or a push.
+func (h *CloudHandler) sync(w http.ResponseWriter, r *http.Request, out *outcome) *httpError {
+	if h.limiter != nil {
+		if ok, wait := h.limiter.Allow(ClientAddress(r, h.trustFF)); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			return refuse(http.StatusTooManyRequests, "Too many requests. Please try again later.")
+		}
+	}
+	c, err := h.auth.Authenticate(r)
+	if errors.Is(err, ErrUnauthorized) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="clinicsync", charset="UTF-8"`)
+		return refuse(http.StatusUnauthorized, "%v", err)
+	}
+	if err != nil {
+		return internal(fmt.Errorf("authenticating: %w", err))
+	}
+	out.caller = "user:" + c.ID
+	if c.Hub {
+		out.caller = "hub:" + c.ID
+	}
+	if r.Method == http.MethodGet {
+		return h.pull(w, r, c, out)
+	}
+	return h.push(w, r, c, out)
+}
+
+// ---- pull ----
+
+func (h *CloudHandler) pull(w http.ResponseWriter, r *http.Request, c fsm.Caller, out *outcome) *httpError {
+	q := r.URL.Query()
+	since, herr := lastPulledAt(q)
+	if herr != nil {
+		return herr
+	}
+	if accepts(r, ContentTypeProtobuf) {
+		return h.pullProto(w, q, c, since, out)
+	}
+	return h.pullJSON(w, c, since, out)
+}
+
+// lastPulledAt reads last_pulled_at or lastPulledAt: absent, empty,
+// null, undefined or 0 is a first sync (0).
+func lastPulledAt(q url.Values) (int64, *httpError) {
+	name, text := "", ""
+	for _, k := range []string{"last_pulled_at", "lastPulledAt"} {
+		vs, ok := q[k]
+		if !ok {
+			continue
+		}
+		if len(vs) > 1 {
+			return 0, refuse(http.StatusBadRequest, "query parameter %s is given %d times", k, len(vs))
+		}
+		if name != "" && strings.TrimSpace(vs[0]) != text {
+			return 0, refuse(http.StatusBadRequest, "query parameters %s=%q and %s=%q differ", name, text, k, vs[0])
+		}
+		name, text = k, strings.TrimSpace(vs[0])
+	}
+	switch text {
+	case "", "null", "undefined":
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		// JavaScript may print an integral number as 1.7e12.
+		f, ferr := strconv.ParseFloat(text, 64)
+		if ferr != nil || f != math.Trunc(f) || math.Abs(f) >= 1<<62 {
+			return 0, refuse(http.StatusBadRequest, "query parameter %s=%q is not a timestamp in milliseconds", name, text)
+		}
+		n = int64(f)
+	}
+	if n < 0 {
+		return 0, refuse(http.StatusBadRequest, "query parameter %s=%q is negative", name, text)
+	}
+	return n, nil
+}
+
+// accepts reports whether the request's Accept header names mediaType.
+func accepts(r *http.Request, mediaType string) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		if t, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && t == mediaType {
+			return true
+		}
+	}
+	return false
+}
+
+// pullJSON streams a JSON pull. The timestamp T is read first; then each
+// table served to the caller is walked in the cursor index up to T, a
+// page at a time, once per list it has rows in (created, then updated,
+// then deleted), and each page goes through fsm.Serve. Every row changed
+// at or before T is thus sent once, as it was at T or later (a row
+// changed after T moves above T and comes with the next pull), and
+// memory stays bounded by a page whatever the size of the pull.
+func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64, out *outcome) *httpError {
+	st := h.server.Store
+	cat := st.Catalog()
+	ts, err := st.LastCursor()
+	if err != nil {
+		return internal(err)
+	}
+	size := h.server.pageSize()
+	w.Header().Set("Content-Type", ContentTypeJSON)
+	tw := &trackingWriter{w: w}
+	pw := codec.NewPullWriter(tw, codec.Options{Catalog: cat, IncludeSecret: c.Hub})
+	// fail answers 500 while nothing was sent; after that the status is
+	// gone, so the connection is cut and the client sees a truncated
+	// document, which it refuses whole.
+	fail := func(err error) *httpError {
+		if !tw.wrote {
+			w.Header().Del("Content-Type")
+			return internal(err)
+		}
+		h.log.Error("sync pull failed mid-stream; aborting the response", "caller", out.caller, "cause", err)
+		panic(http.ErrAbortHandler)
+	}
+	for _, table := range cat.ServedTables(c.Hub) {
+		if err := pw.Table(table); err != nil {
+			return fail(err)
+		}
+		// The created walk also finds out whether the other lists have
+		// rows at all: a first pull, which has only created rows, is
+		// one walk.
+		more := map[string]bool{"created": true}
+		for _, list := range []string{"created", "updated", "deleted"} {
+			if !more[list] {
+				continue
+			}
+			for from := since; ; {
+				page, err := st.TableChangesSince(table, from, ts, size)
+				if err != nil {
+					return fail(err)
+				}
+				if tc := fsm.Serve(page.Records, since, c, cat).Tables[table]; tc != nil {
+					more["updated"] = more["updated"] || len(tc.Updated) > 0
+					more["deleted"] = more["deleted"] || len(tc.Deleted) > 0
+					n, err := writeList(pw, list, tc)
+					out.records += n
+					if err != nil {
+						return fail(err)
+					}
+				}
+				if !page.More {
+					break
+				}
+				from = page.Next
+			}
+		}
+	}
+	if err := pw.Close(ts); err != nil {
+		return fail(err)
+	}
+	out.extra = append(out.extra, "since", since, "timestamp", ts, "bytes", tw.n)
+	return nil
+}
+
+// writeList writes one list of a page's changes of the current table.
+func writeList(pw *codec.PullWriter, list string, tc *codec.TableChanges) (int, error) {
+	rows := tc.Created
+	switch list {
+	case "updated":
+		rows = tc.Updated
+	case "deleted":
+		for _, id := range tc.Deleted {
+			if err := pw.Deleted(id); err != nil {
+				return 0, err
+			}
+		}
+		return len(tc.Deleted), nil
+	}
+	for _, row := range rows {
+		if err := pw.Row(list, row); err != nil {
+			return 0, err
+		}
+	}
+	return len(rows), nil
+}
+
+// pullProto answers one protobuf page. The continuation carries the
+// store cursor to go on from, and the running totals:
+// "cursor:total:sent". Total is counted from the cursor index on the
+// first page (records changed since last_pulled_at, an upper bound of
+// what is served); Sent counts the records served up to and including
+// this page, and Total becomes Sent on the last page.
+func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Caller, since int64, out *outcome) *httpError {
+	req := &pb.PullRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, LastPulledAt: since,
+		RequestId: q.Get("request_id"), PeerType: q.Get("peerType")}
+	if ps := q.Get("page_size"); ps != "" {
+		n, err := strconv.ParseUint(ps, 10, 32)
+		if err != nil {
+			return refuse(http.StatusBadRequest, "query parameter page_size=%q is not a page size", ps)
+		}
+		req.PageSize = uint32(n)
+	}
+	var total, sent uint64
+	if cont := q.Get("continuation"); cont != "" {
+		parts := strings.Split(cont, ":")
+		var errs [3]error
+		var cur int64
+		if len(parts) == 3 {
+			cur, errs[0] = strconv.ParseInt(parts[0], 10, 64)
+			total, errs[1] = strconv.ParseUint(parts[1], 10, 64)
+			sent, errs[2] = strconv.ParseUint(parts[2], 10, 64)
+		}
+		if len(parts) != 3 || errors.Join(errs[:]...) != nil || cur < since {
+			return refuse(http.StatusBadRequest, "query parameter continuation=%q is not a continuation of this pull", cont)
+		}
+		req.Continuation = parts[0]
+	} else {
+		n, err := h.server.Store.CountSince(since)
+		if err != nil {
+			return internal(err)
+		}
+		total = uint64(n)
+	}
+	resp, err := h.server.Pull(c, req)
+	if errors.Is(err, ErrBadRequest) {
+		return refuse(http.StatusBadRequest, "%v", err)
+	}
+	if err != nil {
+		return internal(err)
+	}
+	sent += resp.GetSent()
+	resp.Sent = sent
+	if resp.Continuation == "" {
+		total = sent
+	} else {
+		total = max(total, sent)
+		resp.Continuation = fmt.Sprintf("%s:%d:%d", resp.Continuation, total, sent)
+	}
+	resp.Total = total
+	out.records = countProto(resp.GetChanges())
+	out.extra = append(out.extra, "since", since, "timestamp", resp.GetTimestamp(), "more", resp.Continuation != "")
+	return writeProto(w, resp)
+}
+
+func countProto(cs *pb.Changeset) int {
+	n := 0
+	for _, t := range cs.GetTables() {
+		n += len(t.GetCreated()) + len(t.GetUpdated()) + len(t.GetDeleted())
+	}
+	return n
+}
+
+// ---- push ----
+
+// pushResponse is the JSON answer to a push. Rejected rows stay pending
+// on the device: experimentalRejectedIds is what WatermelonDB reads;
+// rejected says why, for people.
+type pushResponse struct {
+	Success  bool                `json:"success"`
+	Rejected map[string][]string `json:"experimentalRejectedIds,omitempty"`
+	Reasons  []rejection         `json:"rejected,omitempty"`
+}
+
+type rejection struct {
+	Table  string `json:"table"`
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller, out *outcome) *httpError {
+	body, herr := h.readBody(w, r)
+	if herr != nil {
+		return herr
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == ContentTypeProtobuf {
+		req := new(pb.PushRequest)
+		if err := codec.Unmarshal(body, req); err != nil {
+			return refuse(http.StatusBadRequest, "push body: %v", err)
+		}
+		resp, herr := h.apply(c, req)
+		if herr != nil {
+			return herr
+		}
+		out.records = countProto(req.GetChanges())
+		out.extra = append(out.extra, "last_pulled_at", req.GetLastPulledAt(), "rejected", len(resp.GetRejected()))
+		return writeProto(w, resp)
+	}
+
+	cat := h.server.Store.Catalog()
+	cs, lpa, rep, err := codec.DecodePush(body, codec.Options{Catalog: cat, KeepUnknownTables: true, MaxValueBytes: kv.MaxValueBytes})
+	if err != nil {
+		return refuse(http.StatusBadRequest, "push body: %v", err)
+	}
+	if !rep.Clean() {
+		h.log.Warn("push values taken with a fallback or kept unknown", "caller", out.caller,
+			"fallbacks", rep.Fallbacks, "unknown", rep.Unknown, "samples", rep.Samples)
+	}
+	if lpa == 0 {
+		if lpa, herr = lastPulledAt(r.URL.Query()); herr != nil {
+			return herr
+		}
+	}
+	// Tables this node does not know are refused row by row: the rows
+	// stay pending on the device, and the rest of the push goes on.
+	resp := pushResponse{Success: true}
+	for _, name := range cs.TableNames() {
+		if _, ok := cat.Table(name); ok {
+			continue
+		}
+		tc := cs.Tables[name]
+		for _, rows := range [][]codec.Row{tc.Created, tc.Updated} {
+			for _, row := range rows {
+				resp.reject(name, row.ID, "unknown table "+name)
+			}
+		}
+		for _, id := range tc.Deleted {
+			resp.reject(name, id, "unknown table "+name)
+		}
+		delete(cs.Tables, name)
+	}
+	out.records = cs.Count() + len(resp.Reasons)
+	presp, herr := h.apply(c, &pb.PushRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
+		LastPulledAt: lpa, Changes: codec.ChangesetToProto(cs)})
+	if herr != nil {
+		return herr
+	}
+	for _, rj := range presp.GetRejected() {
+		resp.reject(rj.GetTable(), rj.GetId(), rj.GetReason())
+	}
+	out.extra = append(out.extra, "last_pulled_at", lpa, "rejected", len(resp.Reasons))
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (p *pushResponse) reject(table, id, reason string) {
+	if p.Rejected == nil {
+		p.Rejected = map[string][]string{}
+	}
+	p.Rejected[table] = append(p.Rejected[table], id)
+	p.Reasons = append(p.Reasons, rejection{table, id, reason})
+}
+
+// apply runs a push through the Server: all of it or nothing.
+func (h *CloudHandler) apply(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, *httpError) {
+	resp, err := h.server.Push(c, req)
+	switch {
+	case errors.Is(err, fsm.ErrConflict):
+		return nil, refuse(http.StatusConflict, "%v: pull, merge and push again", err)
+	case errors.Is(err, ErrBadRequest):
+		return nil, refuse(http.StatusBadRequest, "push body: %v", err)
+	case err != nil:
+		return nil, internal(err)
+	}
+	return resp, nil
+}
+
+// readBody reads a push body up to the size limit.
+func (h *CloudHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpError) {
+	tooLarge := refuse(http.StatusRequestEntityTooLarge, "request body is over the %d-byte limit", h.maxBody)
+	if r.ContentLength > h.maxBody {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, tooLarge
+	case err != nil:
+		return nil, refuse(http.StatusBadRequest, "reading the request body: %v", err)
+	}
+	return body, nil
+}
+
+// ---- writing ----
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("actors: marshalling a %T: %v", v, err))
+	}
+	w.Header().Set("Content-Type", ContentTypeJSON)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, e *httpError) {
+	writeJSON(w, e.status, map[string]string{"error": e.msg})
+}
+
+func writeProto(w http.ResponseWriter, m proto.Message) *httpError {
+	b, err := codec.Marshal(m)
+	if err != nil {
+		return internal(fmt.Errorf("marshalling a %T: %w", m, err))
+	}
+	w.Header().Set("Content-Type", ContentTypeProtobuf)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+	return nil
+}
+
+// statusWriter records the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+// trackingWriter notes whether anything reached the response.
+type trackingWriter struct {
+	w     io.Writer
+	wrote bool
+	n     int64
+}
+
+func (t *trackingWriter) Write(p []byte) (int, error) {
+	t.wrote = true
+	n, err := t.w.Write(p)
+	t.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,113 @@
+package actors
+
+import (
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clinicsync/clinicsync/kv"
+)
+
+// DefaultRateLimit is the number of sync requests a client may make
+// per minute (reference hikma-sync.md §1.1: 60, shared by pull and
+// push).
+const DefaultRateLimit = 60
+
+// RateLimiter allows each client up to a number of requests per minute:
+// a token bucket per client that holds at most that many requests and
+// refills at that rate, so a client that keeps to the rate is never
+// refused and one that bursts is refused until a token is back. Its
+// clock is an input (tests advance a fake one). Buckets idle for a
+// minute are full again and are dropped, so memory follows the number
+// of clients seen in the last minute. A RateLimiter is safe for
+// concurrent use.
+type RateLimiter struct {
+	perMinute int
+	clock     kv.Clock
+
+	mu      sync.Mutex // guards buckets and swept
+	buckets map[string]*tokenBucket
+	swept   time.Time
+}
+
+type tokenBucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// NewRateLimiter returns a limiter of perMinute requests per minute and
+// client (at least 1); a nil clock is the wall clock.
+func NewRateLimiter(perMinute int, clock kv.Clock) *RateLimiter {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	return &RateLimiter{perMinute: max(perMinute, 1), clock: clock, buckets: map[string]*tokenBucket{}}
+}
+
+// Allow counts one request of client. When the client is over its rate
+// it returns false and how long until the next request would be
+// allowed.
+func (l *RateLimiter) Allow(client string) (bool, time.Duration) {
+	now := l.clock.Now()
+	capacity := float64(l.perMinute)
+	perSecond := capacity / 60
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweep(now)
+	b, ok := l.buckets[client]
+	if !ok {
+		b = &tokenBucket{tokens: capacity, at: now}
+		l.buckets[client] = b
+	}
+	if elapsed := now.Sub(b.at).Seconds(); elapsed > 0 {
+		b.tokens = math.Min(capacity, b.tokens+elapsed*perSecond)
+		b.at = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := time.Duration((1 - b.tokens) / perSecond * float64(time.Second))
+	return false, max(wait, time.Millisecond)
+}
+
+// sweep drops, at most once a minute, the buckets that have refilled.
+func (l *RateLimiter) sweep(now time.Time) {
+	if now.Sub(l.swept) < time.Minute {
+		return
+	}
+	l.swept = now
+	for k, b := range l.buckets {
+		if now.Sub(b.at) >= time.Minute {
+			delete(l.buckets, k)
+		}
+	}
+}
+
+// Len returns the number of clients tracked.
+func (l *RateLimiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}
+
+// ClientAddress is the address a request is rate limited by: the IP of
+// the remote end of the connection, or, when trustForwardedFor is set
+// (behind a reverse proxy that sets it), the first address of
+// X-Forwarded-For when it is an IP.
+func ClientAddress(r *http.Request, trustForwardedFor bool) string {
+	if trustForwardedFor {
+		first, _, _ := strings.Cut(r.Header.Get("X-Forwarded-For"), ",")
+		if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
+			return ip.String()
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/clinicsync/clinicsync/actors"
+	"github.com/clinicsync/clinicsync/kv"
+)
+
+// cmdDevice: node device add|list|revoke: the hubs a cloud serves.
+func cmdDevice(name string, args []string, out io.Writer) error {
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "add":
+		return deviceAdd(name+" add", args[1:], out)
+	case "list":
+		return deviceList(name+" list", args[1:], out)
+	case "revoke":
+		return deviceRevoke(name+" revoke", args[1:], out)
+	case "-h", "-help", "--help":
+		return flag.ErrHelp
+	}
+	return usageErr(name, "want `node device add|list|revoke --data DIR ...`")
+}
+
+// deviceAdd: node device add --data DIR --name N [--clinic ID ...]
+func deviceAdd(name string, args []string, out io.Writer) error {
+	f := newFlags(name)
+	devName := f.String("name", "", "the hub's name")
+	var clinics stringsFlag
+	f.Var(&clinics, "clinic", "a clinic `id` the hub serves (repeatable; none: every clinic)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	if err := f.require("name", *devName); err != nil {
+		return err
+	}
+	var d kv.Device
+	var key string
+	err = f.withNode(func(n *actors.Node) (err error) {
+		d, key, err = n.AddDevice(actors.DeviceConfig{Name: *devName, Clinics: clinics})
+		return err
+	})
+	if err != nil {
+		return &cmdError{name, err}
+	}
+	if f.json {
+		return writeJSON(out, struct {
+			DeviceID string `json:"device_id"`
+			APIKey   string `json:"api_key"`
+		}{d.ID, key})
+	}
+	return writePairs(out, [][2]string{{"device_id", d.ID}, {"api_key", key},
+		{"note", "the API key is shown only once: give it to the hub (node peer add --api-key)"}})
+}
+
+// deviceList: node device list --data DIR
+func deviceList(name string, args []string, out io.Writer) error {
+	f := newFlags(name)
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	var devs []kv.Device
+	err = f.withNode(func(n *actors.Node) (err error) {
+		devs, err = n.Devices()
+		return err
+	})
+	if err != nil {
+		return &cmdError{name, err}
+	}
+	if f.json {
+		type device struct {
+			DeviceID  string   `json:"device_id"`
+			Name      string   `json:"name"`
+			Clinics   []string `json:"clinics"`
+			Status    string   `json:"status"`
+			CreatedAt int64    `json:"created_at"`
+		}
+		list := make([]device, 0, len(devs))
+		for _, d := range devs {
+			list = append(list, device{d.ID, d.Name, append([]string{}, d.ClinicIDs...), d.Status, d.CreatedAt})
+		}
+		return writeJSON(out, struct {
+			Devices []device `json:"devices"`
+		}{list})
+	}
+	if len(devs) == 0 {
+		return writePairs(out, [][2]string{{"devices", "none"}})
+	}
+	var pairs [][2]string
+	for _, d := range devs {
+		clinics := "all clinics"
+		if len(d.ClinicIDs) > 0 {
+			clinics = strings.Join(d.ClinicIDs, ",")
+		}
+		pairs = append(pairs, [2]string{"device", strings.Join([]string{d.ID, d.Status, quoteName(d.Name), clinics,
+			"added " + time.UnixMilli(d.CreatedAt).UTC().Format(time.RFC3339)}, " ")})
+	}
+	return writePairs(out, pairs)
+}
+
+// deviceRevoke: node device revoke --data DIR ID
+func deviceRevoke(name string, args []string, out io.Writer) error {
+	f := newFlags(name)
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	id, err := oneID(f, pos)
+	if err != nil {
+		return err
+	}
+	if err := f.withNode(func(n *actors.Node) error { return n.RevokeDevice(id) }); err != nil {
+		return &cmdError{name, err}
+	}
+	if f.json {
+		return writeJSON(out, struct {
+			DeviceID string `json:"device_id"`
+			Status   string `json:"status"`
+		}{id, kv.StatusRevoked})
+	}
+	return writePairs(out, [][2]string{{"device_id", id}, {"status", kv.StatusRevoked}})
+}
+
+// oneID takes the single positional ID argument.
+func oneID(f *flags, pos []string) (string, error) {
+	switch len(pos) {
+	case 0:
+		return "", usageErr(f.name, "missing ID")
+	case 1:
+		return pos[0], nil
+	}
+	return "", usageErr(f.name, "unexpected argument %q", pos[1])
+}
+
+func quoteName(s string) string {
+	if s == "" {
+		return `""`
+	}
+	if strings.ContainsAny(s, " \t") {
+		return `"` + s + `"`
+	}
+	return s
+}

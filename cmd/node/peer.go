@@ -1,0 +1,174 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/clinicsync/clinicsync/actors"
+	"github.com/clinicsync/clinicsync/kv"
+)
+
+// cmdPeer: node peer add|list|use|revoke: who this node syncs with.
+func cmdPeer(name string, args []string, out io.Writer) error {
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "add":
+		return peerAdd(name+" add", args[1:], out)
+	case "list":
+		return peerList(name+" list", args[1:], out)
+	case "use":
+		return peerSet(name+" use", args[1:], out, (*actors.Node).UsePeer)
+	case "revoke":
+		return peerSet(name+" revoke", args[1:], out, (*actors.Node).RevokePeer)
+	case "-h", "-help", "--help":
+		return flag.ErrHelp
+	}
+	return usageErr(name, "want `node peer add|list|use|revoke --data DIR ...`")
+}
+
+// peerAdd: node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K] [--pairing S]
+func peerAdd(name string, args []string, out io.Writer) error {
+	f := newFlags(name)
+	typ := f.String("type", "", "cloud_server or sync_hub")
+	url := f.String("url", "", "the peer's `URL`, http(s)://host[:port]")
+	peerName := f.String("name", "", "a name for people")
+	apiKey := f.String("api-key", "", "a hub's API `key` toward the cloud (from `node device add` on the cloud)")
+	pairing := f.String("pairing", "", "a hub's pairing string (not available yet)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	if *pairing != "" {
+		return usageErr(name, "--pairing is not available yet in this build: give the hub's --url")
+	}
+	if err := f.require("type", *typ); err != nil {
+		return err
+	}
+	if *typ != kv.PeerCloud && *typ != kv.PeerHub {
+		return usageErr(name, "--type %q: want cloud_server or sync_hub", *typ)
+	}
+	if err := f.require("url", *url); err != nil {
+		return err
+	}
+	var p kv.Peer
+	err = f.withNode(func(n *actors.Node) (err error) {
+		p, err = n.AddPeer(actors.PeerConfig{Type: *typ, URL: *url, Name: *peerName, APIKey: *apiKey})
+		return err
+	})
+	if err != nil {
+		return &cmdError{name, err}
+	}
+	if f.json {
+		return writeJSON(out, struct {
+			PeerID   string `json:"peer_id"`
+			PeerType string `json:"peer_type"`
+			Status   string `json:"status"`
+			URL      string `json:"url"`
+		}{p.ID, p.Type, p.Status, p.URL})
+	}
+	return writePairs(out, [][2]string{{"peer_id", p.ID}, {"peer_type", p.Type}, {"status", p.Status}, {"url", p.URL}})
+}
+
+// peerList: node peer list --data DIR
+func peerList(name string, args []string, out io.Writer) error {
+	f := newFlags(name)
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	var peers []kv.Peer
+	var active string
+	err = f.withNode(func(n *actors.Node) (err error) {
+		if peers, err = n.Peers(); err != nil {
+			return err
+		}
+		active, err = n.ActivePeer()
+		return err
+	})
+	if err != nil {
+		return &cmdError{name, err}
+	}
+	if f.json {
+		type peer struct {
+			PeerID       string `json:"peer_id"`
+			PeerType     string `json:"peer_type"`
+			Status       string `json:"status"`
+			URL          string `json:"url"`
+			LastSyncedAt *int64 `json:"last_synced_at"`
+			Selected     bool   `json:"selected"`
+		}
+		list := make([]peer, 0, len(peers))
+		for _, p := range peers {
+			var last *int64
+			if p.LastSyncedAt != 0 {
+				last = &p.LastSyncedAt
+			}
+			list = append(list, peer{p.ID, p.Type, p.Status, p.URL, last, p.ID == active})
+		}
+		return writeJSON(out, struct {
+			Peers []peer `json:"peers"`
+		}{list})
+	}
+	if len(peers) == 0 {
+		return writePairs(out, [][2]string{{"peers", "none"}})
+	}
+	var pairs [][2]string
+	for _, p := range peers {
+		last := "never synced"
+		if p.LastSyncedAt != 0 {
+			last = "last synced " + time.UnixMilli(p.LastSyncedAt).UTC().Format(time.RFC3339)
+		}
+		url := p.URL
+		if url == "" {
+			url = "-"
+		}
+		sel := ""
+		if p.ID == active {
+			sel = " (selected)"
+		}
+		pairs = append(pairs, [2]string{"peer", fmt.Sprintf("%s %s %s %s %s%s", p.ID, p.Type, p.Status, url, last, sel)})
+	}
+	return writePairs(out, pairs)
+}
+
+// peerSet: node peer use|revoke --data DIR ID
+func peerSet(name string, args []string, out io.Writer, fn func(*actors.Node, string) error) error {
+	f := newFlags(name)
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	id, err := oneID(f, pos)
+	if err != nil {
+		return err
+	}
+	var p kv.Peer
+	err = f.withNode(func(n *actors.Node) error {
+		if err := fn(n, id); err != nil {
+			return err
+		}
+		p, err = n.Store().Peer(id)
+		return err
+	})
+	if err != nil {
+		return &cmdError{name, err}
+	}
+	if f.json {
+		return writeJSON(out, struct {
+			PeerID string `json:"peer_id"`
+			Status string `json:"status"`
+		}{p.ID, p.Status})
+	}
+	return writePairs(out, [][2]string{{"peer_id", p.ID}, {"status", p.Status}})
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clinicsync/clinicsync/actors"
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
+)
+
+// syncFlags are the flags of the commands that run a sync.
+type syncFlags struct {
+	*flags
+	peer    *string
+	timeout *time.Duration
+}
+
+func newSyncFlags(name string) syncFlags {
+	f := newFlags(name)
+	return syncFlags{f,
+		f.String("peer", "", "the peer `id` to sync with (default: the selected one, else the first active hub, else cloud)"),
+		f.Duration("timeout", 10*time.Minute, "give up waiting after this long")}
+}
+
+// cmdSync: node sync --data DIR [--peer ID]
+func cmdSync(name string, args []string, out io.Writer) error {
+	f := newSyncFlags(name)
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	return f.run(out, nil, actors.SyncRequest{PeerID: *f.peer, Trigger: actors.Manual})
+}
+
+// cmdForce: node force-upload|force-download --data DIR --since TIME [--peer ID]
+func cmdForce(name string, args []string, out io.Writer) error {
+	f := newSyncFlags(name)
+	since := f.String("since", "", "re-send (upload) or re-pull (download) rows since this `time`: epoch ms, RFC 3339 or YYYY-MM-DD")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	if err := f.require("since", *since); err != nil {
+		return err
+	}
+	v, err := codec.ParseText(schema.Column{Name: "since", Type: schema.Timestamp}, *since)
+	ms, ok := v.Int64()
+	if err != nil || !ok || ms < 0 {
+		return usageErr(name, "--since %q: want epoch ms, RFC 3339 or YYYY-MM-DD", *since)
+	}
+	trigger := actors.ForceUpload
+	if name == "force-download" {
+		trigger = actors.ForceDownload
+	}
+	return f.run(out, nil, actors.SyncRequest{PeerID: *f.peer, Trigger: trigger, Since: ms})
+}
+
+// cmdLogin: node login --data DIR --email E --password P [--peer ID]
+func cmdLogin(name string, args []string, out io.Writer) error {
+	f := newSyncFlags(name)
+	email := f.String("email", "", "the user's email")
+	password := f.String("password", "", "the user's password")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	if err := f.require("email", *email); err != nil {
+		return err
+	}
+	if err := f.require("password", *password); err != nil {
+		return err
+	}
+	login := func(ctx context.Context, n *actors.Node) (actors.Result, error) {
+		if k := n.Info().Kind; k != actors.KindMobile {
+			return actors.Result{}, fmt.Errorf("a %s node does not sign in: a hub reaches the cloud with its device key (node peer add --api-key)", k)
+		}
+		return n.Login(ctx, *email, *password, *f.peer)
+	}
+	return f.run(out, login, actors.SyncRequest{})
+}
+
+// run opens the node, starts its sync engine with HTTP transports,
+// runs one sync (or do, when given) and reports it: outcome, pulled and
+// pushed, and why it was skipped or failed. A failed sync exits 1 with
+// the reason on stderr (and, with --json, the report on stdout).
+func (f syncFlags) run(out io.Writer, do func(context.Context, *actors.Node) (actors.Result, error), req actors.SyncRequest) error {
+	var res actors.Result
+	err := f.withNode(func(n *actors.Node) error {
+		if n.Info().Kind == actors.KindCloud {
+			return errors.New("a cloud node is the root and syncs with no peer")
+		}
+		// The cause of a failure goes into the one line this command
+		// prints, so the engine's own log is dropped.
+		if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: slog.New(slog.DiscardHandler)}); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
+		defer cancel()
+		var err error
+		if do != nil {
+			res, err = do(ctx, n)
+		} else {
+			res, err = n.Sync(ctx, req)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var msg *string
+	if res.Outcome != actors.OutcomeOK {
+		m := res.Message
+		if res.Err != nil && !strings.Contains(m, res.Err.Error()) && !errors.Is(res.Err, actors.ErrSyncInProgress) {
+			m += " (" + res.Err.Error() + ")"
+		}
+		msg = &m
+	}
+	if f.json {
+		err = writeJSON(out, struct {
+			Outcome string  `json:"outcome"`
+			Pulled  int     `json:"pulled"`
+			Pushed  int     `json:"pushed"`
+			Error   *string `json:"error"`
+		}{res.Outcome, res.Pulled, res.Pushed, msg})
+	} else if res.Outcome != actors.OutcomeError {
+		pairs := [][2]string{{"outcome", res.Outcome}, {"peer", res.Peer},
+			{"pulled", strconv.Itoa(res.Pulled)}, {"pushed", strconv.Itoa(res.Pushed)}}
+		for _, rj := range res.Rejected {
+			pairs = append(pairs, [2]string{"rejected", rj.GetTable() + "/" + rj.GetId() + ": " + rj.GetReason()})
+		}
+		if msg != nil {
+			pairs = append(pairs, [2]string{"message", *msg})
+		}
+		err = writePairs(out, pairs)
+	}
+	if err != nil {
+		return err
+	}
+	if res.Outcome == actors.OutcomeError {
+		return errors.New(*msg)
+	}
+	return nil
+}
