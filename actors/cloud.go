@@ -291,7 +291,7 @@ func accepts(r *http.Request, mediaType string) bool {
 func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64, out *outcome) *httpError {
 	st := h.server.Store
 	cat := st.Catalog()
-	ts, err := st.LastCursor()
+	ts, err := st.IssueCursor()
 	if err != nil {
 		return internal(err)
 	}
@@ -394,7 +394,8 @@ func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Call
 		var errs [3]error
 		var cur int64
 		if len(parts) == 3 {
-			cur, errs[0] = strconv.ParseInt(parts[0], 10, 64)
+			c, _, _ := strings.Cut(parts[0], "/") // Server's own "cursor/timestamp"
+			cur, errs[0] = strconv.ParseInt(c, 10, 64)
 			total, errs[1] = strconv.ParseUint(parts[1], 10, 64)
 			sent, errs[2] = strconv.ParseUint(parts[2], 10, 64)
 		}

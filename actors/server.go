@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/fsm"
@@ -31,33 +32,42 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	if since < 0 {
 		return nil, fmt.Errorf("%w: last_pulled_at %d is negative", ErrBadRequest, since)
 	}
-	from := since
+	// The first page issues the pull's timestamp T; later pages carry it
+	// in the continuation ("cursor/T") and every page stops at T.
+	from, ts := since, int64(0)
 	if cont := req.GetContinuation(); cont != "" {
-		c, err := strconv.ParseInt(cont, 10, 64)
-		if err != nil || c < since {
-			return nil, fmt.Errorf("%w: continuation %q is not a cursor after last_pulled_at", ErrBadRequest, cont)
+		c, t, ok := strings.Cut(cont, "/")
+		var err1, err2 error
+		from, err1 = strconv.ParseInt(c, 10, 64)
+		ts, err2 = strconv.ParseInt(t, 10, 64)
+		if !ok || err1 != nil || err2 != nil || from < since || ts < from {
+			return nil, fmt.Errorf("%w: continuation %q is not cursor/timestamp after last_pulled_at", ErrBadRequest, cont)
 		}
-		from = c
+	} else {
+		var err error
+		if ts, err = s.Store.IssueCursor(); err != nil {
+			return nil, err
+		}
 	}
 	size := int(req.GetPageSize())
 	if size <= 0 || size > s.pageSize() {
 		size = s.pageSize()
 	}
-	page, err := s.Store.ChangesSince(from, size)
+	page, err := s.Store.ChangesSince(from, ts, size)
 	if err != nil {
 		return nil, err
 	}
 	cs := fsm.Serve(page.Records, since, c, s.Store.Catalog())
-	cs.Timestamp = page.Timestamp
+	cs.Timestamp = ts
 	resp := &pb.PullResponse{
 		ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
 		RequestId:       req.GetRequestId(),
 		Changes:         codec.ChangesetToProto(cs),
-		Timestamp:       page.Timestamp,
+		Timestamp:       ts,
 		Sent:            uint64(cs.Count()),
 	}
 	if page.More {
-		resp.Continuation = strconv.FormatInt(page.Next, 10)
+		resp.Continuation = fmt.Sprintf("%d/%d", page.Next, ts)
 	}
 	return resp, nil
 }

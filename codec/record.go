@@ -42,8 +42,12 @@ type Record struct {
 	// mark-synced compares it to tell whether a row changed since it was
 	// collected.
 	Version uint64
-	// Origin is the peer whose push created the row ("" for local rows).
-	Origin string
+	// Origin is the peer whose push created the row ("" for local rows);
+	// PushBase is the last_pulled_at that push carried: the pusher's next
+	// pull has exactly that last_pulled_at (pull timestamps are unique),
+	// so the row goes back to it as updated.
+	Origin   string
+	PushBase int64
 }
 
 // Change is one incoming row or delete to apply: a row of a pulled page
@@ -62,7 +66,9 @@ const (
 	// Write stores Outcome.Record as the row's new state, with a new
 	// serving cursor.
 	Write
-	// Purge removes the row and its tombstone entirely.
+	// Purge removes the row and its tombstone entirely; a store that
+	// keeps tombstones (a serving node) leaves a synced tombstone
+	// instead, so the delete is still served downstream.
 	Purge
 	// Reject leaves the row as it is and reports it with Reason.
 	Reject

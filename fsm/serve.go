@@ -26,10 +26,11 @@ type Caller struct {
 //     rows outside a hub's clinics left out;
 //   - a tombstone is a deleted id, except on a first pull (since 0),
 //     which returns no tombstones;
-//   - a row created after since is created, otherwise updated. Rows a
-//     push created carry the push's last_pulled_at as their creation
-//     cursor, so the pusher gets them back as updated and WatermelonDB
-//     does not resurrect a row the device deleted meanwhile.
+//   - a row created after since is created, otherwise updated, except
+//     that a row goes back to the device whose push created it as
+//     updated (its pull's last_pulled_at is the push's, PushBase), so
+//     WatermelonDB does not resurrect a row the device deleted meanwhile;
+//     a first pull (since 0) gets every row as created.
 //
 // The caller sets the timestamp.
 func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *codec.Changeset {
@@ -57,7 +58,7 @@ func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *cod
 			row.Cols = withoutSecrets(t, r.Cols)
 		}
 		tc := cs.Table(r.Table)
-		if r.CreatedCursor > since {
+		if since == 0 || r.CreatedCursor > since && since != r.PushBase {
 			tc.Created = append(tc.Created, row)
 		} else {
 			tc.Updated = append(tc.Updated, row)
@@ -118,11 +119,13 @@ func InScope(t *schema.Table, r codec.Row, clinics []string) bool {
 type Policy uint8
 
 const (
-	// MergePolicy (the default) takes only the columns the device
-	// changed (its _changed) and keeps the server's other columns.
+	// MergePolicy (the default) takes the columns the device changed
+	// (its _changed) and keeps the server's other columns.
 	MergePolicy Policy = iota
-	// StrictPolicy fails the whole push with ErrConflict (WatermelonDB's
-	// documented rule: the client pulls, merges and pushes again).
+	// StrictPolicy fails the whole push with ErrConflict when a pushed
+	// row changed on the server after the client's last pull
+	// (WatermelonDB's documented rule: the client pulls, merges and
+	// pushes again).
 	StrictPolicy
 )
 
@@ -160,8 +163,12 @@ type Push struct {
 // Merge returns the merge that applies this push, for the store's
 // Apply. It is transactional by construction (the store applies the
 // batch or nothing) and idempotent: a created row that exists is an
-// update, an unknown deleted id is ignored, a row identical to the
-// stored one changes nothing. A deleted row is never resurrected.
+// update, a row identical to the stored one changes nothing. An
+// existing row takes only the pushed columns in the row's _changed (and
+// columns it lacks), so a device's stale copy of a column it did not
+// edit never overwrites a newer value. A deleted row is never
+// resurrected: a delete of an unknown id leaves a tombstone, so the row
+// cannot be created later by a push that was delayed elsewhere.
 // Invalid rows, rows outside the caller's scope and rows of tables not
 // accepted from the caller are rejected (and stay pending on the
 // device); device-local tables (peers, event_logs) are ignored.
@@ -185,10 +192,13 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 			return codec.Outcome{}, fmt.Errorf("%w: %s/%s", ErrConflict, in.Table, in.ID)
 		}
 		if in.Delete {
-			if cur == nil || cur.Deleted {
+			switch {
+			case cur == nil:
+				return codec.Outcome{Op: codec.Write, Record: codec.Record{
+					Deleted: true, Status: p.status(codec.Deleted, nil), Origin: p.Caller.ID}}, nil
+			case cur.Deleted:
 				return codec.Outcome{Op: codec.Skip}, nil
-			}
-			if !InScope(t, cur.Row, p.Caller.Clinics) {
+			case !InScope(t, cur.Row, p.Caller.Clinics):
 				return reject("out of the caller's clinic scope")
 			}
 			return codec.Outcome{Op: codec.Write, Record: codec.Record{
@@ -199,12 +209,10 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 		}
 		switch {
 		case cur == nil:
-			r := codec.Record{Row: codec.Row{Cols: in.Cols}, Status: p.status(codec.Created, nil), Origin: p.Caller.ID}
+			r := codec.Record{Row: codec.Row{Cols: in.Cols}, Status: p.status(codec.Created, nil),
+				Origin: p.Caller.ID, PushBase: p.LastPulledAt}
 			if p.Relay {
 				r.Changed = slices.Clone(in.Changed)
-			}
-			if p.LastPulledAt > 0 {
-				r.CreatedCursor = p.LastPulledAt
 			}
 			return codec.Outcome{Op: codec.Write, Record: r}, nil
 		case cur.Deleted:
@@ -212,8 +220,7 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 		}
 		merged := maps.Clone(cur.Cols)
 		for name, v := range in.Cols {
-			_, known := cur.Cols[name]
-			if !conflict || !known || slices.Contains(in.Changed, name) {
+			if _, known := cur.Cols[name]; !known || slices.Contains(in.Changed, name) {
 				merged[name] = v
 			}
 		}

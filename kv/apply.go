@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/clinicsync/clinicsync/codec"
+
 	"github.com/clinicsync/clinicsync/codec/schema"
 )
 
@@ -63,12 +65,20 @@ func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
 			case Reject:
 				res.Rejected = append(res.Rejected, Rejection{c.Table, c.ID, out.Reason})
 			case Purge:
-				if cur != nil {
+				res.Purged++
+				switch {
+				case cur == nil:
+				case s.opts.KeepTombstones && !(cur.Deleted && cur.Status == Synced):
+					// A serving node keeps the delete to serve it downstream.
+					r := Record{Row: codec.Row{Table: c.Table, ID: c.ID}, Deleted: true, Origin: cur.Origin}
+					if err := s.save(tx, cur, &r); err != nil {
+						return err
+					}
+				case !s.opts.KeepTombstones:
 					if err := s.purge(tx, cur); err != nil {
 						return err
 					}
 				}
-				res.Purged++
 			case Write:
 				r := out.Record
 				r.Table, r.ID = c.Table, c.ID

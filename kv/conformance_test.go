@@ -214,7 +214,7 @@ func TestTombstonesKeptOnServingNodes(t *testing.T) {
 		if !r.Deleted || r.Status != kv.Synced {
 			t.Fatalf("serving tombstone: %+v", r)
 		}
-		p, err := h.s.ChangesSince(0, 0)
+		p, err := h.s.ChangesSince(0, 0, 0)
 		if err != nil || len(p.Records) != 1 || !p.Records[0].Deleted {
 			t.Fatalf("tombstone not served: %+v %v", p, err)
 		}
@@ -375,7 +375,7 @@ func TestChangesSince(t *testing.T) {
 		mid, _ := h.s.LastCursor()
 		h.put("patients", "p3", map[string]codec.Value{"phone": codec.String("2")})
 		h.s.Delete("patients", "p4")
-		p, err := h.s.ChangesSince(mid, 0)
+		p, err := h.s.ChangesSince(mid, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -389,7 +389,7 @@ func TestChangesSince(t *testing.T) {
 		seen := map[string]int{}
 		var since int64
 		for pages := 0; ; pages++ {
-			p, err := h.s.ChangesSince(since, 3)
+			p, err := h.s.ChangesSince(since, 0, 3)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -39,6 +39,7 @@ func encodeRecord(r *Record) ([]byte, error) {
 		Deleted:       r.Deleted,
 		Version:       r.Version,
 		Origin:        r.Origin,
+		PushBase:      r.PushBase,
 	}
 	return proto.MarshalOptions{Deterministic: true}.Marshal(sr)
 }
@@ -60,5 +61,6 @@ func decodeRecord(table, id string, b []byte) (Record, error) {
 		CreatedCursor: sr.CreatedCursor,
 		Version:       sr.Version,
 		Origin:        sr.Origin,
+		PushBase:      sr.PushBase,
 	}, nil
 }

@@ -14,9 +14,10 @@ type Page struct {
 }
 
 // ChangesSince returns up to limit rows whose last change has a cursor
-// greater than since, in cursor order, from the cursor index: the cost
-// is O(changes since), not O(rows). limit <= 0 means all.
-func (s *Store) ChangesSince(since int64, limit int) (Page, error) {
+// greater than since and at most upto (upto <= 0: no bound), in cursor
+// order, from the cursor index: the cost is O(changes since), not
+// O(rows). limit <= 0 means all.
+func (s *Store) ChangesSince(since, upto int64, limit int) (Page, error) {
 	var p Page
 	err := s.be.View(func(tx Tx) error {
 		p = Page{Next: since}
@@ -30,6 +31,9 @@ func (s *Store) ChangesSince(since int64, limit int) (Page, error) {
 			return err
 		}
 		return ci.Ascend(u64b(uint64(max(since, -1)+1)), func(k, v []byte) (bool, error) {
+			if upto > 0 && int64(u64(k)) > upto {
+				return false, nil
+			}
 			if limit > 0 && len(p.Records) == limit {
 				p.More = true
 				return false, nil

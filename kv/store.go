@@ -183,6 +183,18 @@ func lastCursor(tx Tx) (int64, error) {
 	return int64(u64(b.Get(kCursor))), nil
 }
 
+// IssueCursor issues a fresh cursor that no row carries: a pull's
+// timestamp. Every row changed before it has a smaller cursor, every
+// later change a greater one, and no two pulls share a timestamp, so a
+// server can tell a pusher's own last pull from another device's.
+func (s *Store) IssueCursor() (c int64, err error) {
+	err = s.be.Update(func(tx Tx) error {
+		c, err = s.nextCursor(tx)
+		return err
+	})
+	return c, err
+}
+
 // LastCursor returns the newest serving cursor issued.
 func (s *Store) LastCursor() (c int64, err error) {
 	err = s.be.View(func(tx Tx) error {

@@ -1308,6 +1308,7 @@ type StoredRow struct {
 	Deleted       bool                   `protobuf:"varint,6,opt,name=deleted,proto3" json:"deleted,omitempty"`                                  // a tombstone
 	Version       uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`                                  // local write sequence, for mark-synced
 	Origin        string                 `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`                                     // peer whose push created the row, if any
+	PushBase      int64                  `protobuf:"varint,9,opt,name=push_base,json=pushBase,proto3" json:"push_base,omitempty"`                // last_pulled_at of the push that created it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1396,6 +1397,13 @@ func (x *StoredRow) GetOrigin() string {
 		return x.Origin
 	}
 	return ""
+}
+
+func (x *StoredRow) GetPushBase() int64 {
+	if x != nil {
+		return x.PushBase
+	}
+	return 0
 }
 
 // Device is a hub registered with a cloud.
@@ -1674,7 +1682,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\x03R\tcreatedAt\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\v \x01(\x03R\tupdatedAt\"\xe6\x02\n" +
+	"updated_at\x18\v \x01(\x03R\tupdatedAt\"\x83\x03\n" +
 	"\tStoredRow\x126\n" +
 	"\x04cols\x18\x01 \x03(\v2\".clinicsync.v1.StoredRow.ColsEntryR\x04cols\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.clinicsync.v1.StatusR\x06status\x12\x18\n" +
@@ -1683,7 +1691,8 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\x0ecreated_cursor\x18\x05 \x01(\x03R\rcreatedCursor\x12\x18\n" +
 	"\adeleted\x18\x06 \x01(\bR\adeleted\x12\x18\n" +
 	"\aversion\x18\a \x01(\x04R\aversion\x12\x16\n" +
-	"\x06origin\x18\b \x01(\tR\x06origin\x1aM\n" +
+	"\x06origin\x18\b \x01(\tR\x06origin\x12\x1b\n" +
+	"\tpush_base\x18\t \x01(\x03R\bpushBase\x1aM\n" +
 	"\tColsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
 	"\x05value\x18\x02 \x01(\v2\x14.clinicsync.v1.ValueR\x05value:\x028\x01\"\xb1\x01\n" +

@@ -29,20 +29,14 @@ const PASSWORD = 'correct horse battery'
 // WatermelonDB reports what it takes for server bugs as logged errors,
 // not exceptions: a created record that exists locally (the server
 // echoed a push as created), a created record it deleted locally (the
-// resurrection pitfall), and so on. Collect them, and fail a test that
-// caused any. One is tolerated: "update record ..., but it doesn't
-// exist locally", which the client handles by creating the record. It
-// comes when a device's last_pulled_at equals the one a push carried
-// (the cloud's cursor only moves on writes, so two devices that pulled
-// at a quiet time share it), and the pushed row, stamped as created at
-// that cursor so that the pusher gets it back as updated, reaches the
-// other device as updated too.
+// resurrection pitfall), an updated record that does not exist locally
+// (the server sent a row new to this device as updated), and so on.
+// Collect them, and fail a test that caused any.
 const syncErrors = []
-const tolerated = /^\[Sync\] Server wants client to update record \S+, but it doesn't exist locally/
 for (const level of ['error', 'warn']) {
   logger[level] = (...messages) => {
     const text = messages.map((m) => (m instanceof Error ? m.message : String(m))).join(' ')
-    if (text.startsWith('[Sync]') && !tolerated.test(text)) syncErrors.push(text)
+    if (text.startsWith('[Sync]')) syncErrors.push(text)
   }
 }
 logger.log = () => {} // the adapter's progress lines
