@@ -72,6 +72,9 @@ type Run struct {
 	pushed  []codec.Record
 	nextReq int
 	msg     string // the failure message, once failed
+	// seen collects the rows of a full pull that mirrors a peer other
+	// than the last one synced with (nil otherwise).
+	seen map[string]bool
 }
 
 // RunConfig configures a Run.
@@ -124,8 +127,39 @@ func (r *Run) Start() Step {
 	r.from = r.peer.PullCursor
 	if r.trigger == ForceDownload {
 		r.from = max(r.since, 0)
+	} else if last, err := r.store.Config(ConfigLastPeer); err == nil && last != r.peer.ID {
+		// The rows here came from another peer: mirror this one instead
+		// (a full pull; synced rows it does not have are removed), or a
+		// row deleted here before the cursor would stay for ever.
+		r.from, r.seen = 0, map[string]bool{}
 	}
 	return Step{Pull: r.pullRequest("")}
+}
+
+// ConfigLastPeer is the config key naming the peer of the last
+// successful sync: a sync with another peer starts with a full pull.
+const ConfigLastPeer = "last_synced_peer"
+
+// replaced returns deletes for the synced rows of a full pull's tables
+// that the pull did not bring: the peer does not have them (any more).
+func (r *Run) replaced() ([]codec.Change, error) {
+	var out []codec.Change
+	cat := r.store.Catalog()
+	for _, name := range cat.Names() {
+		if t, _ := cat.Table(name); t.Flow == schema.Local {
+			continue
+		}
+		err := r.store.Rows(name, func(rec kv.Record) error {
+			if !rec.Deleted && rec.Status == codec.Synced && !r.seen[name+"\x00"+rec.ID] {
+				out = append(out, codec.Change{Row: codec.Row{Table: name, ID: rec.ID}, Delete: true})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (r *Run) pullRequest(continuation string) *pb.PullRequest {
@@ -148,8 +182,20 @@ func (r *Run) OnPull(resp *pb.PullResponse) Step {
 			changes = append(changes, c)
 		}
 	}
+	if r.seen != nil {
+		for _, c := range changes {
+			r.seen[c.Table+"\x00"+c.ID] = true
+		}
+	}
 	batch := kv.Batch{Changes: changes}
 	last := resp.GetContinuation() == ""
+	if last && r.seen != nil {
+		gone, err := r.replaced()
+		if err != nil {
+			return r.Fail(err)
+		}
+		batch.Changes = append(batch.Changes, gone...)
+	}
 	if last {
 		if resp.GetTimestamp() <= 0 {
 			return r.Fail(fmt.Errorf("%w: pull timestamp %d is not positive", ErrBadRequest, resp.GetTimestamp()))
@@ -230,6 +276,9 @@ func (r *Run) OnPush(resp *pb.PushResponse) Step {
 func (r *Run) finish(resp *pb.PushResponse) Step {
 	now := r.clock.Now().UnixMilli()
 	if err := r.store.UpdatePeer(r.peer.ID, func(p *kv.Peer) { p.LastSyncedAt = now }); err != nil {
+		return r.Fail(err)
+	}
+	if err := r.store.SetConfig(ConfigLastPeer, r.peer.ID); err != nil {
 		return r.Fail(err)
 	}
 	res := &Result{Outcome: OutcomeOK, Peer: r.peer.ID, Pulled: r.pulled,

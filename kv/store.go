@@ -195,6 +195,18 @@ func (s *Store) IssueCursor() (c int64, err error) {
 	return c, err
 }
 
+// LastVersion returns the write version of the newest row change:
+// unlike the cursor, it does not move when a pull issues a timestamp,
+// so an unchanged version means no row changed.
+func (s *Store) LastVersion() (v uint64, err error) {
+	err = s.be.View(func(tx Tx) error {
+		b, err := tx.Bucket(bMeta)
+		v = u64(b.Get(kVersion))
+		return err
+	})
+	return v, err
+}
+
 // LastCursor returns the newest serving cursor issued.
 func (s *Store) LastCursor() (c int64, err error) {
 	err = s.be.View(func(tx Tx) error {

@@ -1,0 +1,498 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/clinicsync/clinicsync/actors"
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
+	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/kv"
+)
+
+// Violation kinds.
+const (
+	VConvergence = "convergence"  // a replica differs from the cloud after settling
+	VLiveness    = "liveness"     // not quiet within the bound, or left busy or pending
+	VLostRow     = "lost-row"     // a row created and never deleted is missing on the cloud
+	VResurrected = "resurrection" // a deleted row is alive again
+	VPhantom     = "phantom"      // a value, column or row nobody wrote
+	VBlanked     = "blanked"      // a written column is missing
+	VLostWrite   = "lost-write"   // a column holds a value its writers superseded
+	VCursor      = "cursor"       // a cursor went back
+	VConcurrent  = "concurrent-sync"
+	VDuplicate   = "duplicate"    // a row id twice in one table
+	VEngineError = "engine-error" // the engine refused or failed what it must accept
+	VRejected    = "rejected"     // a valid pushed row was rejected
+	maxRounds    = 8              // settling rounds allowed before liveness fails
+	maxPerKind   = 50             // violations kept per kind
+	maxFirstRows = 5              // divergent rows with history in the summary
+)
+
+// Violation is one broken invariant.
+type Violation struct {
+	Kind   string `json:"kind"`
+	Node   string `json:"node,omitempty"`
+	Row    string `json:"row,omitempty"`
+	At     string `json:"at"` // virtual time, day+hh:mm:ss.mmm
+	Detail string `json:"detail"`
+	// History is the model's record of the row, when there is one.
+	History string `json:"history,omitempty"`
+	// deletedRow: the model says somebody deleted the row.
+	deletedRow bool
+	// involved are the row's creator and deleter and the writers of
+	// the columns at issue (for test triage).
+	involved []string
+}
+
+func (v Violation) String() string {
+	s := fmt.Sprintf("[%s] %s", v.Kind, v.At)
+	if v.Node != "" {
+		s += " " + v.Node
+	}
+	if v.Row != "" {
+		s += " " + v.Row
+	}
+	return s + ": " + v.Detail
+}
+
+// violate records a violation (once per kind, node and row).
+func (w *World) violate(kind, node, row, format string, a ...any) {
+	n := 0
+	for _, v := range w.violations {
+		if v.Kind == kind {
+			n++
+			if v.Node == node && v.Row == row {
+				return
+			}
+		}
+	}
+	if n >= maxPerKind {
+		w.stats.Dropped++
+		return
+	}
+	v := Violation{Kind: kind, Node: node, Row: row, At: clockText(w.clock.now - w.base), Detail: fmt.Sprintf(format, a...)}
+	if t, id, ok := strings.Cut(row, "/"); ok {
+		if r := w.model.row(key{t, id}); r != nil {
+			v.History, v.deletedRow = r.history(w.base), r.deleted
+			v.involved = []string{r.creator}
+			if r.deleted {
+				v.involved = append(v.involved, r.deletedBy)
+			}
+		}
+	}
+	w.violations = append(w.violations, v)
+	w.tracef("VIOLATION %s", v)
+}
+
+// checkCursors checks that a node's serving cursor and its pull cursor
+// of each peer never go back, across syncs, restarts and clock jumps.
+func (w *World) checkCursors(n *node) {
+	c, err := n.store.LastCursor()
+	if err != nil {
+		w.violate(VEngineError, n.name, "", "reading the cursor: %v", err)
+		return
+	}
+	if c < n.maxCursor {
+		w.violate(VCursor, n.name, "", "serving cursor went back from %d to %d", n.maxCursor, c)
+	}
+	n.maxCursor = max(n.maxCursor, c)
+	peers, err := n.store.Peers()
+	if err != nil {
+		w.violate(VEngineError, n.name, "", "reading peers: %v", err)
+		return
+	}
+	for _, p := range peers {
+		if p.PullCursor < n.maxPull[p.ID] {
+			w.violate(VCursor, n.name, "", "pull cursor of %s went back from %d to %d", p.ID, n.maxPull[p.ID], p.PullCursor)
+		}
+		n.maxPull[p.ID] = max(n.maxPull[p.ID], p.PullCursor)
+	}
+}
+
+// checkCloudPush checks, after the cloud handled a push, that no row
+// the cloud had deleted came back, and notes the rows it now holds as
+// deleted.
+func (w *World) checkCloudPush(c *call) {
+	for _, t := range c.push.GetChanges().GetTables() {
+		var ids []string
+		for _, r := range slices.Concat(t.GetCreated(), t.GetUpdated()) {
+			ids = append(ids, r.GetId())
+		}
+		ids = append(ids, t.GetDeleted()...)
+		for _, id := range ids {
+			k := key{t.GetTable(), id}
+			rec, err := w.cloud.store.Get(k.table, k.id)
+			switch {
+			case err != nil:
+			case rec.Deleted:
+				w.cloudTombs[k] = true
+			case w.cloudTombs[k]:
+				w.violate(VResurrected, cloudName, k.String(), "deleted on the cloud, alive again after a push from %s", c.from.name)
+			}
+		}
+	}
+}
+
+// settle lets every node sync, devices then hubs, round after round,
+// until a round changes nothing anywhere (no row written, nothing
+// pending, every sync ok), or the bound is reached. Cursors cannot tell:
+// every pull issues one as its timestamp.
+func (w *World) settle() {
+	start := w.clock.now
+	for round := 1; round <= maxRounds; round++ {
+		before := w.versions()
+		ok := true
+		for _, n := range slices.Concat(w.devices, w.hubs) {
+			if res := w.syncNode(n, actors.Manual, 0, fmt.Sprintf("settle round %d", round)); res.Outcome != actors.OutcomeOK {
+				ok = false
+			}
+			w.clock.advance(1000)
+		}
+		pending := w.pending()
+		w.stats.SettlePending = append(w.stats.SettlePending, pending)
+		if ok && pending == 0 && slices.Equal(before, w.versions()) {
+			w.stats.SettleRounds, w.stats.SettleMs = round, w.clock.now-start
+			w.tracef("settled after %d rounds", round)
+			return
+		}
+	}
+	w.stats.SettleRounds, w.stats.SettleMs = -1, w.clock.now-start
+	for _, n := range w.all {
+		if c, _ := n.store.PendingCount(); c > 0 {
+			recs, _ := n.store.Collect(3)
+			var ids []string
+			for _, r := range recs {
+				ids = append(ids, fmt.Sprintf("%s/%s(%s)", r.Table, r.ID, r.Status))
+			}
+			w.violate(VLiveness, n.name, "", "still %d rows pending after %d settling rounds: %s", c, maxRounds, strings.Join(ids, " "))
+		}
+	}
+	w.violate(VLiveness, "", "", "no quiet round within %d settling rounds", maxRounds)
+}
+
+func (w *World) versions() []uint64 {
+	out := make([]uint64, len(w.all))
+	for i, n := range w.all {
+		out[i], _ = n.store.LastVersion()
+	}
+	return out
+}
+
+func (w *World) pending() int {
+	total := 0
+	for _, n := range w.all {
+		c, _ := n.store.PendingCount()
+		total += c
+	}
+	return total
+}
+
+// scan reads every row of a node once: it hashes the whole replica
+// (rows, tombstones, sync metadata, peers) into h, in table and id
+// order, and returns the node's live rows of the given tables.
+func scan(n *node, tables []string, h io.Writer) (map[key]map[string]codec.Value, error) {
+	fmt.Fprintf(h, "node %s\n", n.name)
+	out := map[key]map[string]codec.Value{}
+	var buf bytes.Buffer
+	for _, t := range n.store.Catalog().Names() {
+		keep := slices.Contains(tables, t)
+		prev := ""
+		err := n.store.Rows(t, func(r kv.Record) error {
+			if r.ID <= prev && prev != "" {
+				return fmt.Errorf("%w: %s/%s listed after %s", errDuplicate, t, r.ID, prev)
+			}
+			prev = r.ID
+			buf.Reset()
+			fmt.Fprintf(&buf, "%s/%s %s %t [%s] %d %d %s {", t, r.ID, r.Status, r.Deleted, strings.Join(r.Changed, ","), r.Cursor, r.CreatedCursor, r.Origin)
+			for _, c := range r.Columns() {
+				buf.WriteString(c)
+				buf.WriteByte('=')
+				buf.WriteString(r.Cols[c].String())
+				buf.WriteByte(' ')
+			}
+			buf.WriteString("}\n")
+			h.Write(buf.Bytes())
+			if keep && !r.Deleted {
+				out[key{t, r.ID}] = r.Cols
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	peers, err := n.store.Peers()
+	for _, p := range peers {
+		fmt.Fprintf(h, "peer %s %s cursor=%d synced=%d\n", p.ID, p.Status, p.PullCursor, p.LastSyncedAt)
+	}
+	return out, err
+}
+
+var errDuplicate = fmt.Errorf("sim: duplicate row id")
+
+// received lists the tables a node gets from its upstream.
+func received(n *node, cat *schema.Catalog) []string {
+	if n.kind == kindCloud {
+		var out []string
+		for _, name := range cat.Names() {
+			if t, _ := cat.Table(name); t.Flow != schema.Local {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	return cat.ServedTables(n.kind == kindHub)
+}
+
+// inClinic is the simulator's own reading of clinic scope: a row is a
+// clinic's when its clinic column names the clinic or is empty (a
+// clinic_ids list: contains it or is empty); tables without a clinic
+// column go everywhere.
+func inClinic(t *schema.Table, id string, cols map[string]codec.Value, clinic string) bool {
+	switch t.ClinicColumn {
+	case "":
+		return true
+	case "id":
+		return id == clinic
+	}
+	v := cols[t.ClinicColumn]
+	switch v.Kind {
+	case codec.KindNull:
+		return true
+	case codec.KindJSON:
+		var ids []string
+		if json.Unmarshal([]byte(v.Str), &ids) != nil {
+			return false
+		}
+		return len(ids) == 0 || slices.Contains(ids, clinic)
+	}
+	return v.Str == clinic
+}
+
+// expected is what a node should hold once settled: the cloud's live
+// rows of the tables it receives, in its clinic, without the secret
+// columns on a device.
+func expected(n *node, cloud map[key]map[string]codec.Value, cat *schema.Catalog) map[key]map[string]codec.Value {
+	tables := received(n, cat)
+	out := map[key]map[string]codec.Value{}
+	for k, cols := range cloud {
+		if !slices.Contains(tables, k.table) {
+			continue
+		}
+		t, _ := cat.Table(k.table)
+		if !inClinic(t, k.id, cols, n.clinic) {
+			continue
+		}
+		if n.kind == kindMobile {
+			c := map[string]codec.Value{}
+			for name, v := range cols {
+				if col, ok := t.Column(name); !ok || !col.Secret {
+					c[name] = v
+				}
+			}
+			cols = c
+		}
+		out[k] = cols
+	}
+	return out
+}
+
+// checkFinal runs the end-of-run checks: liveness (idle, nothing
+// pending), convergence of every replica with the cloud, no duplicate
+// ids, and every row and column of the cloud against the model.
+func (w *World) checkFinal() {
+	cat := w.cloud.store.Catalog()
+	for _, n := range w.all {
+		if st := n.machine.State(); st != fsm.Idle {
+			w.violate(VLiveness, n.name, "", "sync machine left in state %s", st)
+		}
+	}
+	cloud, err := scan(w.cloud, received(w.cloud, cat), w.replicas)
+	if err != nil {
+		w.violate(VDuplicate, cloudName, "", "%v", err)
+		return
+	}
+	w.stats.RowsPerNode = map[string]int{cloudName: len(cloud)}
+	for _, n := range w.all[1:] {
+		got, err := scan(n, received(n, cat), w.replicas)
+		if err != nil {
+			w.violate(VDuplicate, n.name, "", "%v", err)
+			continue
+		}
+		w.stats.RowsPerNode[n.name] = len(got)
+		w.compare(n, expected(n, cloud, cat), got)
+	}
+	w.checkModel(cloud)
+}
+
+// compare reports the rows where a replica differs from what it should
+// hold.
+func (w *World) compare(n *node, want, got map[key]map[string]codec.Value) {
+	var keys []key
+	for k := range want {
+		keys = append(keys, k)
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b key) int { return strings.Compare(a.String(), b.String()) })
+	for _, k := range keys {
+		wc, inWant := want[k]
+		gc, inGot := got[k]
+		switch {
+		case !inGot:
+			w.violate(VConvergence, n.name, k.String(), "missing; the cloud has %s", clipRow(rowText(wc)))
+		case !inWant:
+			cr, err := w.cloud.store.Get(k.table, k.id)
+			state := "absent"
+			if err == nil && cr.Deleted {
+				state = "deleted"
+			}
+			w.violate(VConvergence, n.name, k.String(), "alive here, %s on the cloud: %s", state, clipRow(rowText(gc)))
+		default:
+			if diff, cols := colDiff(wc, gc); diff != "" {
+				w.violate(VConvergence, n.name, k.String(), "differs from the cloud: %s", diff)
+				if v := &w.violations[len(w.violations)-1]; v.Row == k.String() && v.Node == n.name {
+					if r := w.model.row(k); r != nil {
+						v.History = r.history(w.base, cols...)
+					}
+				}
+			}
+		}
+	}
+}
+
+// checkModel checks the cloud's final rows against the model: rows
+// created and never deleted exist, deleted rows are gone everywhere,
+// each column holds a value somebody wrote to it and was not
+// superseded by its own writer, no written column is missing, and no
+// row exists that nobody created.
+func (w *World) checkModel(cloud map[key]map[string]codec.Value) {
+	for _, k := range w.model.keys() {
+		r := w.model.row(k)
+		cols, alive := cloud[k]
+		if r.deleted {
+			if alive {
+				w.violate(VResurrected, cloudName, k.String(), "deleted by %s, alive on the cloud: %s", r.deletedBy, clipRow(rowText(cols)))
+			}
+			for _, n := range w.all[1:] {
+				if w.live(n, k.table, k.id) {
+					w.violate(VResurrected, n.name, k.String(), "deleted by %s, alive on this replica", r.deletedBy)
+				}
+			}
+			continue
+		}
+		if !alive {
+			w.violate(VLostRow, cloudName, k.String(), "created by %s and never deleted, missing on the cloud", r.creator)
+			continue
+		}
+		var phantom, lost, blanked []string
+		var lostCols []string
+		for _, c := range sortedKeys(cols) {
+			v := cols[c]
+			switch {
+			case len(r.cols[c]) == 0:
+				phantom = append(phantom, fmt.Sprintf("%s=%s that nobody wrote", c, clip(v.String())))
+			case !r.wrote(c, v):
+				phantom = append(phantom, fmt.Sprintf("%s=%s is no value anybody wrote to it", c, clip(v.String())))
+			case !lastOfAWriter(r, c, v):
+				lostCols = append(lostCols, c)
+				lost = append(lost, fmt.Sprintf("%s=%s, but %s", c, clip(v.String()), superseded(r, c)))
+			}
+		}
+		for _, c := range sortedKeys(r.cols) {
+			if _, ok := cols[c]; !ok {
+				blanked = append(blanked, fmt.Sprintf("%s (last written %s)", c, clip(r.cols[c][len(r.cols[c])-1].value.String())))
+			}
+		}
+		if len(phantom) > 0 {
+			w.violate(VPhantom, cloudName, k.String(), "column %s", strings.Join(phantom, "; "))
+		}
+		if len(blanked) > 0 {
+			w.violate(VBlanked, cloudName, k.String(), "written columns missing: %s", strings.Join(blanked, ", "))
+		}
+		if len(lost) > 0 {
+			w.violate(VLostWrite, cloudName, k.String(), "column %s", strings.Join(lost, "; "))
+			if v := &w.violations[len(w.violations)-1]; v.Kind == VLostWrite && v.Row == k.String() {
+				v.History = r.history(w.base, lostCols...)
+				for _, c := range lostCols {
+					v.involved = append(v.involved, r.writers(c)...)
+				}
+			}
+		}
+	}
+	for _, k := range sortedRowKeys(cloud) {
+		if w.model.row(k) == nil {
+			w.violate(VPhantom, cloudName, k.String(), "a row nobody created: %s", clipRow(rowText(cloud[k])))
+		}
+	}
+}
+
+// lastOfAWriter reports whether v is the last value one of the
+// column's writers wrote: with one writer, that writer's last value;
+// with several, a value its own writer overwrote later never wins.
+func lastOfAWriter(r *mrow, col string, v codec.Value) bool {
+	for _, wr := range r.writers(col) {
+		if r.lastBy(col, wr).Equal(v) {
+			return true
+		}
+	}
+	return false
+}
+
+func superseded(r *mrow, col string) string {
+	writers := r.writers(col)
+	if len(writers) == 1 {
+		return "its only writer " + writers[0] + " wrote a later value"
+	}
+	return "each of its writers (" + strings.Join(writers, ", ") + ") wrote a later value"
+}
+
+func sortedRowKeys(m map[key]map[string]codec.Value) []key {
+	keys := make([]key, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b key) int { return strings.Compare(a.String(), b.String()) })
+	return keys
+}
+
+func rowText(cols map[string]codec.Value) string {
+	var parts []string
+	for _, c := range sortedKeys(cols) {
+		parts = append(parts, c+"="+clip(cols[c].String()))
+	}
+	return "{" + strings.Join(parts, " ") + "}"
+}
+
+func colDiff(want, got map[string]codec.Value) (string, []string) {
+	var parts, cols []string
+	for _, c := range sortedKeys(want) {
+		if g, ok := got[c]; !ok {
+			parts, cols = append(parts, fmt.Sprintf("%s missing (cloud %s)", c, clip(want[c].String()))), append(cols, c)
+		} else if !g.Equal(want[c]) {
+			parts, cols = append(parts, fmt.Sprintf("%s=%s (cloud %s)", c, clip(g.String()), clip(want[c].String()))), append(cols, c)
+		}
+	}
+	for _, c := range sortedKeys(got) {
+		if _, ok := want[c]; !ok {
+			parts, cols = append(parts, fmt.Sprintf("%s=%s (cloud has none)", c, clip(got[c].String()))), append(cols, c)
+		}
+	}
+	return strings.Join(parts, ", "), cols
+}
+
+func clipRow(s string) string {
+	if len(s) > 160 {
+		return s[:150] + " ...}"
+	}
+	return s
+}
