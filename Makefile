@@ -8,7 +8,7 @@ FUZZTIME    ?= 10s
 BENCHTIME   ?= 1x
 TEST_FLAGS  ?= -timeout 15m
 
-.PHONY: help build test race fuzz bench proto verify demo clean
+.PHONY: help build test race fuzz bench proto verify demo sim clean
 
 help:
 	@echo "build   bin/node and bin/simulate"
@@ -18,7 +18,8 @@ help:
 	@echo "bench   benchmarks with their floors"
 	@echo "proto   regenerate proto/*.pb.go (needs protoc)"
 	@echo "verify  gofmt, go vet, go mod tidy and generated-code drift"
-	@echo "demo    the main job: a seeded clinic workload on bbolt stores"
+	@echo "demo    the main job: a seeded clinic simulation, with an HTML report"
+	@echo "sim     500 simulation seeds"
 
 build:
 	$(GO) build -o $(BIN)/node ./cmd/node
@@ -69,7 +70,12 @@ verify: $(TOOLS)/protoc-gen-go
 	  done; echo "verify: ok"
 
 demo: build
-	$(BIN)/simulate
+	$(BIN)/simulate --report $(BIN)/demo.html
+	@echo "report page: $(BIN)/demo.html"
+
+# 500 seeds in parallel; lists the failing ones with their replay commands.
+sim: build
+	$(BIN)/simulate --seeds 500
 
 clean:
 	rm -rf $(BIN) $(TOOLS)
