@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"io"
 	"strings"
 	"time"
@@ -12,21 +11,9 @@ import (
 
 // cmdDevice: node device add|list|revoke: the hubs a cloud serves.
 func cmdDevice(name string, args []string, out io.Writer) error {
-	sub := ""
-	if len(args) > 0 {
-		sub = args[0]
-	}
-	switch sub {
-	case "add":
-		return deviceAdd(name+" add", args[1:], out)
-	case "list":
-		return deviceList(name+" list", args[1:], out)
-	case "revoke":
-		return deviceRevoke(name+" revoke", args[1:], out)
-	case "-h", "-help", "--help":
-		return flag.ErrHelp
-	}
-	return usageErr(name, "want `node device add|list|revoke --data DIR ...`")
+	return dispatch(name, args, out, map[string]command{
+		"add": deviceAdd, "list": deviceList, "revoke": deviceRevoke,
+	}, "want `node device add|list|revoke --data DIR ...`")
 }
 
 // deviceAdd: node device add --data DIR --name N [--clinic ID ...]

@@ -126,6 +126,21 @@ type usageError struct {
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
+// dispatch runs the subcommand args[0] of a command group (node peer
+// add ...); want says what the group takes.
+func dispatch(name string, args []string, out io.Writer, subs map[string]command, want string) error {
+	if len(args) > 0 {
+		if cmd, ok := subs[args[0]]; ok {
+			return cmd(name+" "+args[0], args[1:], out)
+		}
+		switch args[0] {
+		case "-h", "-help", "--help":
+			return flag.ErrHelp
+		}
+	}
+	return usageErr(name, "%s", want)
+}
+
 func usageErr(cmd, format string, a ...any) error {
 	return &usageError{cmd, fmt.Errorf(format, a...)}
 }

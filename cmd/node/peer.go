@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -12,23 +11,12 @@ import (
 
 // cmdPeer: node peer add|list|use|revoke: who this node syncs with.
 func cmdPeer(name string, args []string, out io.Writer) error {
-	sub := ""
-	if len(args) > 0 {
-		sub = args[0]
+	set := func(fn func(*actors.Node, string) error) command {
+		return func(name string, args []string, out io.Writer) error { return peerSet(name, args, out, fn) }
 	}
-	switch sub {
-	case "add":
-		return peerAdd(name+" add", args[1:], out)
-	case "list":
-		return peerList(name+" list", args[1:], out)
-	case "use":
-		return peerSet(name+" use", args[1:], out, (*actors.Node).UsePeer)
-	case "revoke":
-		return peerSet(name+" revoke", args[1:], out, (*actors.Node).RevokePeer)
-	case "-h", "-help", "--help":
-		return flag.ErrHelp
-	}
-	return usageErr(name, "want `node peer add|list|use|revoke --data DIR ...`")
+	return dispatch(name, args, out, map[string]command{
+		"add": peerAdd, "list": peerList, "use": set((*actors.Node).UsePeer), "revoke": set((*actors.Node).RevokePeer),
+	}, "want `node peer add|list|use|revoke --data DIR ...`")
 }
 
 // peerAdd: node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K] [--pairing S]

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"io"
 
 	"github.com/clinicsync/clinicsync/actors"
@@ -9,20 +8,18 @@ import (
 
 // cmdUser: node user add --data DIR --email E --password P [--name N] [--role R] [--clinic ID]
 func cmdUser(name string, args []string, out io.Writer) error {
-	if len(args) == 0 || args[0] != "add" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-			return flag.ErrHelp
-		}
-		return usageErr(name, "want `node user add --data DIR --email E --password P`")
-	}
-	name += " add"
+	return dispatch(name, args, out, map[string]command{"add": userAdd},
+		"want `node user add --data DIR --email E --password P`")
+}
+
+func userAdd(name string, args []string, out io.Writer) error {
 	f := newFlags(name)
 	email := f.String("email", "", "the user's email (their login)")
 	password := f.String("password", "", "at least 8 characters")
 	userName := f.String("name", "", "display name (default: the email)")
 	role := f.String("role", "", "role (default: provider)")
 	clinic := f.String("clinic", "", "clinic `id` (default: the node's first clinic)")
-	pos, err := f.parse(args[1:])
+	pos, err := f.parse(args)
 	if err != nil {
 		return err
 	}
