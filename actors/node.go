@@ -178,30 +178,7 @@ func initStore(st *kv.Store, dir string, kind Kind, name string, clinics []strin
 // into place, so that a crash leaves either no key or a whole one, and
 // an existing file's looser mode is not inherited.
 func writeKeyFile(path string, priv *ecdh.PrivateKey) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".node.key-*")
-	if err != nil {
-		return fmt.Errorf("actors: writing key file: %w", err)
-	}
-	tmp := f.Name()
-	text := base64.RawURLEncoding.EncodeToString(priv.Bytes()) + "\n"
-	_, werr := f.WriteString(text)
-	if werr == nil {
-		werr = f.Chmod(0o600)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("actors: writing key file: %w", werr)
-	}
-	return nil
+	return writePrivateFile(path, []byte(base64.RawURLEncoding.EncodeToString(priv.Bytes())+"\n"))
 }
 
 // Node is an initialized node opened for use: its store and identity,
