@@ -154,8 +154,8 @@ func TestPushMerge(t *testing.T) {
 		t.Errorf("unknown delete: %+v", o)
 	}
 	tomb := &codec.Record{Row: codec.Row{Table: "patients", ID: "p1"}, Deleted: true, Cursor: 5}
-	if o := must(push(fsm.MergePolicy, 30, false)(tomb, change(base))); o.Op != codec.Skip {
-		t.Errorf("update of tombstone: %s", o.Op)
+	if o := must(push(fsm.MergePolicy, 30, false)(tomb, change(base))); o.Op != codec.Write || !o.Record.Deleted || len(o.Record.Cols) != 0 {
+		t.Errorf("update of tombstone: %+v (want the tombstone re-served)", o)
 	}
 	out, _ = push(fsm.MergePolicy, 30, false)(server(base), deleteP1)
 	if out.Op != codec.Write || !out.Record.Deleted {

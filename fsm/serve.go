@@ -168,7 +168,8 @@ type Push struct {
 // columns it lacks), so a device's stale copy of a column it did not
 // edit never overwrites a newer value. A deleted row is never
 // resurrected: a delete of an unknown id leaves a tombstone, so the row
-// cannot be created later by a push that was delayed elsewhere.
+// cannot be created later by a push that was delayed elsewhere, and a
+// push of a deleted row re-serves its delete.
 // Invalid rows, rows outside the caller's scope and rows of tables not
 // accepted from the caller are rejected (and stay pending on the
 // device); device-local tables (peers, event_logs) are ignored.
@@ -216,7 +217,11 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 			}
 			return codec.Outcome{Op: codec.Write, Record: r}, nil
 		case cur.Deleted:
-			return codec.Outcome{Op: codec.Skip}, nil
+			// Not resurrected; the tombstone gets a new cursor so that the
+			// pusher's next pull tells it the row is gone (it may have
+			// pulled past the delete, through another peer).
+			return codec.Outcome{Op: codec.Write, Record: codec.Record{
+				Deleted: true, Status: cur.Status, Origin: cur.Origin, PushBase: cur.PushBase}}, nil
 		}
 		merged := maps.Clone(cur.Cols)
 		for name, v := range in.Cols {
