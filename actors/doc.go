@@ -31,6 +31,13 @@
 // pushes (one kv transaction through fsm.Push's merge) for a cloud or a
 // hub; CloudHandler puts it behind the Hikma/WatermelonDB HTTP API.
 //
+// # Control socket
+//
+// While a node serves, ServeControl listens on DIR/control.sock: the
+// node binary forwards any other command on that directory to it and
+// runs it there against the open node, so commands work whether or not
+// a serve process holds the store.
+//
 // # Errors
 //
 // A failed sync is a Result with outcome "error", the message a user

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"strings"
 	"time"
 
@@ -10,15 +9,15 @@ import (
 )
 
 // cmdDevice: node device add|list|revoke: the hubs a cloud serves.
-func cmdDevice(name string, args []string, out io.Writer) error {
-	return dispatch(name, args, out, map[string]command{
+func cmdDevice(e *env, name string, args []string) error {
+	return dispatch(e, name, args, map[string]command{
 		"add": deviceAdd, "list": deviceList, "revoke": deviceRevoke,
 	}, "want `node device add|list|revoke --data DIR ...`")
 }
 
 // deviceAdd: node device add --data DIR --name N [--clinic ID ...]
-func deviceAdd(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func deviceAdd(e *env, name string, args []string) error {
+	f := e.flags(name)
 	devName := f.String("name", "", "the hub's name")
 	var clinics stringsFlag
 	f.Var(&clinics, "clinic", "a clinic `id` the hub serves (repeatable; none: every clinic)")
@@ -42,18 +41,18 @@ func deviceAdd(name string, args []string, out io.Writer) error {
 		return &cmdError{name, err}
 	}
 	if f.json {
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			DeviceID string `json:"device_id"`
 			APIKey   string `json:"api_key"`
 		}{d.ID, key})
 	}
-	return writePairs(out, [][2]string{{"device_id", d.ID}, {"api_key", key},
+	return writePairs(e.out, [][2]string{{"device_id", d.ID}, {"api_key", key},
 		{"note", "the API key is shown only once: give it to the hub (node peer add --api-key)"}})
 }
 
 // deviceList: node device list --data DIR
-func deviceList(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func deviceList(e *env, name string, args []string) error {
+	f := e.flags(name)
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -81,12 +80,12 @@ func deviceList(name string, args []string, out io.Writer) error {
 		for _, d := range devs {
 			list = append(list, device{d.ID, d.Name, append([]string{}, d.ClinicIDs...), d.Status, d.CreatedAt})
 		}
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			Devices []device `json:"devices"`
 		}{list})
 	}
 	if len(devs) == 0 {
-		return writePairs(out, [][2]string{{"devices", "none"}})
+		return writePairs(e.out, [][2]string{{"devices", "none"}})
 	}
 	var pairs [][2]string
 	for _, d := range devs {
@@ -97,12 +96,12 @@ func deviceList(name string, args []string, out io.Writer) error {
 		pairs = append(pairs, [2]string{"device", strings.Join([]string{d.ID, d.Status, quoteName(d.Name), clinics,
 			"added " + time.UnixMilli(d.CreatedAt).UTC().Format(time.RFC3339)}, " ")})
 	}
-	return writePairs(out, pairs)
+	return writePairs(e.out, pairs)
 }
 
 // deviceRevoke: node device revoke --data DIR ID
-func deviceRevoke(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func deviceRevoke(e *env, name string, args []string) error {
+	f := e.flags(name)
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -115,12 +114,12 @@ func deviceRevoke(name string, args []string, out io.Writer) error {
 		return &cmdError{name, err}
 	}
 	if f.json {
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			DeviceID string `json:"device_id"`
 			Status   string `json:"status"`
 		}{id, kv.StatusRevoked})
 	}
-	return writePairs(out, [][2]string{{"device_id", id}, {"status", kv.StatusRevoked}})
+	return writePairs(e.out, [][2]string{{"device_id", id}, {"status", kv.StatusRevoked}})
 }
 
 // oneID takes the single positional ID argument.

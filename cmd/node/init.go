@@ -1,15 +1,15 @@
 package main
 
 import (
-	"io"
+	"fmt"
 	"strings"
 
 	"github.com/clinicsync/clinicsync/actors"
 )
 
 // cmdInit: node init --data DIR --kind cloud|hub|mobile [--name N] [--clinic ID ...]
-func cmdInit(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func cmdInit(e *env, name string, args []string) error {
+	f := e.flags(name)
 	kind := f.String("kind", "", "cloud, hub or mobile")
 	nodeName := f.String("name", "", "a name for people")
 	var clinics stringsFlag
@@ -28,12 +28,16 @@ func cmdInit(name string, args []string, out io.Writer) error {
 	if err != nil {
 		return usageErr(name, "--kind %q: want cloud, hub or mobile", *kind)
 	}
+	// init never forwards: a served directory holds a node already.
+	if pid, err := actors.PingControl(f.data); err == nil {
+		return fmt.Errorf("%w: %s is served by pid %d", actors.ErrAlreadyInitialized, f.data, pid)
+	}
 	info, err := actors.Init(f.data, actors.InitConfig{Kind: k, Name: *nodeName, Clinics: clinics})
 	if err != nil {
 		return err
 	}
 	if f.json {
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			NodeID    string `json:"node_id"`
 			Kind      string `json:"kind"`
 			PublicKey string `json:"public_key"`
@@ -46,5 +50,5 @@ func cmdInit(name string, args []string, out io.Writer) error {
 	if len(info.Clinics) > 0 {
 		pairs = append(pairs, [2]string{"clinics", strings.Join(info.Clinics, ",")})
 	}
-	return writePairs(out, pairs)
+	return writePairs(e.out, pairs)
 }

@@ -5,15 +5,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/clinicsync/clinicsync/actors"
+	"github.com/clinicsync/clinicsync/kv"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -22,7 +25,8 @@ const usage = `usage: node <command> [flags]
 
 Every command takes --data DIR (the node's directory) and --json
 (machine-readable output). Failures exit 1 (2 for usage errors) with
-one line on stderr.
+one line on stderr. While serve runs on DIR, the other commands on DIR
+run inside it, through its control socket DIR/control.sock.
 
 Available:
   node init     --data DIR --kind cloud|hub|mobile [--name N] [--clinic ID ...]
@@ -31,7 +35,8 @@ Available:
   node device list|revoke --data DIR [ID]
   node serve    --data DIR [--http ADDR] [--push-policy merge|strict] [--rate-limit N]
                 [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
-                (cloud or hub: GET/POST /api/v2/sync and /healthz; first line: listening on URL)
+                (cloud or hub: GET/POST /api/v2/sync and /healthz; first line: listening on URL;
+                refused while another serve runs on DIR)
   node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K]
   node peer list|use|revoke --data DIR [ID]
   node login    --data DIR --email E --password P [--peer ID]   (a sync follows)
@@ -55,32 +60,87 @@ timestamps as epoch ms, RFC 3339 or YYYY-MM-DD; dates as YYYY-MM-DD.
 
 // command runs one subcommand. name is how errors call it ("put",
 // "user add").
-type command func(name string, args []string, out io.Writer) error
+type command func(e *env, name string, args []string) error
 
-var commands = map[string]command{
-	"init":           cmdInit,
-	"user":           cmdUser,
-	"put":            cmdPut,
-	"delete":         cmdDelete,
-	"rows":           cmdRows,
-	"status":         cmdStatus,
-	"serve":          cmdServe,
-	"device":         cmdDevice,
-	"peer":           cmdPeer,
-	"login":          cmdLogin,
-	"sync":           cmdSync,
-	"force-upload":   cmdForce,
-	"force-download": cmdForce,
+// env is what one run of a command works with. A command prints
+// nothing before it has its node: a command whose node another process
+// serves is run again there, and only that run's output is shown.
+type env struct {
+	// ctx ends when the command should stop waiting (and serve should
+	// stop): for a command run for the control socket, when its client
+	// goes away or serve stops.
+	ctx context.Context
+	out io.Writer
+	// open returns the node of a --data directory, with its sync engine
+	// running when engine is set, and the function that lets it go.
+	open func(dir string, engine bool) (n *actors.Node, release func() error, err error)
+	// serving is the serve process a command runs in, for its control
+	// socket; nil elsewhere.
+	serving *serving
+}
+
+// serving describes a running `node serve`.
+type serving struct {
+	url string // where it serves HTTP
+	pid int
+}
+
+// commands are the subcommands. (Set in init: serve runs the commands
+// that reach its control socket, so its code refers to this table.)
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"init":           cmdInit,
+		"user":           cmdUser,
+		"put":            cmdPut,
+		"delete":         cmdDelete,
+		"rows":           cmdRows,
+		"status":         cmdStatus,
+		"serve":          cmdServe,
+		"device":         cmdDevice,
+		"peer":           cmdPeer,
+		"login":          cmdLogin,
+		"sync":           cmdSync,
+		"force-upload":   cmdForce,
+		"force-download": cmdForce,
+	}
 }
 
 // notYet are the design's subcommands this build does not have.
 var notYet = map[string]bool{"mode": true}
 
-// run is the whole program: it returns the exit status.
+// run is the whole program: it returns the exit status. A command on a
+// node that a `node serve` process holds is forwarded to that process's
+// control socket, and what it printed there is printed here.
 func run(args []string, stdout, stderr io.Writer) int {
-	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintln(stderr, oneLine(fmt.Sprintf(format, a...)))
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+// runContext is run in ctx: serve stops when it ends.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, out: stdout, open: openLocal}
+	code, fwd := runEnv(e, args, stderr)
+	if fwd == nil {
 		return code
+	}
+	resp, err := fwd.conn.Call(args)
+	if err != nil {
+		fmt.Fprintln(stderr, oneLine(fmt.Sprintf("node %s: %v (the node is served by another process)", fwd.cmd, err)))
+		return 1
+	}
+	io.WriteString(stdout, resp.Stdout)
+	io.WriteString(stderr, resp.Stderr)
+	return resp.Code
+}
+
+// runEnv runs the command line args in e and returns its exit status,
+// or, outside a serve process, the connection to forward it on when
+// another process serves its node.
+func runEnv(e *env, args []string, stderr io.Writer) (int, *forward) {
+	fail := func(code int, format string, a ...any) (int, *forward) {
+		fmt.Fprintln(stderr, oneLine(fmt.Sprintf(format, a...)))
+		return code, nil
 	}
 	if len(args) == 0 {
 		return fail(2, "node: missing command (run `node help` for usage)")
@@ -88,8 +148,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	name := args[0]
 	switch name {
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+		fmt.Fprint(e.out, usage)
+		return 0, nil
 	}
 	cmd, ok := commands[name]
 	if !ok {
@@ -98,23 +158,65 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return fail(2, "node: unknown command %q (run `node help` for usage)", name)
 	}
-	err := cmd(name, args[1:], stdout)
+	err := cmd(e, name, args[1:])
 	var ue *usageError
 	var ce *cmdError
+	var fwd *forward
 	if errors.As(err, &ce) {
 		name = ce.cmd
 	}
 	switch {
 	case err == nil:
-		return 0
+		return 0, nil
+	case errors.As(err, &fwd):
+		fwd.cmd = name
+		return 0, fwd
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usage)
-		return 0
+		fmt.Fprint(e.out, usage)
+		return 0, nil
 	case errors.As(err, &ue):
 		return fail(2, "node %s: %v", ue.cmd, ue.err)
 	default:
 		return fail(1, "node %s: %v", name, err)
 	}
+}
+
+// forward is what opening a node served by another process returns:
+// the connection to that process's control socket, to run the whole
+// command there.
+type forward struct {
+	conn *actors.ControlConn
+	cmd  string // the command, as errors name it
+}
+
+func (f *forward) Error() string { return "the node is served by another process" }
+
+// openLocal opens the node in dir in this process, or, when a `node
+// serve` process holds it, returns a *forward to that process's control
+// socket. The socket is tried first, so that a served node's commands
+// do not wait for the store's lock; a store still locked after that is
+// tried once more (serve may have been starting).
+func openLocal(dir string, engine bool) (*actors.Node, func() error, error) {
+	if c, err := actors.DialControl(dir); err == nil {
+		return nil, nil, &forward{conn: c}
+	}
+	n, err := actors.Open(dir, actors.SystemClock{})
+	if errors.Is(err, kv.ErrLocked) {
+		if c, derr := actors.DialControl(dir); derr == nil {
+			return nil, nil, &forward{conn: c}
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if engine {
+		// The cause of a failure goes into the one line a command
+		// prints, so the engine's own log is dropped.
+		if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: slog.New(slog.DiscardHandler)}); err != nil {
+			return nil, nil, errors.Join(err, n.Close())
+		}
+	}
+	return n, n.Close, nil
 }
 
 // usageError is a mistake in the command line (exit 2).
@@ -128,10 +230,10 @@ func (e *usageError) Unwrap() error { return e.err }
 
 // dispatch runs the subcommand args[0] of a command group (node peer
 // add ...); want says what the group takes.
-func dispatch(name string, args []string, out io.Writer, subs map[string]command, want string) error {
+func dispatch(e *env, name string, args []string, subs map[string]command, want string) error {
 	if len(args) > 0 {
 		if cmd, ok := subs[args[0]]; ok {
-			return cmd(name+" "+args[0], args[1:], out)
+			return cmd(e, name+" "+args[0], args[1:])
 		}
 		switch args[0] {
 		case "-h", "-help", "--help":
@@ -159,16 +261,18 @@ func oneLine(s string) string {
 	return strings.NewReplacer("\r\n", "; ", "\n", "; ", "\r", "; ").Replace(strings.TrimSpace(s))
 }
 
-// flags is a subcommand's flag set with the common --data and --json.
+// flags is a subcommand's flag set with the common --data and --json,
+// in the command's env.
 type flags struct {
 	*flag.FlagSet
+	env  *env
 	name string
 	data string
 	json bool
 }
 
-func newFlags(name string) *flags {
-	f := &flags{FlagSet: flag.NewFlagSet("node "+name, flag.ContinueOnError), name: name}
+func (e *env) flags(name string) *flags {
+	f := &flags{FlagSet: flag.NewFlagSet("node "+name, flag.ContinueOnError), env: e, name: name}
 	f.SetOutput(io.Discard) // errors are reported by run, on one line
 	f.StringVar(&f.data, "data", "", "the node's data `directory`")
 	f.BoolVar(&f.json, "json", false, "machine-readable output")
@@ -226,15 +330,20 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
-// withNode opens the node of --data, calls fn and closes the node.
-func (f *flags) withNode(fn func(*actors.Node) error) error {
-	n, err := actors.Open(f.data, actors.SystemClock{})
+// withNode opens the node of --data, calls fn and lets the node go.
+func (f *flags) withNode(fn func(*actors.Node) error) error { return f.use(false, fn) }
+
+// withEngine is withNode with the node's sync engine running.
+func (f *flags) withEngine(fn func(*actors.Node) error) error { return f.use(true, fn) }
+
+func (f *flags) use(engine bool, fn func(*actors.Node) error) error {
+	n, release, err := f.env.open(f.data, engine)
 	if err != nil {
 		return err
 	}
 	err = fn(n)
-	if cerr := n.Close(); err == nil {
-		err = cerr
+	if rerr := release(); err == nil {
+		err = rerr
 	}
 	return err
 }

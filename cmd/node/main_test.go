@@ -326,16 +326,15 @@ func TestRunServeAndSync(t *testing.T) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	oldCtx, oldLog := serveContext, serveLog
+	oldLog := serveLog
 	logs := &lockedBuffer{}
-	serveContext = func() (context.Context, context.CancelFunc) { return ctx, stop }
 	serveLog = logs
-	defer func() { serveContext, serveLog = oldCtx, oldLog }()
+	defer func() { serveLog = oldLog }()
 	pr, pw := io.Pipe()
 	stderr := &lockedBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run([]string{"serve", "--data", cloud, "--http", "127.0.0.1:0"}, pw, stderr)
+		done <- runContext(ctx, []string{"serve", "--data", cloud, "--http", "127.0.0.1:0"}, pw, stderr)
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
@@ -386,8 +385,10 @@ func TestRunServeAndSync(t *testing.T) {
 	if len(users) != 1 || !strings.HasPrefix(users[0].(map[string]any)["hashed_password"].(string), "$2") {
 		t.Errorf("hub's users: %v", users)
 	}
-	// While serve holds the store, other commands on it are refused.
-	fails(t, 1, "node device revoke: kv: store is locked by another process", "device", "revoke", "--data", cloud, dev["device_id"].(string))
+	// While serve holds the store, the other commands on it run inside
+	// it: a revoked hub is refused at once.
+	ok(t, "device", "revoke", "--data", cloud, dev["device_id"].(string))
+	fails(t, 1, "node sync: Sync failed: Unauthorized", "sync", "--data", hub)
 
 	stop()
 	if code := <-done; code != 0 {
@@ -398,7 +399,6 @@ func TestRunServeAndSync(t *testing.T) {
 	}
 	fails(t, 1, "node sync: Please make sure you have internet or contact your administrator. (actors: peer unreachable: pull http://127.0.0.1:",
 		"sync", "--data", phone)
-	ok(t, "device", "revoke", "--data", cloud, dev["device_id"].(string))
 	if out := ok(t, "device", "list", "--data", cloud); !strings.Contains(out, " revoked ") {
 		t.Errorf("device list after revoke: %q", out)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/clinicsync/clinicsync/actors"
@@ -10,18 +9,18 @@ import (
 )
 
 // cmdPeer: node peer add|list|use|revoke: who this node syncs with.
-func cmdPeer(name string, args []string, out io.Writer) error {
+func cmdPeer(e *env, name string, args []string) error {
 	set := func(fn func(*actors.Node, string) error) command {
-		return func(name string, args []string, out io.Writer) error { return peerSet(name, args, out, fn) }
+		return func(e *env, name string, args []string) error { return peerSet(e, name, args, fn) }
 	}
-	return dispatch(name, args, out, map[string]command{
+	return dispatch(e, name, args, map[string]command{
 		"add": peerAdd, "list": peerList, "use": set((*actors.Node).UsePeer), "revoke": set((*actors.Node).RevokePeer),
 	}, "want `node peer add|list|use|revoke --data DIR ...`")
 }
 
 // peerAdd: node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K] [--pairing S]
-func peerAdd(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func peerAdd(e *env, name string, args []string) error {
+	f := e.flags(name)
 	typ := f.String("type", "", "cloud_server or sync_hub")
 	url := f.String("url", "", "the peer's `URL`, http(s)://host[:port]")
 	peerName := f.String("name", "", "a name for people")
@@ -55,19 +54,19 @@ func peerAdd(name string, args []string, out io.Writer) error {
 		return &cmdError{name, err}
 	}
 	if f.json {
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			PeerID   string `json:"peer_id"`
 			PeerType string `json:"peer_type"`
 			Status   string `json:"status"`
 			URL      string `json:"url"`
 		}{p.ID, p.Type, p.Status, p.URL})
 	}
-	return writePairs(out, [][2]string{{"peer_id", p.ID}, {"peer_type", p.Type}, {"status", p.Status}, {"url", p.URL}})
+	return writePairs(e.out, [][2]string{{"peer_id", p.ID}, {"peer_type", p.Type}, {"status", p.Status}, {"url", p.URL}})
 }
 
 // peerList: node peer list --data DIR
-func peerList(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func peerList(e *env, name string, args []string) error {
+	f := e.flags(name)
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -104,12 +103,12 @@ func peerList(name string, args []string, out io.Writer) error {
 			}
 			list = append(list, peer{p.ID, p.Type, p.Status, p.URL, last, p.ID == active})
 		}
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			Peers []peer `json:"peers"`
 		}{list})
 	}
 	if len(peers) == 0 {
-		return writePairs(out, [][2]string{{"peers", "none"}})
+		return writePairs(e.out, [][2]string{{"peers", "none"}})
 	}
 	var pairs [][2]string
 	for _, p := range peers {
@@ -127,12 +126,12 @@ func peerList(name string, args []string, out io.Writer) error {
 		}
 		pairs = append(pairs, [2]string{"peer", fmt.Sprintf("%s %s %s %s %s%s", p.ID, p.Type, p.Status, url, last, sel)})
 	}
-	return writePairs(out, pairs)
+	return writePairs(e.out, pairs)
 }
 
 // peerSet: node peer use|revoke --data DIR ID
-func peerSet(name string, args []string, out io.Writer, fn func(*actors.Node, string) error) error {
-	f := newFlags(name)
+func peerSet(e *env, name string, args []string, fn func(*actors.Node, string) error) error {
+	f := e.flags(name)
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -153,10 +152,10 @@ func peerSet(name string, args []string, out io.Writer, fn func(*actors.Node, st
 		return &cmdError{name, err}
 	}
 	if f.json {
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			PeerID string `json:"peer_id"`
 			Status string `json:"status"`
 		}{p.ID, p.Status})
 	}
-	return writePairs(out, [][2]string{{"peer_id", p.ID}, {"status", p.Status}})
+	return writePairs(e.out, [][2]string{{"peer_id", p.ID}, {"status", p.Status}})
 }

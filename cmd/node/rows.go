@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/clinicsync/clinicsync/actors"
@@ -13,8 +12,8 @@ import (
 )
 
 // cmdPut: node put --data DIR --table T [--id ID] COL=VALUE ...
-func cmdPut(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func cmdPut(e *env, name string, args []string) error {
+	f := e.flags(name)
 	table := f.String("table", "", "the table")
 	id := f.String("id", "", "the row `id` (default: a new UUID)")
 	pos, err := f.parse(args)
@@ -47,17 +46,17 @@ func cmdPut(name string, args []string, out io.Writer) error {
 		return err
 	}
 	if f.json {
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			ID     string `json:"id"`
 			Status string `json:"_status"`
 		}{rec.ID, rec.Status.String()})
 	}
-	return writePairs(out, [][2]string{{"id", rec.ID}, {"_status", rec.Status.String()}})
+	return writePairs(e.out, [][2]string{{"id", rec.ID}, {"_status", rec.Status.String()}})
 }
 
 // cmdDelete: node delete --data DIR --table T --id ID
-func cmdDelete(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func cmdDelete(e *env, name string, args []string) error {
+	f := e.flags(name)
 	table := f.String("table", "", "the table")
 	id := f.String("id", "", "the row `id`")
 	pos, err := f.parse(args)
@@ -78,16 +77,16 @@ func cmdDelete(name string, args []string, out io.Writer) error {
 		return err
 	}
 	if f.json {
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			ID string `json:"id"`
 		}{*id})
 	}
-	return writePairs(out, [][2]string{{"id", *id}, {"_status", kv.Deleted.String()}})
+	return writePairs(e.out, [][2]string{{"id", *id}, {"_status", kv.Deleted.String()}})
 }
 
 // cmdRows: node rows --data DIR --table T [--id ID]
-func cmdRows(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func cmdRows(e *env, name string, args []string) error {
+	f := e.flags(name)
 	table := f.String("table", "", "the table")
 	id := f.String("id", "", "just this row `id`")
 	pos, err := f.parse(args)
@@ -117,17 +116,17 @@ func cmdRows(name string, args []string, out io.Writer) error {
 			}
 			objs = append(objs, obj)
 		}
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			Rows []json.RawMessage `json:"rows"`
 		}{objs})
 	}
 	if len(rows) == 0 {
-		_, err := fmt.Fprintln(out, "(no rows)")
+		_, err := fmt.Fprintln(e.out, "(no rows)")
 		return err
 	}
 	for i, r := range rows {
 		if i > 0 {
-			if _, err := fmt.Fprintln(out); err != nil {
+			if _, err := fmt.Fprintln(e.out); err != nil {
 				return err
 			}
 		}
@@ -135,7 +134,7 @@ func cmdRows(name string, args []string, out io.Writer) error {
 		for _, col := range r.Columns() {
 			pairs = append(pairs, [2]string{col, r.Cols[col].String()})
 		}
-		if err := writePairs(out, pairs); err != nil {
+		if err := writePairs(e.out, pairs); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,21 +14,16 @@ import (
 
 	"github.com/clinicsync/clinicsync/actors"
 	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/kv"
 )
-
-// serveContext is the context serve runs in: it ends on SIGINT or
-// SIGTERM (tests swap it for one they cancel).
-var serveContext = func() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
 
 // serveLog is where serve's request log goes.
 var serveLog io.Writer = os.Stderr
 
 // cmdServe: node serve --data DIR [--http ADDR] [--push-policy merge|strict]
 // [--rate-limit N] [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
-func cmdServe(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func cmdServe(e *env, name string, args []string) error {
+	f := e.flags(name)
 	addr := f.String("http", "127.0.0.1:8080", "`address` to serve /api/v2/sync on (host:port; port 0 picks one)")
 	policy := f.String("push-policy", "merge", "merge (per-column merge of concurrent edits) or strict (409, WatermelonDB's rule)")
 	rate := f.Int("rate-limit", actors.DefaultRateLimit, "sync requests per minute per client address (0: no limit)")
@@ -61,37 +58,115 @@ func cmdServe(name string, args []string, out io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(serveLog, &slog.HandlerOptions{Level: level}))
-	return f.withNode(func(n *actors.Node) error {
-		h, err := n.CloudHandler(actors.CloudConfig{Policy: pol, RateLimit: *rate, TrustForwardedFor: *trustFF,
-			MaxBodyBytes: *maxBody, PageSize: *pageSize, Logger: log})
-		if err != nil {
-			return err
+	n, err := openToServe(f.data)
+	if err != nil {
+		return err
+	}
+	err = serveNode(e, f, n, actors.CloudConfig{Policy: pol, RateLimit: *rate, TrustForwardedFor: *trustFF,
+		MaxBodyBytes: *maxBody, PageSize: *pageSize, Logger: log}, *addr, log)
+	if cerr := n.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// openToServe opens the node in dir in this process, refusing one that
+// another serve process holds.
+func openToServe(dir string) (*actors.Node, error) {
+	if err := alreadyServed(dir); err != nil {
+		return nil, err
+	}
+	n, err := actors.Open(dir, actors.SystemClock{})
+	if errors.Is(err, kv.ErrLocked) {
+		if serr := alreadyServed(dir); serr != nil {
+			return nil, serr // it was starting
 		}
-		l, err := net.Listen("tcp", *addr)
-		if err != nil {
-			return err
-		}
-		url := "http://" + l.Addr().String()
-		if f.json {
-			err = writeJSON(out, struct {
-				URL string `json:"url"`
-			}{url})
-		} else {
-			_, err = fmt.Fprintf(out, "listening on %s\n", url)
-		}
-		if err != nil {
-			l.Close()
-			return err
-		}
-		info := n.Info()
-		log.Info("serving", "node", info.NodeID, "kind", info.Kind, "url", url, "push_policy", pol.String(),
-			"rate_limit", *rate, "max_body", *maxBody)
-		ctx, stop := serveContext()
-		defer stop()
-		if err := actors.Serve(ctx, l, h); err != nil {
-			return err
-		}
-		log.Info("stopped")
-		return nil
-	})
+	}
+	return n, err
+}
+
+// alreadyServed says so when a serve process answers on dir's control
+// socket.
+func alreadyServed(dir string) error {
+	if pid, err := actors.PingControl(dir); err == nil {
+		return fmt.Errorf("%s is already served by pid %d", dir, pid)
+	}
+	return nil
+}
+
+// serveNode serves n until serve's context ends: the HTTP sync API on
+// addr, and the control socket, through which the node's other
+// commands run here, against n, with its sync engine (a hub syncs
+// upstream that way while it serves its devices).
+func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, addr string, log *slog.Logger) error {
+	h, err := n.CloudHandler(cfg)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: log}); err != nil {
+		return err
+	}
+	ctl, err := n.ListenControl()
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	url := "http://" + l.Addr().String()
+	if f.json {
+		err = writeJSON(e.out, struct {
+			URL string `json:"url"`
+		}{url})
+	} else {
+		_, err = fmt.Fprintf(e.out, "listening on %s\n", url)
+	}
+	if err != nil {
+		l.Close()
+		return err
+	}
+	info := n.Info()
+	log.Info("serving", "node", info.NodeID, "kind", info.Kind, "url", url, "control", actors.ControlPath(n.Dir()),
+		"push_policy", cfg.Policy.String(), "rate_limit", cfg.RateLimit, "max_body", cfg.MaxBodyBytes)
+	// serve runs until SIGINT or SIGTERM (or the end of e.ctx).
+	sctx, stop := signal.NotifyContext(e.ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// A failed control socket stops the HTTP server too: the node's
+	// commands would find it held and unreachable.
+	ctx, cancel := context.WithCancel(sctx)
+	defer cancel()
+	ctlDone := make(chan error, 1)
+	go func() {
+		err := actors.ServeControl(ctx, ctl, controlHandler(n, &serving{url: url, pid: os.Getpid()}, log), log)
+		cancel()
+		ctlDone <- err
+	}()
+	err = actors.Serve(ctx, l, h)
+	cancel()
+	if cerr := <-ctlDone; err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// controlHandler runs the command lines that come through the control
+// socket as this binary runs them, against the served node (whatever
+// --data says: the client found the socket in the node's directory,
+// and may have named it relative to its own working directory).
+func controlHandler(n *actors.Node, s *serving, log *slog.Logger) actors.ControlHandler {
+	open := func(string, bool) (*actors.Node, func() error, error) {
+		return n, func() error { return nil }, nil
+	}
+	return func(ctx context.Context, args []string) actors.ControlResponse {
+		var out, errOut bytes.Buffer
+		code, _ := runEnv(&env{ctx: ctx, out: &out, open: open, serving: s}, args, &errOut)
+		log.Info("command", "command", args[0], "code", code) // its flags may hold a password
+		return actors.ControlResponse{Stdout: out.String(), Stderr: errOut.String(), Code: code}
+	}
 }

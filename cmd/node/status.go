@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -10,8 +9,8 @@ import (
 )
 
 // cmdStatus: node status --data DIR
-func cmdStatus(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func cmdStatus(e *env, name string, args []string) error {
+	f := e.flags(name)
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -43,20 +42,32 @@ func cmdStatus(name string, args []string, out io.Writer) error {
 			}
 			peers = append(peers, peer{p.ID, p.Type, p.Status, p.URL, last})
 		}
-		return writeJSON(out, struct {
-			State   string `json:"state"`
-			Mode    string `json:"mode"`
-			Peers   []peer `json:"peers"`
-			Pending int    `json:"pending"`
-		}{st.State, st.Mode, peers, st.Pending})
+		type serving struct {
+			URL string `json:"url"`
+			PID int    `json:"pid"`
+		}
+		var srv *serving
+		if s := e.serving; s != nil {
+			srv = &serving{s.url, s.pid}
+		}
+		return writeJSON(e.out, struct {
+			State   string   `json:"state"`
+			Mode    string   `json:"mode"`
+			Peers   []peer   `json:"peers"`
+			Pending int      `json:"pending"`
+			Serving *serving `json:"serving,omitempty"` // only while served
+		}{st.State, st.Mode, peers, st.Pending, srv})
 	}
 	pairs := [][2]string{
 		{"node_id", st.NodeID},
 		{"kind", string(st.Kind)},
 		{"state", st.State},
 		{"mode", st.Mode},
-		{"pending", strconv.Itoa(st.Pending)},
 	}
+	if s := e.serving; s != nil {
+		pairs = append(pairs, [2]string{"serving", fmt.Sprintf("%s (pid %d)", s.url, s.pid)})
+	}
+	pairs = append(pairs, [2]string{"pending", strconv.Itoa(st.Pending)})
 	if len(st.Peers) == 0 {
 		pairs = append(pairs, [2]string{"peers", "none"})
 	}
@@ -71,5 +82,5 @@ func cmdStatus(name string, args []string, out io.Writer) error {
 		}
 		pairs = append(pairs, [2]string{"peer", fmt.Sprintf("%s %s %s %s %s", p.ID, p.Type, p.Status, url, last)})
 	}
-	return writePairs(out, pairs)
+	return writePairs(e.out, pairs)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -22,16 +20,16 @@ type syncFlags struct {
 	timeout *time.Duration
 }
 
-func newSyncFlags(name string) syncFlags {
-	f := newFlags(name)
+func (e *env) syncFlags(name string) syncFlags {
+	f := e.flags(name)
 	return syncFlags{f,
 		f.String("peer", "", "the peer `id` to sync with (default: the selected one, else the first active hub, else cloud)"),
 		f.Duration("timeout", 10*time.Minute, "give up waiting after this long")}
 }
 
 // cmdSync: node sync --data DIR [--peer ID]
-func cmdSync(name string, args []string, out io.Writer) error {
-	f := newSyncFlags(name)
+func cmdSync(e *env, name string, args []string) error {
+	f := e.syncFlags(name)
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -39,12 +37,12 @@ func cmdSync(name string, args []string, out io.Writer) error {
 	if err := f.noArgs(pos); err != nil {
 		return err
 	}
-	return f.run(out, nil, actors.SyncRequest{PeerID: *f.peer, Trigger: actors.Manual})
+	return f.run(nil, actors.SyncRequest{PeerID: *f.peer, Trigger: actors.Manual})
 }
 
 // cmdForce: node force-upload|force-download --data DIR --since TIME [--peer ID]
-func cmdForce(name string, args []string, out io.Writer) error {
-	f := newSyncFlags(name)
+func cmdForce(e *env, name string, args []string) error {
+	f := e.syncFlags(name)
 	since := f.String("since", "", "re-send (upload) or re-pull (download) rows since this `time`: epoch ms, RFC 3339 or YYYY-MM-DD")
 	pos, err := f.parse(args)
 	if err != nil {
@@ -65,12 +63,12 @@ func cmdForce(name string, args []string, out io.Writer) error {
 	if name == "force-download" {
 		trigger = actors.ForceDownload
 	}
-	return f.run(out, nil, actors.SyncRequest{PeerID: *f.peer, Trigger: trigger, Since: ms})
+	return f.run(nil, actors.SyncRequest{PeerID: *f.peer, Trigger: trigger, Since: ms})
 }
 
 // cmdLogin: node login --data DIR --email E --password P [--peer ID]
-func cmdLogin(name string, args []string, out io.Writer) error {
-	f := newSyncFlags(name)
+func cmdLogin(e *env, name string, args []string) error {
+	f := e.syncFlags(name)
 	email := f.String("email", "", "the user's email")
 	password := f.String("password", "", "the user's password")
 	pos, err := f.parse(args)
@@ -92,25 +90,21 @@ func cmdLogin(name string, args []string, out io.Writer) error {
 		}
 		return n.Login(ctx, *email, *password, *f.peer)
 	}
-	return f.run(out, login, actors.SyncRequest{})
+	return f.run(login, actors.SyncRequest{})
 }
 
-// run opens the node, starts its sync engine with HTTP transports,
-// runs one sync (or do, when given) and reports it: outcome, pulled and
-// pushed, and why it was skipped or failed. A failed sync exits 1 with
-// the reason on stderr (and, with --json, the report on stdout).
-func (f syncFlags) run(out io.Writer, do func(context.Context, *actors.Node) (actors.Result, error), req actors.SyncRequest) error {
+// run opens the node with its sync engine running (HTTP transports),
+// runs one sync (or do, when given) and reports it: outcome, pulled
+// and pushed, and why it was skipped or failed. A failed sync exits 1
+// with the reason on stderr (and, with --json, the report on stdout).
+func (f syncFlags) run(do func(context.Context, *actors.Node) (actors.Result, error), req actors.SyncRequest) error {
+	out := f.env.out
 	var res actors.Result
-	err := f.withNode(func(n *actors.Node) error {
+	err := f.withEngine(func(n *actors.Node) error {
 		if n.Info().Kind == actors.KindCloud {
 			return errors.New("a cloud node is the root and syncs with no peer")
 		}
-		// The cause of a failure goes into the one line this command
-		// prints, so the engine's own log is dropped.
-		if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: slog.New(slog.DiscardHandler)}); err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), *f.timeout)
+		ctx, cancel := context.WithTimeout(f.env.ctx, *f.timeout)
 		defer cancel()
 		var err error
 		if do != nil {

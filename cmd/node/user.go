@@ -1,19 +1,17 @@
 package main
 
 import (
-	"io"
-
 	"github.com/clinicsync/clinicsync/actors"
 )
 
 // cmdUser: node user add --data DIR --email E --password P [--name N] [--role R] [--clinic ID]
-func cmdUser(name string, args []string, out io.Writer) error {
-	return dispatch(name, args, out, map[string]command{"add": userAdd},
+func cmdUser(e *env, name string, args []string) error {
+	return dispatch(e, name, args, map[string]command{"add": userAdd},
 		"want `node user add --data DIR --email E --password P`")
 }
 
-func userAdd(name string, args []string, out io.Writer) error {
-	f := newFlags(name)
+func userAdd(e *env, name string, args []string) error {
+	f := e.flags(name)
 	email := f.String("email", "", "the user's email (their login)")
 	password := f.String("password", "", "at least 8 characters")
 	userName := f.String("name", "", "display name (default: the email)")
@@ -42,9 +40,9 @@ func userAdd(name string, args []string, out io.Writer) error {
 		return &cmdError{name, err}
 	}
 	if f.json {
-		return writeJSON(out, struct {
+		return writeJSON(e.out, struct {
 			UserID string `json:"user_id"`
 		}{id})
 	}
-	return writePairs(out, [][2]string{{"user_id", id}})
+	return writePairs(e.out, [][2]string{{"user_id", id}})
 }
