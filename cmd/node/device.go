@@ -21,14 +21,8 @@ func deviceAdd(e *env, name string, args []string) error {
 	devName := f.String("name", "", "the hub's name")
 	var clinics stringsFlag
 	f.Var(&clinics, "clinic", "a clinic `id` the hub serves (repeatable; none: every clinic)")
-	pos, err := f.parse(args)
+	err := f.parseAll(args, "name")
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
-		return err
-	}
-	if err := f.require("name", *devName); err != nil {
 		return err
 	}
 	var d kv.Device
@@ -53,11 +47,8 @@ func deviceAdd(e *env, name string, args []string) error {
 // deviceList: node device list --data DIR
 func deviceList(e *env, name string, args []string) error {
 	f := e.flags(name)
-	pos, err := f.parse(args)
+	err := f.parseAll(args)
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
 		return err
 	}
 	var devs []kv.Device

@@ -14,14 +14,8 @@ func cmdInit(e *env, name string, args []string) error {
 	nodeName := f.String("name", "", "a name for people")
 	var clinics stringsFlag
 	f.Var(&clinics, "clinic", "a clinic `id` (repeatable)")
-	pos, err := f.parse(args)
+	err := f.parseAll(args, "kind")
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
-		return err
-	}
-	if err := f.require("kind", *kind); err != nil {
 		return err
 	}
 	k, err := actors.ParseKind(*kind)

@@ -309,6 +309,24 @@ func (f *flags) parse(args []string) ([]string, error) {
 }
 
 // noArgs refuses positional arguments.
+// parseAll parses args, refuses positional arguments and checks that
+// the named flags are set.
+func (f *flags) parseAll(args []string, required ...string) error {
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if err := f.noArgs(pos); err != nil {
+		return err
+	}
+	for _, name := range required {
+		if err := f.require(name, f.Lookup(name).Value.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *flags) noArgs(pos []string) error {
 	if len(pos) > 0 {
 		return usageErr(f.name, "unexpected argument %q", pos[0])

@@ -26,11 +26,8 @@ func peerAdd(e *env, name string, args []string) error {
 	peerName := f.String("name", "", "a name for people")
 	apiKey := f.String("api-key", "", "a hub's API `key` toward the cloud (from `node device add` on the cloud)")
 	pairing := f.String("pairing", "", "a hub's pairing string (not available yet)")
-	pos, err := f.parse(args)
+	err := f.parseAll(args)
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
 		return err
 	}
 	if *pairing != "" {
@@ -67,11 +64,8 @@ func peerAdd(e *env, name string, args []string) error {
 // peerList: node peer list --data DIR
 func peerList(e *env, name string, args []string) error {
 	f := e.flags(name)
-	pos, err := f.parse(args)
+	err := f.parseAll(args)
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
 		return err
 	}
 	var peers []kv.Peer

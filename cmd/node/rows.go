@@ -59,17 +59,8 @@ func cmdDelete(e *env, name string, args []string) error {
 	f := e.flags(name)
 	table := f.String("table", "", "the table")
 	id := f.String("id", "", "the row `id`")
-	pos, err := f.parse(args)
+	err := f.parseAll(args, "table", "id")
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
-		return err
-	}
-	if err := f.require("table", *table); err != nil {
-		return err
-	}
-	if err := f.require("id", *id); err != nil {
 		return err
 	}
 	err = f.withNode(func(n *actors.Node) error { return n.Delete(*table, *id) })
@@ -89,14 +80,8 @@ func cmdRows(e *env, name string, args []string) error {
 	f := e.flags(name)
 	table := f.String("table", "", "the table")
 	id := f.String("id", "", "just this row `id`")
-	pos, err := f.parse(args)
+	err := f.parseAll(args, "table")
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
-		return err
-	}
-	if err := f.require("table", *table); err != nil {
 		return err
 	}
 	var rows []kv.Record

@@ -33,11 +33,8 @@ func cmdServe(e *env, name string, args []string) error {
 	rpc := f.String("rpc", "", "native RPC address (not available yet)")
 	metrics := f.String("metrics", "", "metrics address (not available yet)")
 	verbose := f.Bool("v", false, "log health checks too")
-	pos, err := f.parse(args)
+	err := f.parseAll(args)
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
 		return err
 	}
 	if *rpc != "" || *metrics != "" {

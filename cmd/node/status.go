@@ -11,11 +11,8 @@ import (
 // cmdStatus: node status --data DIR
 func cmdStatus(e *env, name string, args []string) error {
 	f := e.flags(name)
-	pos, err := f.parse(args)
+	err := f.parseAll(args)
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
 		return err
 	}
 	var st actors.Status

@@ -30,11 +30,8 @@ func (e *env) syncFlags(name string) syncFlags {
 // cmdSync: node sync --data DIR [--peer ID]
 func cmdSync(e *env, name string, args []string) error {
 	f := e.syncFlags(name)
-	pos, err := f.parse(args)
+	err := f.parseAll(args)
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
 		return err
 	}
 	return f.run(nil, actors.SyncRequest{PeerID: *f.peer, Trigger: actors.Manual})
@@ -44,14 +41,8 @@ func cmdSync(e *env, name string, args []string) error {
 func cmdForce(e *env, name string, args []string) error {
 	f := e.syncFlags(name)
 	since := f.String("since", "", "re-send (upload) or re-pull (download) rows since this `time`: epoch ms, RFC 3339 or YYYY-MM-DD")
-	pos, err := f.parse(args)
+	err := f.parseAll(args, "since")
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
-		return err
-	}
-	if err := f.require("since", *since); err != nil {
 		return err
 	}
 	v, err := codec.ParseText(schema.Column{Name: "since", Type: schema.Timestamp}, *since)
@@ -71,17 +62,8 @@ func cmdLogin(e *env, name string, args []string) error {
 	f := e.syncFlags(name)
 	email := f.String("email", "", "the user's email")
 	password := f.String("password", "", "the user's password")
-	pos, err := f.parse(args)
+	err := f.parseAll(args, "email", "password")
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
-		return err
-	}
-	if err := f.require("email", *email); err != nil {
-		return err
-	}
-	if err := f.require("password", *password); err != nil {
 		return err
 	}
 	login := func(ctx context.Context, n *actors.Node) (actors.Result, error) {

@@ -17,17 +17,8 @@ func userAdd(e *env, name string, args []string) error {
 	userName := f.String("name", "", "display name (default: the email)")
 	role := f.String("role", "", "role (default: provider)")
 	clinic := f.String("clinic", "", "clinic `id` (default: the node's first clinic)")
-	pos, err := f.parse(args)
+	err := f.parseAll(args, "email", "password")
 	if err != nil {
-		return err
-	}
-	if err := f.noArgs(pos); err != nil {
-		return err
-	}
-	if err := f.require("email", *email); err != nil {
-		return err
-	}
-	if err := f.require("password", *password); err != nil {
 		return err
 	}
 	var id string
