@@ -127,18 +127,35 @@ func (r *Run) Start() Step {
 	r.from = r.peer.PullCursor
 	if r.trigger == ForceDownload {
 		r.from = max(r.since, 0)
-	} else if last, err := r.store.Config(ConfigLastPeer); err == nil && last != r.peer.ID {
-		// The rows here came from another peer: mirror this one instead
-		// (a full pull; synced rows it does not have are removed), or a
-		// row deleted here before the cursor would stay for ever.
+	} else if r.mixed() {
+		// Rows here came from another peer (or from a pull cut short):
+		// mirror this one instead (a full pull; synced rows it does not
+		// have are removed), or a row deleted here before the cursor
+		// would stay for ever.
 		r.from, r.seen = 0, map[string]bool{}
 	}
 	return Step{Pull: r.pullRequest("")}
 }
 
-// ConfigLastPeer is the config key naming the peer of the last
-// successful sync: a sync with another peer starts with a full pull.
-const ConfigLastPeer = "last_synced_peer"
+// Config keys naming the peer whose pull last applied a page
+// (ConfigPullingPeer, written with the page) and the peer whose pull
+// last completed (ConfigPulledPeer, written with the last page).
+const (
+	ConfigPullingPeer = "pulling_peer"
+	ConfigPulledPeer  = "pulled_peer"
+)
+
+// mixed reports whether the store may hold rows from another peer than
+// this run's: a pull from another peer applied pages, or one was cut
+// short.
+func (r *Run) mixed() bool {
+	pulling, err1 := r.store.Config(ConfigPullingPeer)
+	pulled, err2 := r.store.Config(ConfigPulledPeer)
+	if err1 != nil && err2 != nil {
+		return false // never pulled
+	}
+	return pulling != r.peer.ID || pulled != r.peer.ID
+}
 
 // replaced returns deletes for the synced rows of a full pull's tables
 // that the pull did not bring: the peer does not have them (any more).
@@ -187,7 +204,7 @@ func (r *Run) OnPull(resp *pb.PullResponse) Step {
 			r.seen[c.Table+"\x00"+c.ID] = true
 		}
 	}
-	batch := kv.Batch{Changes: changes}
+	batch := kv.Batch{Changes: changes, Config: map[string]string{ConfigPullingPeer: r.peer.ID}}
 	last := resp.GetContinuation() == ""
 	if last && r.seen != nil {
 		gone, err := r.replaced()
@@ -205,6 +222,7 @@ func (r *Run) OnPull(resp *pb.PullResponse) Step {
 		if r.from <= r.peer.PullCursor || r.trigger != ForceDownload {
 			batch.Peer, batch.PullCursor = r.peer.ID, resp.GetTimestamp()
 		}
+		batch.Config[ConfigPulledPeer] = r.peer.ID
 	}
 	if _, err := r.store.Apply(batch, r.merge); err != nil {
 		return r.Fail(fmt.Errorf("actors: apply pulled changes: %w", err))
@@ -276,9 +294,6 @@ func (r *Run) OnPush(resp *pb.PushResponse) Step {
 func (r *Run) finish(resp *pb.PushResponse) Step {
 	now := r.clock.Now().UnixMilli()
 	if err := r.store.UpdatePeer(r.peer.ID, func(p *kv.Peer) { p.LastSyncedAt = now }); err != nil {
-		return r.Fail(err)
-	}
-	if err := r.store.SetConfig(ConfigLastPeer, r.peer.ID); err != nil {
 		return r.Fail(err)
 	}
 	res := &Result{Outcome: OutcomeOK, Peer: r.peer.ID, Pulled: r.pulled,

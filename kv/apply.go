@@ -17,11 +17,13 @@ type Merge func(cur *Record, in Change) (Outcome, error)
 
 // Batch is a set of changes applied in one transaction. When Peer is
 // set, that peer's pull cursor is set to PullCursor in the same
-// transaction, so a pulled page and its cursor commit together.
+// transaction, so a pulled page and its cursor commit together; Config
+// entries are written with them too.
 type Batch struct {
 	Changes    []Change
 	Peer       string
 	PullCursor int64
+	Config     map[string]string
 }
 
 // Rejection is a change the merge refused.
@@ -88,6 +90,17 @@ func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
 				res.Written++
 			default:
 				panic(fmt.Sprintf("kv: merge returned unknown op %d", out.Op))
+			}
+		}
+		if len(b.Config) > 0 {
+			cb, err := tx.Bucket(bConfig)
+			if err != nil {
+				return err
+			}
+			for k, v := range b.Config {
+				if err := cb.Put([]byte(k), []byte(v)); err != nil {
+					return err
+				}
 			}
 		}
 		if b.Peer != "" {
