@@ -52,12 +52,18 @@ type world struct {
 	clock *clock
 	net   *actors.MemNet
 	nodes map[string]*node
-	// faults are one-shot: the next matching call gets the fault.
-	faults map[actors.Call]actors.Fault
+	// faults are one-shot: the next matching call after skip others
+	// gets the fault.
+	faults map[actors.Call]*fault
 	// duringPush runs once when the named node next pushes, before the
 	// push reaches the server; its output joins the sync's trace.
 	duringPush map[string]func() string
 	trace      []string
+}
+
+type fault struct {
+	fault actors.Fault
+	skip  int // matching calls let through first
 }
 
 type node struct {
@@ -74,7 +80,7 @@ type node struct {
 
 func newWorld(t *testing.T) *world {
 	w := &world{t: t, clock: &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, net: actors.NewMemNet(),
-		nodes: map[string]*node{}, faults: map[actors.Call]actors.Fault{}, duringPush: map[string]func() string{}}
+		nodes: map[string]*node{}, faults: map[actors.Call]*fault{}, duringPush: map[string]func() string{}}
 	w.net.SetHook(func(c actors.Call) actors.Fault {
 		if c.Op == "push" {
 			if fn, ok := w.duringPush[c.From]; ok {
@@ -84,8 +90,12 @@ func newWorld(t *testing.T) *world {
 			}
 		}
 		if f, ok := w.faults[c]; ok {
+			if f.skip > 0 {
+				f.skip--
+				return actors.Deliver
+			}
 			delete(w.faults, c)
-			return f
+			return f.fault
 		}
 		return actors.Deliver
 	})
@@ -134,7 +144,10 @@ func (w *world) run(t *testing.T, td *datadriven.TestData) string {
 		to, _ := arg(td, "to")
 		op, _ := arg(td, "op")
 		what, _ := arg(td, "fault")
-		f := map[string]actors.Fault{"drop-request": actors.DropRequest, "drop-response": actors.DropResponse}[what]
+		f := &fault{fault: map[string]actors.Fault{"drop-request": actors.DropRequest, "drop-response": actors.DropResponse}[what]}
+		if skip, ok := arg(td, "skip"); ok {
+			f.skip, _ = strconv.Atoi(skip)
+		}
 		w.faults[actors.Call{From: n.name, To: to, Op: op}] = f
 		return "ok"
 	case "partition":
