@@ -50,5 +50,9 @@
 // The pull cursor is saved with the last pulled page, as DESIGN.md asks,
 // so a sync whose push fails has still moved it; the pulled rows are in
 // the store with it. Only Run's store transactions happen inside the
-// coordinator's Receive; network calls never do.
+// coordinator's Receive; network calls never do. A device that moves
+// between a hub and the cloud mirrors each peer with a full pull, but
+// the merge orders writes by sync, not by time: its older write still
+// pending on a cut-off hub can reach the cloud after a newer one it
+// pushed there directly (bin/simulate --seed 52).
 package actors
