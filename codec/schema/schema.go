@@ -2,7 +2,6 @@ package schema
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 )
 
@@ -184,14 +183,31 @@ func (c *Catalog) ServerTable(name string) (*Table, bool) {
 // Names lists the mobile table names, sorted.
 func (c *Catalog) Names() []string { return append([]string(nil), c.names...) }
 
-var nameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
 // ValidName reports whether s is acceptable as a table or column name:
 // lower-case snake_case, at most 63 characters.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
-
-var idRE = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,128}$`)
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidID reports whether s is acceptable as a row id: 1-128 characters
 // from [A-Za-z0-9_.-] (WatermelonDB's safe set; UUIDs qualify).
-func ValidID(s string) bool { return idRE.MatchString(s) }
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -330,4 +331,22 @@ func TestParseType(t *testing.T) {
 	if _, err := ParseType("type(0)"); err == nil {
 		t.Error("ParseType(type(0)) succeeded")
 	}
+}
+
+// FuzzValidNameAndID checks the hand-written validators against the
+// regular expressions that define them.
+func FuzzValidNameAndID(f *testing.F) {
+	nameRE := regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+	idRE := regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,128}$`)
+	for _, s := range []string{"", "a", "_x", "9a", "given_name", "Given", "a-b", "550e8400-e29b-41d4-a716-446655440000", "a/b", "é", strings.Repeat("a", 64), strings.Repeat("b", 129), "x\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidName(s), nameRE.MatchString(s); got != want {
+			t.Errorf("ValidName(%q) = %v, regexp says %v", s, got, want)
+		}
+		if got, want := ValidID(s), idRE.MatchString(s); got != want {
+			t.Errorf("ValidID(%q) = %v, regexp says %v", s, got, want)
+		}
+	})
 }
