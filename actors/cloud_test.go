@@ -44,7 +44,7 @@ const (
 // on 127.0.0.1:0.
 type cloud struct {
 	t     *testing.T
-	clock *clock
+	clock *kv.ManualClock
 	be    *hookBackend
 	store *kv.Store
 	srv   *httptest.Server
@@ -53,7 +53,7 @@ type cloud struct {
 
 func newCloud(t *testing.T, cfg actors.CloudConfig) *cloud {
 	t.Helper()
-	c := &cloud{t: t, clock: &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)},
+	c := &cloud{t: t, clock: kv.NewManualClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)),
 		be: &hookBackend{Backend: kv.NewMemory()}, logs: &syncBuffer{}}
 	st, err := kv.New(c.be, kv.Options{Clock: c.clock, KeepTombstones: true, Root: true})
 	if err != nil {
@@ -627,7 +627,7 @@ func TestCloudRateLimit(t *testing.T) {
 
 func TestRateLimiterForgetsIdleClients(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := kv.NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	l := actors.NewRateLimiter(60, clk)
 	for i := range 100 {
 		if ok, _ := l.Allow(fmt.Sprint("client-", i)); !ok {

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,26 +29,9 @@ func TestSync(t *testing.T) {
 	})
 }
 
-type clock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type world struct {
 	t     *testing.T
-	clock *clock
+	clock *kv.ManualClock
 	net   *actors.MemNet
 	nodes map[string]*node
 	// faults are one-shot: the next matching call after skip others
@@ -79,7 +61,7 @@ type node struct {
 }
 
 func newWorld(t *testing.T) *world {
-	w := &world{t: t, clock: &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}, net: actors.NewMemNet(),
+	w := &world{t: t, clock: kv.NewManualClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)), net: actors.NewMemNet(),
 		nodes: map[string]*node{}, faults: map[actors.Call]*fault{}, duringPush: map[string]func() string{}}
 	w.net.SetHook(func(c actors.Call) actors.Fault {
 		if c.Op == "push" {

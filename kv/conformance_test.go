@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,31 +13,15 @@ import (
 	"github.com/clinicsync/clinicsync/kv"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newClock() *kv.ManualClock {
+	return kv.NewManualClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 }
 
 // harness is one store under test, on one backend, that can be
 // reopened (as after a crash: the backend keeps what was committed).
 type harness struct {
 	t      *testing.T
-	clock  *fakeClock
+	clock  *kv.ManualClock
 	opts   kv.Options
 	s      *kv.Store
 	reopen func() *kv.Store
