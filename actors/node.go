@@ -222,14 +222,8 @@ func Open(dir string, clock kv.Clock) (*Node, error) {
 		return nil, lockedHint(err)
 	}
 	// The store's options depend on the node's kind, which is in the
-	// store: read it through a first Store, then build the real one over
-	// the same backend.
-	probe, err := kv.New(be, kv.Options{Clock: clock})
-	if err != nil {
-		be.Close()
-		return nil, err
-	}
-	info, err := readInfo(probe)
+	// store: read the identity from the backend first.
+	info, err := readInfo(func(key string) (string, error) { return kv.ReadConfig(be, key) })
 	if err != nil {
 		be.Close()
 		if errors.Is(err, kv.ErrNotFound) {
@@ -256,24 +250,26 @@ func lockedHint(err error) error {
 	return err
 }
 
-func readInfo(st *kv.Store) (Info, error) {
+// readInfo reads the node's identity through config (a store's or a
+// backend's).
+func readInfo(config func(key string) (string, error)) (Info, error) {
 	var info Info
-	id, err := st.Config(cfgNodeID)
+	id, err := config(cfgNodeID)
 	if err != nil {
 		return Info{}, err
 	}
 	info.NodeID = id
-	kind, err := st.Config(cfgKind)
+	kind, err := config(cfgKind)
 	if err != nil {
 		return Info{}, fmt.Errorf("%w: node %s has no kind", kv.ErrCorrupt, id)
 	}
 	if info.Kind, err = ParseKind(kind); err != nil {
 		return Info{}, fmt.Errorf("%w: node %s: %v", kv.ErrCorrupt, id, err)
 	}
-	if info.Name, err = st.Config(cfgName); err != nil && !errors.Is(err, kv.ErrNotFound) {
+	if info.Name, err = config(cfgName); err != nil && !errors.Is(err, kv.ErrNotFound) {
 		return Info{}, err
 	}
-	if c, err := st.Config(cfgClinics); err == nil {
+	if c, err := config(cfgClinics); err == nil {
 		if err := json.Unmarshal([]byte(c), &info.Clinics); err != nil {
 			return Info{}, fmt.Errorf("%w: node %s: clinics: %v", kv.ErrCorrupt, id, err)
 		}
@@ -283,7 +279,7 @@ func readInfo(st *kv.Store) (Info, error) {
 	if info.Clinics == nil {
 		info.Clinics = []string{}
 	}
-	if info.PublicKey, err = st.Config(cfgPublicKey); err != nil {
+	if info.PublicKey, err = config(cfgPublicKey); err != nil {
 		return Info{}, fmt.Errorf("%w: node %s has no public key", kv.ErrCorrupt, id)
 	}
 	return info, nil

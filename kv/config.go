@@ -19,8 +19,12 @@ func (s *Store) SetConfig(key, value string) error {
 }
 
 // Config reads a configuration value; ErrNotFound if unset.
-func (s *Store) Config(key string) (value string, err error) {
-	err = s.be.View(func(tx Tx) error {
+func (s *Store) Config(key string) (string, error) { return ReadConfig(s.be, key) }
+
+// ReadConfig reads a configuration value straight from a backend, before
+// a Store is built over it (its Options may depend on the value).
+func ReadConfig(be Backend, key string) (value string, err error) {
+	err = be.View(func(tx Tx) error {
 		b, err := tx.Bucket(bConfig)
 		if err != nil {
 			return err
