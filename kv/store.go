@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -66,16 +67,38 @@ func New(be Backend, opts Options) (*Store, error) {
 		opts.Catalog = schema.Default()
 	}
 	s := &Store{be: be, opts: opts, cat: opts.Catalog}
-	err := be.Update(func(tx Tx) error {
-		if err := s.writeCatalog(tx); err != nil {
+	entries, err := catalogEntries(s.cat)
+	if err != nil {
+		return nil, err
+	}
+	// Write only when something is missing, so that reopening a store
+	// (every command, every restart) costs no write transaction.
+	var ready bool
+	err = be.View(func(tx Tx) error {
+		ready = catalogStored(tx, entries)
+		c, err := lastCursor(tx)
+		ready = ready && c > 0
+		return err
+	})
+	if err != nil || ready {
+		return s, err
+	}
+	err = be.Update(func(tx Tx) error {
+		b, err := tx.Bucket(bCatalog)
+		if err != nil {
 			return err
+		}
+		for name, j := range entries {
+			if err := b.Put([]byte(name), j); err != nil {
+				return err
+			}
 		}
 		// Issue a first cursor, so that a pull timestamp is never 0
 		// (WatermelonDB refuses it).
 		if c, err := lastCursor(tx); err != nil || c > 0 {
 			return err
 		}
-		_, err := s.nextCursor(tx)
+		_, err = s.nextCursor(tx)
 		return err
 	})
 	if err != nil {
@@ -119,28 +142,37 @@ type catalogColumn struct {
 	Optional bool   `json:"optional,omitempty"`
 }
 
-// writeCatalog records the catalog so that a data file describes its
-// own tables.
-func (s *Store) writeCatalog(tx Tx) error {
-	b, err := tx.Bucket(bCatalog)
-	if err != nil {
-		return err
-	}
-	for _, name := range s.cat.Names() {
-		t, _ := s.cat.Table(name)
+// catalogEntries describes each table of the catalog, as recorded in
+// the store so that a data file describes its own tables.
+func catalogEntries(cat *schema.Catalog) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, name := range cat.Names() {
+		t, _ := cat.Table(name)
 		cols := make([]catalogColumn, len(t.Columns))
 		for i, c := range t.Columns {
 			cols[i] = catalogColumn{c.Name, c.Type.String(), c.Optional}
 		}
 		j, err := json.Marshal(cols)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := b.Put([]byte(name), j); err != nil {
-			return err
+		out[name] = j
+	}
+	return out, nil
+}
+
+// catalogStored reports whether the store already records entries.
+func catalogStored(tx Tx, entries map[string][]byte) bool {
+	b, err := tx.Bucket(bCatalog)
+	if err != nil {
+		return false
+	}
+	for name, j := range entries {
+		if !bytes.Equal(b.Get([]byte(name)), j) {
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
 func u64(b []byte) uint64 {
