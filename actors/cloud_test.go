@@ -558,9 +558,11 @@ func TestCloudStrictConflict(t *testing.T) {
 			_, raw = c.pull(nurse, fmt.Sprintf("?last_pulled_at=%d", t0))
 			t1 := int64(raw["timestamp"].(float64))
 			// Device A edits the phone and syncs.
-			c.push(nurse, "", changes(t, t1, "patients", nil, []map[string]any{patientRaw("p1", "c1", map[string]any{"phone": "A", "_status": "updated", "_changed": "phone"})}))
+			// (WatermelonDB sets updated_at on every edit.)
+			c.push(nurse, "", changes(t, t1, "patients", nil, []map[string]any{patientRaw("p1", "c1",
+				map[string]any{"phone": "A", "updated_at": 1709280001000, "_status": "updated", "_changed": "phone,updated_at"})}))
 			// Device B, still at t1, edits the hometown and pushes with a new row.
-			bEdit := patientRaw("p1", "c1", map[string]any{"hometown": "B", "_status": "updated", "_changed": "hometown"})
+			bEdit := patientRaw("p1", "c1", map[string]any{"hometown": "B", "updated_at": 1709280002000, "_status": "updated", "_changed": "hometown,updated_at"})
 			body := changes(t, t1, "patients", []map[string]any{patientRaw("p2", "c1", nil)}, []map[string]any{bEdit})
 			r := c.call("POST", "/api/v2/sync", nurse, body, "Content-Type", "application/json")
 			p1, _ := c.store.Get("patients", "p1")

@@ -231,7 +231,7 @@ func Open(dir string, clock kv.Clock) (*Node, error) {
 		}
 		return nil, err
 	}
-	st, err := kv.New(be, kv.Options{Clock: clock, KeepTombstones: info.Kind.Serves(), Root: info.Kind == KindCloud})
+	st, err := kv.New(be, kv.Options{Clock: clock, KeepTombstones: info.Kind.Serves(), Root: info.Kind == KindCloud, NodeID: info.NodeID})
 	if err != nil {
 		be.Close()
 		return nil, err

@@ -39,8 +39,12 @@ type Result struct {
 	Pushed  int // records sent and acknowledged
 	// Rejected are rows the peer refused; they stay pending.
 	Rejected []*pb.Rejection
-	Message  string // for the user ("" when ok)
-	Err      error  // the cause, for the log
+	// Clamped counts local versions dated beyond the peer's clock plus
+	// kv.DefaultMaxDrift (this node's clock runs far ahead), clamped
+	// before the push.
+	Clamped int
+	Message string // for the user ("" when ok)
+	Err     error  // the cause, for the log
 }
 
 // Step is what a Run needs next: exactly one of a pull to send, a push
@@ -71,6 +75,7 @@ type Run struct {
 	pulled  int
 	pushed  []codec.Record
 	nextReq int
+	clamped int    // versions of pending rows clamped to the peer's clock
 	msg     string // the failure message, once failed
 	// seen collects the rows of a full pull that mirrors a peer other
 	// than the last one synced with (nil otherwise).
@@ -98,9 +103,6 @@ type RunConfig struct {
 func NewRun(c RunConfig) *Run {
 	r := &Run{store: c.Store, machine: c.Machine, clock: c.Clock, peer: c.Peer, trigger: c.Trigger,
 		since: c.Since, pageSize: c.PageSize, ids: c.RequestID, merge: c.Merge}
-	if r.merge == nil {
-		r.merge = fsm.ApplyPulled
-	}
 	if r.pageSize <= 0 {
 		r.pageSize = DefaultPageSize
 	}
@@ -223,8 +225,13 @@ func (r *Run) OnPull(resp *pb.PullResponse) Step {
 			batch.Peer, batch.PullCursor = r.peer.ID, resp.GetTimestamp()
 		}
 		batch.Config[ConfigPulledPeer] = r.peer.ID
+		batch.UpstreamTime = resp.GetTimestamp()
 	}
-	if _, err := r.store.Apply(batch, r.merge); err != nil {
+	merge := r.merge
+	if merge == nil {
+		merge = fsm.ApplyPulled
+	}
+	if _, err := r.store.Apply(batch, merge); err != nil {
 		return r.Fail(fmt.Errorf("actors: apply pulled changes: %w", err))
 	}
 	r.pulled += cs.Count()
@@ -236,6 +243,9 @@ func (r *Run) OnPull(resp *pb.PullResponse) Step {
 		return r.finish(nil)
 	}
 	r.from = resp.GetTimestamp()
+	if r.clamped, err = r.store.ClampPending(r.from + kv.DefaultMaxDrift.Milliseconds()); err != nil {
+		return r.Fail(err)
+	}
 	pending, err := r.store.Collect(0)
 	if err != nil {
 		return r.Fail(err)
@@ -297,7 +307,7 @@ func (r *Run) finish(resp *pb.PushResponse) Step {
 		return r.Fail(err)
 	}
 	res := &Result{Outcome: OutcomeOK, Peer: r.peer.ID, Pulled: r.pulled,
-		Pushed: int(resp.GetAccepted()), Rejected: resp.GetRejected()}
+		Pushed: int(resp.GetAccepted()), Rejected: resp.GetRejected(), Clamped: r.clamped}
 	r.fire(fsm.FinishSync, 0)
 	return Step{Done: res}
 }

@@ -86,8 +86,13 @@ func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
+	now, err := s.Store.Now()
+	if err != nil {
+		return nil, err
+	}
 	merge := fsm.Push{Caller: c, LastPulledAt: req.GetLastPulledAt(), Policy: s.Policy, Relay: s.Relay,
-		Catalog: s.Store.Catalog(), MaxValueBytes: kv.MaxValueBytes}.Merge()
+		Catalog: s.Store.Catalog(), MaxValueBytes: kv.MaxValueBytes,
+		Now: now}.Merge()
 	res, err := s.Store.Apply(kv.Batch{Changes: fsm.Changes(cs)}, merge)
 	if err != nil {
 		if errors.Is(err, fsm.ErrConflict) {

@@ -22,14 +22,15 @@ var (
 
 // Changesets and values (proto.go, json.go, normalize.go).
 var (
-	ErrMalformed     = errors.New("codec: malformed input")
-	ErrTooLarge      = errors.New("codec: input too large")
-	ErrUnknownTable  = errors.New("codec: unknown table")
-	ErrUnknownColumn = errors.New("codec: unknown column")
-	ErrInvalidColumn = errors.New("codec: invalid column name")
-	ErrInvalidID     = errors.New("codec: invalid row id")
-	ErrDuplicateID   = errors.New("codec: duplicate row id")
-	ErrInvalidValue  = errors.New("codec: invalid value")
+	ErrMalformed      = errors.New("codec: malformed input")
+	ErrTooLarge       = errors.New("codec: input too large")
+	ErrUnknownTable   = errors.New("codec: unknown table")
+	ErrUnknownColumn  = errors.New("codec: unknown column")
+	ErrInvalidColumn  = errors.New("codec: invalid column name")
+	ErrInvalidID      = errors.New("codec: invalid row id")
+	ErrDuplicateID    = errors.New("codec: duplicate row id")
+	ErrInvalidValue   = errors.New("codec: invalid value")
+	ErrInvalidVersion = errors.New("codec: invalid column version")
 
 	// JSON changesets (json.go, hikma.go).
 	ErrWrongType        = errors.New("codec: wrong JSON type")

@@ -93,7 +93,7 @@ func ChangesetToProto(cs *Changeset) *pb.Changeset {
 }
 
 func rowToProto(r Row) *pb.Row {
-	return &pb.Row{Id: r.ID, Cols: ValuesToProto(r.Cols), Changed: r.Changed}
+	return &pb.Row{Id: r.ID, Cols: ValuesToProto(r.Cols), Changed: r.Changed, Versions: VersionsToProto(r.Versions)}
 }
 
 // ChangesetFromProto converts and validates a changeset: table names
@@ -167,7 +167,11 @@ func rowFromProto(table string, pr *pb.Row) (Row, error) {
 			return Row{}, fmt.Errorf("%s/%s: changed: %w %q", table, pr.GetId(), ErrInvalidColumn, c)
 		}
 	}
-	return Row{Table: table, ID: pr.GetId(), Cols: cols, Changed: changed}, nil
+	versions, err := VersionsFromProto(pr.GetVersions())
+	if err != nil {
+		return Row{}, fmt.Errorf("%s/%s: %w", table, pr.GetId(), err)
+	}
+	return Row{Table: table, ID: pr.GetId(), Cols: cols, Changed: changed, Versions: versions}, nil
 }
 
 // Marshal encodes a message deterministically (bytes are compared and hashed).

@@ -53,8 +53,11 @@ type Record struct {
 // Change is one incoming row or delete to apply: a row of a pulled page
 // or of an accepted push.
 type Change struct {
-	Row         // table, id, columns, the sender's _changed
+	Row         // table, id, columns, the sender's _changed and versions
 	Delete bool // a delete of the row (Cols unused)
+	// Created marks a row sent as created: every column is the
+	// sender's edit (WatermelonDB leaves _changed empty on created rows).
+	Created bool
 }
 
 // Op is what a merge decides to do with one change.
@@ -86,6 +89,9 @@ func (o Op) String() string {
 // Outcome is a merge's decision for one change.
 type Outcome struct {
 	Op     Op
-	Record Record // for Write: columns, Status, Changed, Deleted, Origin, CreatedCursor (0: keep or stamp)
+	Record Record // for Write: columns, versions, Status, Changed, Deleted, Origin, CreatedCursor (0: keep or stamp)
 	Reason string // for Reject
+	// Conflicts are values that lost to a newer edit, for the deciding
+	// node's conflict log (with any Op but Reject).
+	Conflicts []Conflict
 }

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"strconv"
@@ -82,12 +83,14 @@ func (v Value) String() string {
 
 // Row is one record: its table, id and column values. Changed lists the
 // columns a client changed locally (WatermelonDB's _changed); it travels
-// with pushes and is empty elsewhere.
+// with pushes and is empty elsewhere. Versions are the column versions
+// (a column without one has the zero Version); JSON clients send none.
 type Row struct {
-	Table   string
-	ID      string
-	Cols    map[string]Value
-	Changed []string
+	Table    string
+	ID       string
+	Cols     map[string]Value
+	Changed  []string
+	Versions map[string]Version
 }
 
 // Clone returns a deep copy of r.
@@ -98,6 +101,9 @@ func (r Row) Clone() Row {
 	}
 	if len(r.Changed) > 0 {
 		c.Changed = append([]string(nil), r.Changed...)
+	}
+	if r.Versions != nil {
+		c.Versions = maps.Clone(r.Versions)
 	}
 	return c
 }

@@ -18,8 +18,18 @@ func cols(kv ...string) map[string]codec.Value {
 	return m
 }
 
+// at dates every column of c at wall (node n).
+func at(c map[string]codec.Value, wall int64, n string) map[string]codec.Version {
+	vs := map[string]codec.Version{}
+	for col := range c {
+		vs[col] = codec.Version{Wall: wall, Node: n}
+	}
+	return vs
+}
+
+// rec is a stored p1 whose columns were last set at 10 by node "a".
 func rec(status codec.Status, changed string, c map[string]codec.Value) *codec.Record {
-	r := &codec.Record{Row: codec.Row{Table: "patients", ID: "p1", Cols: c}, Status: status, Cursor: 10, CreatedCursor: 5}
+	r := &codec.Record{Row: codec.Row{Table: "patients", ID: "p1", Cols: c, Versions: at(c, 10, "a")}, Status: status, Cursor: 10, CreatedCursor: 5}
 	if changed != "" {
 		r.Changed = strings.Split(changed, ",")
 	}
@@ -33,35 +43,66 @@ func change(c map[string]codec.Value, changed ...string) codec.Change {
 	return codec.Change{Row: codec.Row{Table: "patients", ID: "p1", Cols: c, Changed: changed}}
 }
 
+// pulled is a change for p1 whose columns were set at wall by node "b".
+func pulled(c map[string]codec.Value, wall int64) codec.Change {
+	ch := change(c)
+	ch.Versions = at(c, wall, "b")
+	return ch
+}
+
+// edited is rec with column col set to v at wall by this node "a", pending.
+func edited(r *codec.Record, col, v string, wall int64) *codec.Record {
+	r.Cols[col] = codec.String(v)
+	r.Versions[col] = codec.Version{Wall: wall, Node: "a"}
+	return r
+}
+
 var deleteP1 = codec.Change{Row: codec.Row{Table: "patients", ID: "p1"}, Delete: true}
 
-// TestApplyPulled is the seed's per-column table and the delete rules.
+// TestApplyPulled is the per-column table by version and the delete
+// rules.
 func TestApplyPulled(t *testing.T) {
 	remote := cols("given_name", "Remote", "phone", "222")
+	local := func() map[string]codec.Value { return cols("given_name", "Local", "phone", "111") }
 	cases := []struct {
-		name string
-		cur  *codec.Record
-		in   codec.Change
-		op   codec.Op
-		want map[string]codec.Value // columns after a write
-		st   codec.Status
+		name      string
+		cur       *codec.Record
+		in        codec.Change
+		op        codec.Op
+		want      map[string]codec.Value // columns after a write
+		st        codec.Status
+		changed   string
+		conflicts string
 	}{
-		{"missing locally: created", nil, change(remote), codec.Write, remote, codec.Synced},
-		{"synced: remote wins", rec(codec.Synced, "", cols("given_name", "Local", "phone", "111")), change(remote), codec.Write, remote, codec.Synced},
-		{"name remote wins, phone in _changed local wins", rec(codec.Updated, "phone", cols("given_name", "Local", "phone", "111")),
-			change(remote), codec.Write, cols("given_name", "Remote", "phone", "111"), codec.Updated},
+		{"missing locally: created", nil, pulled(remote, 20), codec.Write, remote, codec.Synced, "", ""},
+		{"synced, remote newer: remote wins", rec(codec.Synced, "", local()), pulled(remote, 20), codec.Write, remote, codec.Synced, "", ""},
+		{"synced, remote older (a lagging peer): local kept", rec(codec.Synced, "", local()), pulled(remote, 5), codec.Skip, nil, 0, "", ""},
+		{"name remote wins, newer local edit of phone wins", edited(rec(codec.Updated, "phone", local()), "phone", "333", 30),
+			pulled(remote, 20), codec.Write, cols("given_name", "Remote", "phone", "333"), codec.Updated, "phone",
+			"patients/p1.phone=\"222\" 20.0@b lost to 30.0@a"},
+		{"older local edit loses: leaves _changed, logged", edited(rec(codec.Updated, "phone", local()), "phone", "333", 15),
+			pulled(remote, 20), codec.Write, remote, codec.Synced, "",
+			"patients/p1.phone=\"333\" 15.0@a lost to 20.0@b"},
 		{"local column absent remotely kept", rec(codec.Synced, "", cols("given_name", "L", "phone", "1", "camp", "c")),
-			change(remote), codec.Write, cols("given_name", "Remote", "phone", "222", "camp", "c"), codec.Synced},
-		{"identical: skipped (no echo)", rec(codec.Synced, "", remote), change(remote), codec.Skip, nil, 0},
-		{"local delete vs remote update: stays deleted", rec(codec.Deleted, "", nil), change(remote), codec.Skip, nil, 0},
-		{"remote delete vs local edit: removed", rec(codec.Updated, "phone", cols("phone", "111")), deleteP1, codec.Purge, nil, 0},
-		{"remote delete of a local tombstone: purged", rec(codec.Deleted, "", nil), deleteP1, codec.Purge, nil, 0},
-		{"remote delete of unknown row: skipped", nil, deleteP1, codec.Skip, nil, 0},
+			pulled(remote, 20), codec.Write, cols("given_name", "Remote", "phone", "222", "camp", "c"), codec.Synced, "", ""},
+		{"identical: skipped (no echo)", rec(codec.Synced, "", remote), change(remote), codec.Skip, nil, 0, "", ""},
+		{"identical values and versions: skipped", rec(codec.Synced, "", remote), codec.Change{Row: rec(codec.Synced, "", remote).Row}, codec.Skip, nil, 0, "", ""},
+		{"local delete vs remote update: stays deleted", rec(codec.Deleted, "", nil), pulled(remote, 20), codec.Skip, nil, 0, "", ""},
+		{"remote delete vs local edit: removed", rec(codec.Updated, "phone", cols("phone", "111")), deleteP1, codec.Purge, nil, 0, "", ""},
+		{"remote delete of a local tombstone: purged", rec(codec.Deleted, "", nil), deleteP1, codec.Purge, nil, 0, "", ""},
+		{"remote delete of unknown row: skipped", nil, deleteP1, codec.Skip, nil, 0, "", ""},
 	}
 	for _, c := range cases {
 		out, err := fsm.ApplyPulled(c.cur, c.in)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
+		}
+		var logged []string
+		for _, cf := range out.Conflicts {
+			logged = append(logged, cf.String())
+		}
+		if got := strings.Join(logged, "; "); got != c.conflicts {
+			t.Errorf("%s: conflicts %q, want %q", c.name, got, c.conflicts)
 		}
 		if out.Op != c.op {
 			t.Errorf("%s: op %s, want %s", c.name, out.Op, c.op)
@@ -75,8 +116,13 @@ func TestApplyPulled(t *testing.T) {
 		if got.String() != want.String() || out.Record.Status != c.st {
 			t.Errorf("%s: got %s %s, want %s %s", c.name, got, out.Record.Status, want, c.st)
 		}
-		if c.cur != nil && strings.Join(out.Record.Changed, ",") != strings.Join(c.cur.Changed, ",") {
-			t.Errorf("%s: _changed %v, want the local %v", c.name, out.Record.Changed, c.cur.Changed)
+		if strings.Join(out.Record.Changed, ",") != c.changed {
+			t.Errorf("%s: _changed %v, want %q", c.name, out.Record.Changed, c.changed)
+		}
+		for col := range out.Record.Cols {
+			if out.Record.Versions[col].IsZero() {
+				t.Errorf("%s: column %s has no version", c.name, col)
+			}
 		}
 	}
 }

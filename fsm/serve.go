@@ -53,7 +53,7 @@ func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *cod
 		if !InScope(t, r.Row, c.Clinics) {
 			continue
 		}
-		row := codec.Row{Table: r.Table, ID: r.ID, Cols: r.Cols}
+		row := codec.Row{Table: r.Table, ID: r.ID, Cols: r.Cols, Versions: r.Versions}
 		if !c.Hub {
 			row.Cols = withoutSecrets(t, r.Cols)
 		}
@@ -158,18 +158,30 @@ type Push struct {
 	Catalog      *schema.Catalog
 	// MaxValueBytes bounds text values (0: no bound).
 	MaxValueBytes int
+	// Now is this node's clock (ms, kv.Store.Now): the latest version
+	// it gives the edits of a client that sends none (0: no bound).
+	Now int64
 }
 
 // Merge returns the merge that applies this push, for the store's
 // Apply. It is transactional by construction (the store applies the
-// batch or nothing) and idempotent: a created row that exists is an
-// update, a row identical to the stored one changes nothing. An
-// existing row takes only the pushed columns in the row's _changed (and
-// columns it lacks), so a device's stale copy of a column it did not
-// edit never overwrites a newer value. A deleted row is never
-// resurrected: a delete of an unknown id leaves a tombstone, so the row
-// cannot be created later by a push that was delayed elsewhere, and a
-// push of a deleted row re-serves its delete.
+// batch or nothing) and idempotent: a row with the same values and
+// versions as the stored one changes nothing, whether it came as
+// created or updated.
+//
+// Each pushed column takes the stored place only if its version is
+// higher. A client that sends no versions (WatermelonDB, Hikma) has its
+// edits (every column of a created row, the _changed columns of an
+// updated one) dated {min(updated_at, Now), 0, caller}; its other
+// columns are a copy of what it pulled and never overwrite (they count
+// as the zero version). A pushed edit that loses goes to the conflict
+// log and the row is stamped again, so the pusher pulls the winner; a
+// stored value overwritten by a pusher that had not pulled the row's
+// latest state goes to the conflict log too.
+//
+// A deleted row is never resurrected: a delete of an unknown id leaves
+// a tombstone, so the row cannot be created later by a push that was
+// delayed elsewhere, and a push of a deleted row re-serves its delete.
 // Invalid rows, rows outside the caller's scope and rows of tables not
 // accepted from the caller are rejected (and stay pending on the
 // device); device-local tables (peers, event_logs) are ignored.
@@ -210,7 +222,8 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 		}
 		switch {
 		case cur == nil:
-			r := codec.Record{Row: codec.Row{Cols: in.Cols}, Status: p.status(codec.Created, nil),
+			versions := p.versions(in, true)
+			r := codec.Record{Row: codec.Row{Cols: in.Cols, Versions: versions}, Status: p.status(codec.Created, nil),
 				Origin: p.Caller.ID, PushBase: p.LastPulledAt}
 			if p.Relay {
 				r.Changed = slices.Clone(in.Changed)
@@ -223,29 +236,73 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 			return codec.Outcome{Op: codec.Write, Record: codec.Record{
 				Deleted: true, Status: cur.Status, Origin: cur.Origin, PushBase: cur.PushBase}}, nil
 		}
-		merged := maps.Clone(cur.Cols)
-		for name, v := range in.Cols {
-			if _, known := cur.Cols[name]; !known || slices.Contains(in.Changed, name) {
-				merged[name] = v
+		versions := p.versions(in, in.Created)
+		r := *cur
+		r.Cols, r.Versions = maps.Clone(cur.Cols), maps.Clone(cur.Versions)
+		if r.Versions == nil {
+			r.Versions = map[string]codec.Version{}
+		}
+		var conflicts []codec.Conflict
+		lost := false
+		for _, col := range in.Columns() {
+			iv, iver := in.Cols[col], versions[col]
+			sv, had := cur.Cols[col]
+			sver := cur.Versions[col]
+			switch {
+			case !had:
+				r.Cols[col], r.Versions[col] = iv, iver
+			case iver == sver && iv.Equal(sv), iver.IsZero(): // the same edit, or a copy that is no edit
+			case codec.Newer(iv, iver, sv, sver):
+				r.Cols[col], r.Versions[col] = iv, iver
+				if !iv.Equal(sv) && conflict && sver.Node != iver.Node && !sver.IsZero() {
+					conflicts = append(conflicts, codec.Conflict{Table: in.Table, ID: in.ID, Column: col, Value: sv, Version: sver, Winner: iver})
+				}
+			case !iver.IsZero() && !iv.Equal(sv):
+				lost = true
+				conflicts = append(conflicts, codec.Conflict{Table: in.Table, ID: in.ID, Column: col, Value: iv, Version: iver, Winner: sver})
 			}
 		}
-		if sameCols(merged, cur.Cols) {
-			return codec.Outcome{Op: codec.Skip}, nil
+		if !lost && sameCols(r.Cols, cur.Cols) && maps.Equal(r.Versions, cur.Versions) {
+			return codec.Outcome{Op: codec.Skip, Conflicts: conflicts}, nil
 		}
-		r := *cur
-		r.Cols, r.Changed, r.CreatedCursor = merged, nil, 0
+		r.Changed, r.CreatedCursor = nil, 0
 		r.Status = p.status(codec.Updated, cur)
 		if p.Relay {
 			r.Changed = slices.Clone(cur.Changed)
-			for name, v := range merged {
-				if old, ok := cur.Cols[name]; (!ok || !old.Equal(v)) && !slices.Contains(r.Changed, name) {
+			for name, v := range r.Cols {
+				if old, ok := cur.Cols[name]; (!ok || !old.Equal(v) || r.Versions[name] != cur.Versions[name]) && !slices.Contains(r.Changed, name) {
 					r.Changed = append(r.Changed, name)
 				}
 			}
 			slices.Sort(r.Changed)
+			if len(r.Changed) == 0 && r.Status == codec.Updated {
+				r.Status = cur.Status
+			}
 		}
-		return codec.Outcome{Op: codec.Write, Record: r}, nil
+		return codec.Outcome{Op: codec.Write, Record: r, Conflicts: conflicts}, nil
 	}
+}
+
+// versions dates the pushed columns: a column with a version keeps it
+// (a clinicsync sender bounds its own clock, see kv.Store.ClampPending);
+// an edit without one (every column when all, else the _changed ones)
+// is dated {min(updated_at, Now), 0, caller}; other columns are the
+// zero version.
+func (p Push) versions(in codec.Change, all bool) map[string]codec.Version {
+	out := make(map[string]codec.Version, len(in.Cols))
+	wall := p.Now
+	if u, ok := in.Cols["updated_at"].Int64(); ok && u > 0 && (wall <= 0 || u < wall) {
+		wall = u
+	}
+	edit := codec.Version{Wall: max(wall, 0), Node: p.Caller.ID}
+	for col := range in.Cols {
+		if v, ok := in.Versions[col]; ok {
+			out[col] = v
+		} else if all || slices.Contains(in.Changed, col) {
+			out[col] = edit
+		}
+	}
+	return out
 }
 
 // status is the upstream status of a row a push wrote: synced on a node

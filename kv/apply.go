@@ -24,6 +24,9 @@ type Batch struct {
 	Peer       string
 	PullCursor int64
 	Config     map[string]string
+	// UpstreamTime, when set, is the upstream's clock (a pull's
+	// timestamp): this node learns how far its own clock runs ahead.
+	UpstreamTime int64
 }
 
 // Rejection is a change the merge refused.
@@ -35,11 +38,16 @@ type Rejection struct {
 type Result struct {
 	Written, Purged, Skipped int
 	Rejected                 []Rejection
+	// Conflicts counts the values the merge logged as beaten by a newer
+	// edit.
+	Conflicts int
 }
 
 // Apply runs merge over every change of a batch and stores the outcome,
 // all in one transaction: if any change is invalid (unknown table, bad
-// id) or merge returns an error, nothing is applied.
+// id) or merge returns an error, nothing is applied. The node's clock
+// advances past the received versions; the values the merge reports as
+// beaten go to the conflict log.
 func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
 	for _, c := range b.Changes {
 		if _, err := s.table(c.Table); err != nil {
@@ -52,6 +60,14 @@ func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
 	var res Result
 	err := s.be.Update(func(tx Tx) error {
 		res = Result{}
+		if err := observe(tx, b.Changes); err != nil {
+			return err
+		}
+		if b.UpstreamTime > 0 {
+			if err := s.learnOffset(tx, b.UpstreamTime); err != nil {
+				return err
+			}
+		}
 		for _, c := range b.Changes {
 			cur, err := getRecord(tx, c.Table, c.ID)
 			if err != nil {
@@ -60,6 +76,12 @@ func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
 			out, err := merge(cur, c)
 			if err != nil {
 				return err
+			}
+			if out.Op != Reject {
+				if err := s.logConflicts(tx, out.Conflicts); err != nil {
+					return err
+				}
+				res.Conflicts += len(out.Conflicts)
 			}
 			switch out.Op {
 			case Skip:

@@ -40,6 +40,7 @@ func encodeRecord(r *Record) ([]byte, error) {
 		Version:       r.Version,
 		Origin:        r.Origin,
 		PushBase:      r.PushBase,
+		Versions:      codec.VersionsToProto(r.Versions),
 	}
 	return proto.MarshalOptions{Deterministic: true}.Marshal(sr)
 }
@@ -53,8 +54,12 @@ func decodeRecord(table, id string, b []byte) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
 	}
+	versions, err := codec.VersionsFromProto(sr.Versions)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
+	}
 	return Record{
-		Row:           codec.Row{Table: table, ID: id, Cols: cols, Changed: sr.Changed},
+		Row:           codec.Row{Table: table, ID: id, Cols: cols, Changed: sr.Changed, Versions: versions},
 		Status:        Status(sr.Status),
 		Deleted:       sr.Deleted,
 		Cursor:        sr.Cursor,

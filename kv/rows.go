@@ -59,7 +59,7 @@ func (s *Store) save(tx Tx, old, r *Record) error {
 		}
 	}
 	if r.Deleted {
-		r.Cols = nil
+		r.Cols, r.Versions = nil, nil
 	}
 	return s.put(tx, old, r)
 }
@@ -126,7 +126,8 @@ func (s *Store) purge(tx Tx, old *Record) error {
 // of it, as a device's user would. Columns are checked against the
 // catalog (unknown columns and wrongly typed values are refused);
 // created_at and updated_at are set from the clock when the table has
-// them and the caller did not. The row becomes pending upstream with
+// them and the caller did not. Every written column gets the version
+// of this edit. The row becomes pending upstream with
 // the written columns of an update added to its _changed (rows that
 // never go upstream, on a root node or in a table that is not pushed,
 // stay synced), and the write is logged.
@@ -182,6 +183,17 @@ func (s *Store) Put(table, id string, cols map[string]codec.Value) (Record, erro
 			if r.Status == Synced {
 				r.Status = Updated
 			}
+		}
+		v, err := s.stamp(tx)
+		if err != nil {
+			return err
+		}
+		r.Versions = maps.Clone(r.Versions)
+		if r.Versions == nil {
+			r.Versions = map[string]codec.Version{}
+		}
+		for name := range logged {
+			r.Versions[name] = v
 		}
 		r.Changed = addChanged(r.Changed, written)
 		if t.Flow != schema.Synced || s.opts.Root { // nothing to push: no upstream for this row

@@ -26,6 +26,12 @@ type Options struct {
 	// Root marks a node without upstream (a cloud): its local writes
 	// have nowhere to go, so they are never pending.
 	Root bool
+	// NodeID names this node in the versions of its local edits.
+	NodeID string
+	// ConflictMax and ConflictAge bound the conflict log (defaults
+	// DefaultConflictMax and DefaultConflictAge).
+	ConflictMax int
+	ConflictAge time.Duration
 }
 
 // Store is a node's database: rows with sync metadata and their
@@ -66,6 +72,12 @@ func New(be Backend, opts Options) (*Store, error) {
 	if opts.Catalog == nil {
 		opts.Catalog = schema.Default()
 	}
+	if opts.ConflictMax <= 0 {
+		opts.ConflictMax = DefaultConflictMax
+	}
+	if opts.ConflictAge <= 0 {
+		opts.ConflictAge = DefaultConflictAge
+	}
 	s := &Store{be: be, opts: opts, cat: opts.Catalog}
 	entries, err := catalogEntries(s.cat)
 	if err != nil {
@@ -77,11 +89,18 @@ func New(be Backend, opts Options) (*Store, error) {
 	err = be.View(func(tx Tx) error {
 		ready = catalogStored(tx, entries)
 		c, err := lastCursor(tx)
-		ready = ready && c > 0
+		if err != nil {
+			return err
+		}
+		f, err := readFormat(tx)
+		ready = ready && c > 0 && f >= formatVersions
 		return err
 	})
 	if err != nil || ready {
 		return s, err
+	}
+	if err := s.migrate(); err != nil {
+		return nil, fmt.Errorf("kv: migrating the store to column versions: %w", err)
 	}
 	err = be.Update(func(tx Tx) error {
 		b, err := tx.Bucket(bCatalog)
@@ -119,15 +138,16 @@ func (s *Store) Backend() Backend { return s.be }
 
 // Bucket names. Rows of table T live in "t/T".
 const (
-	bMeta    = "meta"    // cursor, version, log sequence
-	bCatalog = "catalog" // table name → JSON column list
-	bCursor  = "cursor"  // cursor (8 bytes) → table \x00 id
-	bPending = "pending" // table \x00 id → version (8 bytes)
-	bPeers   = "peers"   // peer id → pb.Peer
-	bDevices = "devices" // device id → pb.Device
-	bConfig  = "config"  // key → value
-	bLog     = "log"     // seq (8 bytes) → pb.LogEntry
-	rowsPfx  = "t/"
+	bMeta      = "meta"      // cursor, version, log sequence
+	bCatalog   = "catalog"   // table name → JSON column list
+	bCursor    = "cursor"    // cursor (8 bytes) → table \x00 id
+	bPending   = "pending"   // table \x00 id → version (8 bytes)
+	bPeers     = "peers"     // peer id → pb.Peer
+	bDevices   = "devices"   // device id → pb.Device
+	bConfig    = "config"    // key → value
+	bLog       = "log"       // seq (8 bytes) → pb.LogEntry
+	bConflicts = "conflicts" // seq (8 bytes) → pb.Conflict
+	rowsPfx    = "t/"
 )
 
 var (

@@ -291,20 +291,92 @@ func (*Value_Bool) isValue_Kind() {}
 
 func (*Value_Json) isValue_Kind() {}
 
+// VersionGroup is the version (a hybrid logical clock stamp: wall ms,
+// counter, node id) of the edit that last set the named columns.
+type VersionGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WallMs        int64                  `protobuf:"varint,1,opt,name=wall_ms,json=wallMs,proto3" json:"wall_ms,omitempty"`
+	Counter       uint32                 `protobuf:"varint,2,opt,name=counter,proto3" json:"counter,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	Columns       []string               `protobuf:"bytes,4,rep,name=columns,proto3" json:"columns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionGroup) Reset() {
+	*x = VersionGroup{}
+	mi := &file_proto_clinicsync_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionGroup) ProtoMessage() {}
+
+func (x *VersionGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionGroup.ProtoReflect.Descriptor instead.
+func (*VersionGroup) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VersionGroup) GetWallMs() int64 {
+	if x != nil {
+		return x.WallMs
+	}
+	return 0
+}
+
+func (x *VersionGroup) GetCounter() uint32 {
+	if x != nil {
+		return x.Counter
+	}
+	return 0
+}
+
+func (x *VersionGroup) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *VersionGroup) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
 // Row is one record. changed lists the columns a client changed locally
-// (WatermelonDB's _changed); it travels with pushes only.
+// (WatermelonDB's _changed); it travels with pushes only. versions are
+// the column versions, grouped by version; absent from older peers.
 type Row struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Cols          map[string]*Value      `protobuf:"bytes,2,rep,name=cols,proto3" json:"cols,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Changed       []string               `protobuf:"bytes,3,rep,name=changed,proto3" json:"changed,omitempty"`
+	Versions      []*VersionGroup        `protobuf:"bytes,4,rep,name=versions,proto3" json:"versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Row) Reset() {
 	*x = Row{}
-	mi := &file_proto_clinicsync_proto_msgTypes[1]
+	mi := &file_proto_clinicsync_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +388,7 @@ func (x *Row) String() string {
 func (*Row) ProtoMessage() {}
 
 func (x *Row) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[1]
+	mi := &file_proto_clinicsync_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +401,7 @@ func (x *Row) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Row.ProtoReflect.Descriptor instead.
 func (*Row) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{1}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Row) GetId() string {
@@ -353,6 +425,13 @@ func (x *Row) GetChanged() []string {
 	return nil
 }
 
+func (x *Row) GetVersions() []*VersionGroup {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
 // TableChanges are one table's part of a changeset.
 type TableChanges struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -366,7 +445,7 @@ type TableChanges struct {
 
 func (x *TableChanges) Reset() {
 	*x = TableChanges{}
-	mi := &file_proto_clinicsync_proto_msgTypes[2]
+	mi := &file_proto_clinicsync_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +457,7 @@ func (x *TableChanges) String() string {
 func (*TableChanges) ProtoMessage() {}
 
 func (x *TableChanges) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[2]
+	mi := &file_proto_clinicsync_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +470,7 @@ func (x *TableChanges) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TableChanges.ProtoReflect.Descriptor instead.
 func (*TableChanges) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{2}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TableChanges) GetTable() string {
@@ -433,7 +512,7 @@ type Changeset struct {
 
 func (x *Changeset) Reset() {
 	*x = Changeset{}
-	mi := &file_proto_clinicsync_proto_msgTypes[3]
+	mi := &file_proto_clinicsync_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +524,7 @@ func (x *Changeset) String() string {
 func (*Changeset) ProtoMessage() {}
 
 func (x *Changeset) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[3]
+	mi := &file_proto_clinicsync_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +537,7 @@ func (x *Changeset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Changeset.ProtoReflect.Descriptor instead.
 func (*Changeset) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{3}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Changeset) GetTables() []*TableChanges {
@@ -491,7 +570,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_proto_clinicsync_proto_msgTypes[4]
+	mi := &file_proto_clinicsync_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +582,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[4]
+	mi := &file_proto_clinicsync_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +595,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{4}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PullRequest) GetProtocolVersion() ProtocolVersion {
@@ -585,7 +664,7 @@ type PullResponse struct {
 
 func (x *PullResponse) Reset() {
 	*x = PullResponse{}
-	mi := &file_proto_clinicsync_proto_msgTypes[5]
+	mi := &file_proto_clinicsync_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +676,7 @@ func (x *PullResponse) String() string {
 func (*PullResponse) ProtoMessage() {}
 
 func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[5]
+	mi := &file_proto_clinicsync_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +689,7 @@ func (x *PullResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
 func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{5}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PullResponse) GetProtocolVersion() ProtocolVersion {
@@ -674,7 +753,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_proto_clinicsync_proto_msgTypes[6]
+	mi := &file_proto_clinicsync_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +765,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[6]
+	mi := &file_proto_clinicsync_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +778,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{6}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PushRequest) GetProtocolVersion() ProtocolVersion {
@@ -741,7 +820,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_proto_clinicsync_proto_msgTypes[7]
+	mi := &file_proto_clinicsync_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +832,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[7]
+	mi := &file_proto_clinicsync_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +845,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{7}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Rejection) GetTable() string {
@@ -802,7 +881,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_proto_clinicsync_proto_msgTypes[8]
+	mi := &file_proto_clinicsync_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +893,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[8]
+	mi := &file_proto_clinicsync_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +906,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{8}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PushResponse) GetProtocolVersion() ProtocolVersion {
@@ -872,7 +951,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_proto_clinicsync_proto_msgTypes[9]
+	mi := &file_proto_clinicsync_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +963,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[9]
+	mi := &file_proto_clinicsync_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +976,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{9}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Envelope) GetProtocolVersion() ProtocolVersion {
@@ -941,7 +1020,7 @@ type HandshakeRequest struct {
 
 func (x *HandshakeRequest) Reset() {
 	*x = HandshakeRequest{}
-	mi := &file_proto_clinicsync_proto_msgTypes[10]
+	mi := &file_proto_clinicsync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1032,7 @@ func (x *HandshakeRequest) String() string {
 func (*HandshakeRequest) ProtoMessage() {}
 
 func (x *HandshakeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[10]
+	mi := &file_proto_clinicsync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1045,7 @@ func (x *HandshakeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandshakeRequest.ProtoReflect.Descriptor instead.
 func (*HandshakeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{10}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HandshakeRequest) GetProtocolVersion() ProtocolVersion {
@@ -1018,7 +1097,7 @@ type HandshakeResponse struct {
 
 func (x *HandshakeResponse) Reset() {
 	*x = HandshakeResponse{}
-	mi := &file_proto_clinicsync_proto_msgTypes[11]
+	mi := &file_proto_clinicsync_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1109,7 @@ func (x *HandshakeResponse) String() string {
 func (*HandshakeResponse) ProtoMessage() {}
 
 func (x *HandshakeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[11]
+	mi := &file_proto_clinicsync_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1122,7 @@ func (x *HandshakeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandshakeResponse.ProtoReflect.Descriptor instead.
 func (*HandshakeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{11}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HandshakeResponse) GetProtocolVersion() ProtocolVersion {
@@ -1102,7 +1181,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_proto_clinicsync_proto_msgTypes[12]
+	mi := &file_proto_clinicsync_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1193,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[12]
+	mi := &file_proto_clinicsync_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1206,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{12}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeInfo) GetProtocolVersion() ProtocolVersion {
@@ -1192,7 +1271,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_proto_clinicsync_proto_msgTypes[13]
+	mi := &file_proto_clinicsync_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1283,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[13]
+	mi := &file_proto_clinicsync_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1296,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{13}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Peer) GetPeerId() string {
@@ -1309,13 +1388,14 @@ type StoredRow struct {
 	Version       uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`                                  // local write sequence, for mark-synced
 	Origin        string                 `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`                                     // peer whose push created the row, if any
 	PushBase      int64                  `protobuf:"varint,9,opt,name=push_base,json=pushBase,proto3" json:"push_base,omitempty"`                // last_pulled_at of the push that created it
+	Versions      []*VersionGroup        `protobuf:"bytes,10,rep,name=versions,proto3" json:"versions,omitempty"`                                // column versions
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoredRow) Reset() {
 	*x = StoredRow{}
-	mi := &file_proto_clinicsync_proto_msgTypes[14]
+	mi := &file_proto_clinicsync_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1407,7 @@ func (x *StoredRow) String() string {
 func (*StoredRow) ProtoMessage() {}
 
 func (x *StoredRow) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[14]
+	mi := &file_proto_clinicsync_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1420,7 @@ func (x *StoredRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRow.ProtoReflect.Descriptor instead.
 func (*StoredRow) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{14}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StoredRow) GetCols() map[string]*Value {
@@ -1406,6 +1486,106 @@ func (x *StoredRow) GetPushBase() int64 {
 	return 0
 }
 
+func (x *StoredRow) GetVersions() []*VersionGroup {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+// Conflict is a value that lost to a newer edit, in the conflict log.
+type Conflict struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Table         string                 `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	RowId         string                 `protobuf:"bytes,2,opt,name=row_id,json=rowId,proto3" json:"row_id,omitempty"`
+	Column        string                 `protobuf:"bytes,3,opt,name=column,proto3" json:"column,omitempty"`
+	Value         *Value                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	Version       *VersionGroup          `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"` // the loser's (columns unused)
+	Winner        *VersionGroup          `protobuf:"bytes,6,opt,name=winner,proto3" json:"winner,omitempty"`
+	At            int64                  `protobuf:"varint,7,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Conflict) Reset() {
+	*x = Conflict{}
+	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Conflict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Conflict) ProtoMessage() {}
+
+func (x *Conflict) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
+func (*Conflict) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Conflict) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *Conflict) GetRowId() string {
+	if x != nil {
+		return x.RowId
+	}
+	return ""
+}
+
+func (x *Conflict) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *Conflict) GetValue() *Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Conflict) GetVersion() *VersionGroup {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *Conflict) GetWinner() *VersionGroup {
+	if x != nil {
+		return x.Winner
+	}
+	return nil
+}
+
+func (x *Conflict) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
 // Device is a hub registered with a cloud.
 type Device struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1421,7 +1601,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_proto_clinicsync_proto_msgTypes[15]
+	mi := &file_proto_clinicsync_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1613,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[15]
+	mi := &file_proto_clinicsync_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1626,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{15}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Device) GetDeviceId() string {
@@ -1506,7 +1686,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	mi := &file_proto_clinicsync_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1698,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	mi := &file_proto_clinicsync_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1711,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{16}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LogEntry) GetSeq() uint64 {
@@ -1586,11 +1766,17 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\x03num\x18\x02 \x01(\x01H\x00R\x03num\x12\x14\n" +
 	"\x04bool\x18\x03 \x01(\bH\x00R\x04bool\x12\x14\n" +
 	"\x04json\x18\x04 \x01(\tH\x00R\x04jsonB\x06\n" +
-	"\x04kind\"\xb0\x01\n" +
+	"\x04kind\"o\n" +
+	"\fVersionGroup\x12\x17\n" +
+	"\awall_ms\x18\x01 \x01(\x03R\x06wallMs\x12\x18\n" +
+	"\acounter\x18\x02 \x01(\rR\acounter\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x18\n" +
+	"\acolumns\x18\x04 \x03(\tR\acolumns\"\xe9\x01\n" +
 	"\x03Row\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
 	"\x04cols\x18\x02 \x03(\v2\x1c.clinicsync.v1.Row.ColsEntryR\x04cols\x12\x18\n" +
-	"\achanged\x18\x03 \x03(\tR\achanged\x1aM\n" +
+	"\achanged\x18\x03 \x03(\tR\achanged\x127\n" +
+	"\bversions\x18\x04 \x03(\v2\x1b.clinicsync.v1.VersionGroupR\bversions\x1aM\n" +
 	"\tColsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
 	"\x05value\x18\x02 \x01(\v2\x14.clinicsync.v1.ValueR\x05value:\x028\x01\"\x9a\x01\n" +
@@ -1682,7 +1868,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\x03R\tcreatedAt\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\v \x01(\x03R\tupdatedAt\"\x83\x03\n" +
+	"updated_at\x18\v \x01(\x03R\tupdatedAt\"\xbc\x03\n" +
 	"\tStoredRow\x126\n" +
 	"\x04cols\x18\x01 \x03(\v2\".clinicsync.v1.StoredRow.ColsEntryR\x04cols\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.clinicsync.v1.StatusR\x06status\x12\x18\n" +
@@ -1692,10 +1878,20 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\adeleted\x18\x06 \x01(\bR\adeleted\x12\x18\n" +
 	"\aversion\x18\a \x01(\x04R\aversion\x12\x16\n" +
 	"\x06origin\x18\b \x01(\tR\x06origin\x12\x1b\n" +
-	"\tpush_base\x18\t \x01(\x03R\bpushBase\x1aM\n" +
+	"\tpush_base\x18\t \x01(\x03R\bpushBase\x127\n" +
+	"\bversions\x18\n" +
+	" \x03(\v2\x1b.clinicsync.v1.VersionGroupR\bversions\x1aM\n" +
 	"\tColsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
-	"\x05value\x18\x02 \x01(\v2\x14.clinicsync.v1.ValueR\x05value:\x028\x01\"\xb1\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x14.clinicsync.v1.ValueR\x05value:\x028\x01\"\xf7\x01\n" +
+	"\bConflict\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12\x15\n" +
+	"\x06row_id\x18\x02 \x01(\tR\x05rowId\x12\x16\n" +
+	"\x06column\x18\x03 \x01(\tR\x06column\x12*\n" +
+	"\x05value\x18\x04 \x01(\v2\x14.clinicsync.v1.ValueR\x05value\x125\n" +
+	"\aversion\x18\x05 \x01(\v2\x1b.clinicsync.v1.VersionGroupR\aversion\x123\n" +
+	"\x06winner\x18\x06 \x01(\v2\x1b.clinicsync.v1.VersionGroupR\x06winner\x12\x0e\n" +
+	"\x02at\x18\a \x01(\x03R\x02at\"\xb1\x01\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -1743,60 +1939,67 @@ func file_proto_clinicsync_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_clinicsync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_proto_clinicsync_proto_goTypes = []any{
 	(ProtocolVersion)(0),      // 0: clinicsync.v1.ProtocolVersion
 	(NodeKind)(0),             // 1: clinicsync.v1.NodeKind
 	(Status)(0),               // 2: clinicsync.v1.Status
 	(*Value)(nil),             // 3: clinicsync.v1.Value
-	(*Row)(nil),               // 4: clinicsync.v1.Row
-	(*TableChanges)(nil),      // 5: clinicsync.v1.TableChanges
-	(*Changeset)(nil),         // 6: clinicsync.v1.Changeset
-	(*PullRequest)(nil),       // 7: clinicsync.v1.PullRequest
-	(*PullResponse)(nil),      // 8: clinicsync.v1.PullResponse
-	(*PushRequest)(nil),       // 9: clinicsync.v1.PushRequest
-	(*Rejection)(nil),         // 10: clinicsync.v1.Rejection
-	(*PushResponse)(nil),      // 11: clinicsync.v1.PushResponse
-	(*Envelope)(nil),          // 12: clinicsync.v1.Envelope
-	(*HandshakeRequest)(nil),  // 13: clinicsync.v1.HandshakeRequest
-	(*HandshakeResponse)(nil), // 14: clinicsync.v1.HandshakeResponse
-	(*NodeInfo)(nil),          // 15: clinicsync.v1.NodeInfo
-	(*Peer)(nil),              // 16: clinicsync.v1.Peer
-	(*StoredRow)(nil),         // 17: clinicsync.v1.StoredRow
-	(*Device)(nil),            // 18: clinicsync.v1.Device
-	(*LogEntry)(nil),          // 19: clinicsync.v1.LogEntry
-	nil,                       // 20: clinicsync.v1.Row.ColsEntry
-	nil,                       // 21: clinicsync.v1.StoredRow.ColsEntry
-	nil,                       // 22: clinicsync.v1.LogEntry.ChangesEntry
+	(*VersionGroup)(nil),      // 4: clinicsync.v1.VersionGroup
+	(*Row)(nil),               // 5: clinicsync.v1.Row
+	(*TableChanges)(nil),      // 6: clinicsync.v1.TableChanges
+	(*Changeset)(nil),         // 7: clinicsync.v1.Changeset
+	(*PullRequest)(nil),       // 8: clinicsync.v1.PullRequest
+	(*PullResponse)(nil),      // 9: clinicsync.v1.PullResponse
+	(*PushRequest)(nil),       // 10: clinicsync.v1.PushRequest
+	(*Rejection)(nil),         // 11: clinicsync.v1.Rejection
+	(*PushResponse)(nil),      // 12: clinicsync.v1.PushResponse
+	(*Envelope)(nil),          // 13: clinicsync.v1.Envelope
+	(*HandshakeRequest)(nil),  // 14: clinicsync.v1.HandshakeRequest
+	(*HandshakeResponse)(nil), // 15: clinicsync.v1.HandshakeResponse
+	(*NodeInfo)(nil),          // 16: clinicsync.v1.NodeInfo
+	(*Peer)(nil),              // 17: clinicsync.v1.Peer
+	(*StoredRow)(nil),         // 18: clinicsync.v1.StoredRow
+	(*Conflict)(nil),          // 19: clinicsync.v1.Conflict
+	(*Device)(nil),            // 20: clinicsync.v1.Device
+	(*LogEntry)(nil),          // 21: clinicsync.v1.LogEntry
+	nil,                       // 22: clinicsync.v1.Row.ColsEntry
+	nil,                       // 23: clinicsync.v1.StoredRow.ColsEntry
+	nil,                       // 24: clinicsync.v1.LogEntry.ChangesEntry
 }
 var file_proto_clinicsync_proto_depIdxs = []int32{
-	20, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
-	4,  // 1: clinicsync.v1.TableChanges.created:type_name -> clinicsync.v1.Row
-	4,  // 2: clinicsync.v1.TableChanges.updated:type_name -> clinicsync.v1.Row
-	5,  // 3: clinicsync.v1.Changeset.tables:type_name -> clinicsync.v1.TableChanges
-	0,  // 4: clinicsync.v1.PullRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 5: clinicsync.v1.PullResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	6,  // 6: clinicsync.v1.PullResponse.changes:type_name -> clinicsync.v1.Changeset
-	0,  // 7: clinicsync.v1.PushRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	6,  // 8: clinicsync.v1.PushRequest.changes:type_name -> clinicsync.v1.Changeset
-	0,  // 9: clinicsync.v1.PushResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	10, // 10: clinicsync.v1.PushResponse.rejected:type_name -> clinicsync.v1.Rejection
-	0,  // 11: clinicsync.v1.Envelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 12: clinicsync.v1.HandshakeRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 13: clinicsync.v1.HandshakeResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 14: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	1,  // 15: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
-	21, // 16: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
-	2,  // 17: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
-	22, // 18: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
-	3,  // 19: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 20: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 21: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	22, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
+	4,  // 1: clinicsync.v1.Row.versions:type_name -> clinicsync.v1.VersionGroup
+	5,  // 2: clinicsync.v1.TableChanges.created:type_name -> clinicsync.v1.Row
+	5,  // 3: clinicsync.v1.TableChanges.updated:type_name -> clinicsync.v1.Row
+	6,  // 4: clinicsync.v1.Changeset.tables:type_name -> clinicsync.v1.TableChanges
+	0,  // 5: clinicsync.v1.PullRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 6: clinicsync.v1.PullResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	7,  // 7: clinicsync.v1.PullResponse.changes:type_name -> clinicsync.v1.Changeset
+	0,  // 8: clinicsync.v1.PushRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	7,  // 9: clinicsync.v1.PushRequest.changes:type_name -> clinicsync.v1.Changeset
+	0,  // 10: clinicsync.v1.PushResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	11, // 11: clinicsync.v1.PushResponse.rejected:type_name -> clinicsync.v1.Rejection
+	0,  // 12: clinicsync.v1.Envelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 13: clinicsync.v1.HandshakeRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 14: clinicsync.v1.HandshakeResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 15: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	1,  // 16: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
+	23, // 17: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
+	2,  // 18: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
+	4,  // 19: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
+	3,  // 20: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
+	4,  // 21: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
+	4,  // 22: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
+	24, // 23: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
+	3,  // 24: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 25: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 26: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_proto_clinicsync_proto_init() }
@@ -1816,7 +2019,7 @@ func file_proto_clinicsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_clinicsync_proto_rawDesc), len(file_proto_clinicsync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -108,7 +108,7 @@ func (n *node) close() {
 // newNode builds a node; base is the bolt root ("" for memory).
 func newNode(name, kind, clinic string, clock *nodeClock, base string) (*node, error) {
 	n := &node{name: name, kind: kind, clinic: clinic, clock: clock, maxPull: map[string]int64{}}
-	n.opts = kv.Options{Clock: clock, KeepTombstones: kind != kindMobile, Root: kind == kindCloud}
+	n.opts = kv.Options{Clock: clock, KeepTombstones: kind != kindMobile, Root: kind == kindCloud, NodeID: name}
 	if base != "" {
 		n.dir = filepath.Join(base, name)
 		if err := os.MkdirAll(n.dir, 0o700); err != nil {
