@@ -29,7 +29,9 @@ type stampT struct {
 	counter uint32
 }
 
-func (a stampT) less(b stampT) bool { return a.wall < b.wall || a.wall == b.wall && a.counter < b.counter }
+func (a stampT) less(b stampT) bool {
+	return a.wall < b.wall || a.wall == b.wall && a.counter < b.counter
+}
 
 func stampOf(v codec.Version) stampT { return stampT{v.Wall, v.Counter} }
 
