@@ -254,6 +254,15 @@ func (r *Run) OnPull(resp *pb.PullResponse) Step {
 }
 
 func (r *Run) forceUpload() Step {
+	// No pull tells the upstream's time: bound own edits by the
+	// estimate from the last one.
+	up, err := r.store.UpstreamNow()
+	if err != nil {
+		return r.Fail(err)
+	}
+	if r.clamped, err = r.store.ClampPending(up + kv.DefaultMaxDrift.Milliseconds()); err != nil {
+		return r.Fail(err)
+	}
 	var rows []codec.Record
 	cat := r.store.Catalog()
 	for _, name := range cat.Names() {

@@ -74,7 +74,19 @@ type boltBucket struct{ b *bolt.Bucket }
 func (b boltBucket) Get(k []byte) []byte   { return b.b.Get(k) }
 func (b boltBucket) Put(k, v []byte) error { return b.b.Put(k, v) }
 func (b boltBucket) Delete(k []byte) error { return b.b.Delete(k) }
-func (b boltBucket) Len() int              { return b.b.Stats().KeyN }
+// Len counts the keys: from the page statistics, which see only what is
+// committed, so a writable transaction counts with a cursor.
+func (b boltBucket) Len() int {
+	if !b.b.Tx().Writable() {
+		return b.b.Stats().KeyN
+	}
+	n := 0
+	c := b.b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
 
 func (b boltBucket) Ascend(from []byte, fn func(k, v []byte) (bool, error)) error {
 	c := b.b.Cursor()

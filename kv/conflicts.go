@@ -54,7 +54,11 @@ func (s *Store) logConflicts(tx Tx, cs []Conflict) error {
 			return err
 		}
 	}
-	excess := b.Len() - s.opts.ConflictMax
+	excess, err := conflictLen(tx, b)
+	if err != nil {
+		return err
+	}
+	excess -= s.opts.ConflictMax
 	oldest := now.Add(-s.opts.ConflictAge).UnixMilli()
 	var drop [][]byte
 	err = b.Ascend(nil, func(k, v []byte) (bool, error) {
@@ -117,8 +121,29 @@ func (s *Store) Conflicts(table, id string, fn func(Conflict) error) error {
 func (s *Store) ConflictCount() (n int, err error) {
 	err = s.be.View(func(tx Tx) error {
 		b, err := tx.Bucket(bConflicts)
-		n = b.Len()
+		if err != nil {
+			return err
+		}
+		n, err = conflictLen(tx, b)
 		return err
 	})
 	return n, err
+}
+
+// conflictLen counts the log without walking it: entries are numbered in
+// sequence and dropped oldest first.
+func conflictLen(tx Tx, b Bucket) (int, error) {
+	first := uint64(0)
+	err := b.Ascend(nil, func(k, _ []byte) (bool, error) {
+		first = u64(k)
+		return false, nil
+	})
+	if err != nil || first == 0 {
+		return 0, err
+	}
+	m, err := tx.Bucket(bMeta)
+	if err != nil {
+		return 0, err
+	}
+	return int(u64(m.Get(kConflictSeq)) - first + 1), nil
 }

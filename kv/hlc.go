@@ -85,6 +85,17 @@ func (s *Store) stamp(tx Tx) (codec.Version, error) {
 	return codec.Version{Wall: last.wall, Counter: last.counter, Node: s.opts.NodeID}, writeStamp(tx, kIssued, last)
 }
 
+// UpstreamNow is this node's estimate of its upstream's clock (ms): the
+// clock less the offset learned from the last completed pull.
+func (s *Store) UpstreamNow() (int64, error) {
+	var off stampT
+	err := s.be.View(func(tx Tx) (err error) {
+		off, err = readStamp(tx, kOffset)
+		return err
+	})
+	return s.opts.Clock.Now().UnixMilli() - off.wall, err
+}
+
 // Now is the node's time for dating versions (ms): the clock, but never
 // behind the newest cursor issued, so a clock set back does not date a
 // client's edit before one already served.
@@ -129,7 +140,7 @@ func (s *Store) learnOffset(tx Tx, upstream int64) error {
 // ClampPending bounds the versions of this node's own pending edits to
 // limit (ms; the upstream's time plus DefaultMaxDrift) before a push: an
 // edit stamped by a clock far ahead is dated anew, after every version
-// this node issued or clamped before and in the same order as the
+// this node clamped or received before and in the same order as the
 // originals, so that this node and its upstream keep one version per
 // edit and a later edit still beats an earlier one. Versions of other
 // nodes' edits (relayed) pass on unchanged. It returns how many column
@@ -172,12 +183,21 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 			return 0
 		})
 		olds = slices.Compact(olds)
+		// Clamped edits go after every version clamped before (they may
+		// have left already) and every version received (an edit made
+		// after receiving a version must beat it).
 		floor, err := readStamp(tx, kClampFloor)
 		if err != nil {
 			return err
 		}
-		if floor.less(stampT{limit, 0}) {
-			floor = stampT{limit, 0}
+		seen, err := readStamp(tx, kSeen)
+		if err != nil {
+			return err
+		}
+		for _, s := range []stampT{seen, {limit, 0}} {
+			if floor.less(s) {
+				floor = s
+			}
 		}
 		renamed := make(map[stampT]stampT, len(olds))
 		for _, o := range olds {
