@@ -74,6 +74,7 @@ type boltBucket struct{ b *bolt.Bucket }
 func (b boltBucket) Get(k []byte) []byte   { return b.b.Get(k) }
 func (b boltBucket) Put(k, v []byte) error { return b.b.Put(k, v) }
 func (b boltBucket) Delete(k []byte) error { return b.b.Delete(k) }
+
 // Len counts the keys: from the page statistics, which see only what is
 // committed, so a writable transaction counts with a cursor.
 func (b boltBucket) Len() int {
