@@ -420,6 +420,23 @@ func (n *Node) Rows(table, id string) ([]kv.Record, error) {
 	return out, err
 }
 
+// Conflicts returns the node's conflict log, oldest first: the values
+// that lost to another writer's newer edit, with the table and id
+// ("" for any).
+func (n *Node) Conflicts(table, id string) ([]kv.Conflict, error) {
+	if table != "" {
+		if _, ok := n.store.Catalog().Table(table); !ok {
+			return nil, fmt.Errorf("%w: %s", kv.ErrUnknownTable, table)
+		}
+	}
+	var out []kv.Conflict
+	err := n.store.Conflicts(table, id, func(c kv.Conflict) error {
+		out = append(out, c)
+		return nil
+	})
+	return out, err
+}
+
 // Status is what a node is doing and what it has to push.
 type Status struct {
 	NodeID string

@@ -47,6 +47,8 @@ Available:
   node delete   --data DIR --table T --id ID
   node rows     --data DIR --table T [--id ID]
   node status   --data DIR
+  node conflicts --data DIR [--table T] [--id ID]
+                (values that lost to a newer edit, oldest first)
 
 Not available yet in this build (they exit 2):
   mode, serve --rpc/--metrics, peer add --pairing
@@ -97,6 +99,7 @@ func init() {
 		"delete":         cmdDelete,
 		"rows":           cmdRows,
 		"status":         cmdStatus,
+		"conflicts":      cmdConflicts,
 		"serve":          cmdServe,
 		"device":         cmdDevice,
 		"peer":           cmdPeer,

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 type result struct {
@@ -385,6 +386,36 @@ func TestRunServeAndSync(t *testing.T) {
 	if len(users) != 1 || !strings.HasPrefix(users[0].(map[string]any)["hashed_password"].(string), "$2") {
 		t.Errorf("hub's users: %v", users)
 	}
+	// Two nurses edit p1's phone, the earlier edit syncs last: the later
+	// one wins everywhere and the earlier is in the phone's conflict log.
+	if out := ok(t, "conflicts", "--data", phone); out != "(no conflicts)\n" {
+		t.Errorf("conflicts before any: %q", out)
+	}
+	ok(t, "put", "--data", phone, "--table", "patients", "--id", "p1", "phone=0791111111")
+	time.Sleep(5 * time.Millisecond) // a later wall clock for the hub's edit
+	ok(t, "put", "--data", hub, "--table", "patients", "--id", "p1", "phone=0793333333")
+	ok(t, "sync", "--data", hub)
+	ok(t, "sync", "--data", phone)
+	ok(t, "sync", "--data", hub)
+	for _, dir := range []string{cloud, phone, hub} {
+		row := okJSON(t, "rows", "--data", dir, "--table", "patients", "--id", "p1")["rows"].([]any)[0].(map[string]any)
+		if row["phone"] != "0793333333" {
+			t.Errorf("%s: p1's phone %v, want the later edit", filepath.Base(dir), row["phone"])
+		}
+	}
+	log := okJSON(t, "conflicts", "--data", phone, "--table", "patients", "--id", "p1")["conflicts"].([]any)
+	// updated_at, written by both edits, lost too.
+	if len(log) != 2 || log[1].(map[string]any)["column"] != "updated_at" {
+		t.Fatalf("phone's conflicts: %v", log)
+	}
+	if c := log[0].(map[string]any); c["column"] != "phone" || c["value"] != "0791111111" ||
+		c["winner"].(map[string]any)["wall_ms"].(float64) <= c["version"].(map[string]any)["wall_ms"].(float64) {
+		t.Errorf("conflict entry %v", c)
+	}
+	if out := ok(t, "conflicts", "--data", phone); !strings.Contains(out, ` patients/p1 phone="0791111111" (`) {
+		t.Errorf("conflicts output %q", out)
+	}
+	fails(t, 1, "unknown table", "conflicts", "--data", phone, "--table", "nope")
 	// While serve holds the store, the other commands on it run inside
 	// it: a revoked hub is refused at once.
 	ok(t, "device", "revoke", "--data", cloud, dev["device_id"].(string))
