@@ -162,6 +162,8 @@ func (w *world) run(t *testing.T, td *datadriven.TestData) string {
 		return w.dump(w.node(td, 0), td.CmdArgs[1:])
 	case "peers":
 		return w.peers(w.node(td, 0))
+	case "conflicts":
+		return w.conflicts(w.node(td, 0))
 	}
 	t.Fatalf("%s: unknown command %s", td.Pos, td.Cmd)
 	return ""
@@ -171,7 +173,14 @@ func (w *world) addNode(td *datadriven.TestData) string {
 	name := td.CmdArgs[0].Key
 	kind, _ := arg(td, "kind")
 	n := &node{name: name, kind: kind, be: kv.NewMemory(), machine: fsm.NewMachine()}
-	n.opts = kv.Options{Clock: w.clock, KeepTombstones: kind != "mobile", Root: kind == "cloud"}
+	n.opts = kv.Options{Clock: w.clock, NodeID: name, KeepTombstones: kind != "mobile", Root: kind == "cloud"}
+	if skew, ok := arg(td, "skew"); ok {
+		d, err := time.ParseDuration(skew)
+		if err != nil {
+			w.t.Fatalf("%s: skew=%q: %v", td.Pos, skew, err)
+		}
+		n.opts.Clock = skewed{w.clock, d}
+	}
 	s, err := kv.New(n.be, n.opts)
 	if err != nil {
 		w.t.Fatal(err)
@@ -275,7 +284,7 @@ func (w *world) sync(td *datadriven.TestData) string {
 	if err != nil {
 		return "error: " + err.Error()
 	}
-	cfg := actors.RunConfig{Store: n.store, Machine: n.machine, Clock: w.clock, Peer: peer}
+	cfg := actors.RunConfig{Store: n.store, Machine: n.machine, Clock: n.opts.Clock, Peer: peer}
 	if size, ok := arg(td, "page"); ok {
 		cfg.PageSize, _ = strconv.Atoi(size)
 	}
@@ -419,3 +428,32 @@ func (w *world) peers(n *node) string {
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
+
+// conflicts prints a node's conflict log: the values that lost, with
+// their versions' writers and times relative to the world's start.
+func (w *world) conflicts(n *node) string {
+	var b strings.Builder
+	err := n.store.Conflicts("", "", func(c kv.Conflict) error {
+		if c.Column == "updated_at" {
+			return nil // lost with every edit; its value is a time
+		}
+		fmt.Fprintf(&b, "%s/%s %s=%s by %s at %s lost to %s at %s\n", c.Table, c.ID, c.Column, c.Value,
+			c.Version.Node, w.rel(c.Version.Wall), c.Winner.Node, w.rel(c.Winner.Wall))
+		return nil
+	})
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// skewed is a node's clock running d ahead of the world's.
+type skewed struct {
+	base *kv.ManualClock
+	d    time.Duration
+}
+
+func (c skewed) Now() time.Time { return c.base.Now().Add(c.d) }
