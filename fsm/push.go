@@ -45,17 +45,23 @@ func Acknowledged(pushed []codec.Record, rejected map[string][]string) []codec.R
 // ForceUploadSet builds the changeset of a force upload: every live row
 // with created_at after since as created, else with updated_at after
 // since as updated, whatever its sync status (Hikma's
-// getLocalChangesSince). Rows carry their _changed, so a server that
-// merges takes only those columns where the row changed concurrently.
+// getLocalChangesSince), and every tombstone still to push or written
+// after since as deleted (Hikma forgets deletes). Rows carry their
+// _changed and versions, so a server that merges takes only the columns
+// that are newer.
 func ForceUploadSet(rows []codec.Record, since int64, cat *schema.Catalog) *codec.Changeset {
 	cs := codec.NewChangeset()
 	for _, r := range rows {
-		if t, ok := cat.Table(r.Table); !ok || t.Flow != schema.Synced || r.Deleted {
+		if t, ok := cat.Table(r.Table); !ok || t.Flow != schema.Synced {
 			continue
 		}
 		created, _ := r.Cols["created_at"].Int64()
 		updated, _ := r.Cols["updated_at"].Int64()
 		switch {
+		case r.Deleted:
+			if r.Status.Pending() || r.Cursor > since {
+				cs.Table(r.Table).Deleted = append(cs.Table(r.Table).Deleted, r.ID)
+			}
 		case created > since:
 			cs.Table(r.Table).Created = append(cs.Table(r.Table).Created, r.Row)
 		case updated > since:
