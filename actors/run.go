@@ -159,28 +159,6 @@ func (r *Run) mixed() bool {
 	return pulling != r.peer.ID || pulled != r.peer.ID
 }
 
-// replaced returns deletes for the synced rows of a full pull's tables
-// that the pull did not bring: the peer does not have them (any more).
-func (r *Run) replaced() ([]codec.Change, error) {
-	var out []codec.Change
-	cat := r.store.Catalog()
-	for _, name := range cat.Names() {
-		if t, _ := cat.Table(name); t.Flow == schema.Local {
-			continue
-		}
-		err := r.store.Rows(name, func(rec kv.Record) error {
-			if !rec.Deleted && rec.Status == codec.Synced && !r.seen[name+"\x00"+rec.ID] {
-				out = append(out, codec.Change{Row: codec.Row{Table: name, ID: rec.ID}, Delete: true})
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 func (r *Run) pullRequest(continuation string) *pb.PullRequest {
 	return &pb.PullRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, RequestId: r.requestID(),
 		LastPulledAt: r.from, Continuation: continuation, PageSize: uint32(r.pageSize)}
@@ -209,11 +187,7 @@ func (r *Run) OnPull(resp *pb.PullResponse) Step {
 	batch := kv.Batch{Changes: changes, Config: map[string]string{ConfigPullingPeer: r.peer.ID}}
 	last := resp.GetContinuation() == ""
 	if last && r.seen != nil {
-		gone, err := r.replaced()
-		if err != nil {
-			return r.Fail(err)
-		}
-		batch.Changes = append(batch.Changes, gone...)
+		batch.Mirror = fsm.Unmirrored(r.seen, cat)
 	}
 	if last {
 		if resp.GetTimestamp() <= 0 {

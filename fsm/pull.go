@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
 )
 
 // Changes flattens a changeset into the changes to apply, table by
@@ -24,6 +25,18 @@ func Changes(cs *codec.Changeset) []codec.Change {
 		}
 	}
 	return out
+}
+
+// Unmirrored is the rule of a full pull that mirrors its peer: the
+// rows it did not bring (seen holds "table\x00id" of those it did) that
+// are live, synced and in a synced table are gone from the peer, and
+// are deleted. Rows with local edits stay, to be pushed. The store runs
+// it inside the transaction that applies the last page.
+func Unmirrored(seen map[string]bool, cat *schema.Catalog) func(codec.Record) bool {
+	return func(r codec.Record) bool {
+		t, ok := cat.Table(r.Table)
+		return ok && t.Flow != schema.Local && !r.Deleted && r.Status == codec.Synced && !seen[r.Table+"\x00"+r.ID]
+	}
 }
 
 // ApplyPulled is the merge a client uses to apply pulled changes (Hikma's

@@ -27,6 +27,12 @@ type Batch struct {
 	// UpstreamTime, when set, is the upstream's clock (a pull's
 	// timestamp): this node learns how far its own clock runs ahead.
 	UpstreamTime int64
+	// Mirror, when set, picks rows to delete after the changes, in the
+	// same transaction: each stored row (tombstones included) for which
+	// it returns true goes through the merge as a delete. The rule
+	// lives in fsm; deciding inside the transaction means no write lands
+	// between the decision and the delete.
+	Mirror func(Record) bool
 }
 
 // Rejection is a change the merge refused.
@@ -68,7 +74,7 @@ func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
 				return err
 			}
 		}
-		for _, c := range b.Changes {
+		apply := func(c Change) error {
 			cur, err := getRecord(tx, c.Table, c.ID)
 			if err != nil {
 				return err
@@ -113,6 +119,23 @@ func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
 			default:
 				panic(fmt.Sprintf("kv: merge returned unknown op %d", out.Op))
 			}
+			return nil
+		}
+		for _, c := range b.Changes {
+			if err := apply(c); err != nil {
+				return err
+			}
+		}
+		if b.Mirror != nil {
+			gone, err := mirrored(tx, b.Mirror)
+			if err != nil {
+				return err
+			}
+			for _, c := range gone {
+				if err := apply(c); err != nil {
+					return err
+				}
+			}
 		}
 		if len(b.Config) > 0 {
 			cb, err := tx.Bucket(bConfig)
@@ -138,4 +161,27 @@ func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
 		return a.Table < b.Table || a.Table == b.Table && a.ID < b.ID
 	})
 	return res, nil
+}
+
+// mirrored returns a delete for every stored row that pick selects.
+func mirrored(tx Tx, pick func(Record) bool) ([]Change, error) {
+	var out []Change
+	for _, bucket := range tx.Buckets(rowsPfx) {
+		b, err := tx.Bucket(bucket)
+		if err != nil {
+			return nil, err
+		}
+		table := bucket[len(rowsPfx):]
+		err = b.Ascend(nil, func(k, v []byte) (bool, error) {
+			r, err := decodeRecord(table, string(k), v)
+			if err == nil && pick(r) {
+				out = append(out, Change{Row: codec.Row{Table: table, ID: r.ID}, Delete: true})
+			}
+			return true, err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

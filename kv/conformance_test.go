@@ -494,3 +494,28 @@ func mkdir(tb testing.TB, dir string) string {
 	}
 	return dir
 }
+
+func TestMirrorInsideTheBatch(t *testing.T) {
+	eachBackend(t, false, func(t *testing.T, h *harness) {
+		h.put("patients", "p1", patient("Amina", "111"))
+		h.put("patients", "p2", patient("Badr", "222"))
+		if _, err := h.s.MarkSynced(collect(t, h.s)); err != nil {
+			t.Fatal(err)
+		}
+		h.put("patients", "p2", map[string]codec.Value{"phone": codec.String("999")}) // a local edit
+		in := codec.Row{Table: "patients", ID: "p3", Cols: patient("Carim", "333")}
+		seen := map[string]bool{"p3": true}
+		res, err := h.s.Apply(kv.Batch{Changes: []kv.Change{{Row: in}},
+			Mirror: func(r kv.Record) bool { return r.Status == kv.Synced && !seen[r.ID] }}, replace)
+		if err != nil || res.Written != 1 || res.Purged != 1 {
+			t.Fatalf("apply: %+v, %v", res, err)
+		}
+		if _, err := h.s.Get("patients", "p1"); !errors.Is(err, kv.ErrNotFound) {
+			t.Errorf("p1, synced and not brought: %v", err)
+		}
+		if r := h.get("patients", "p2"); r.Cols["phone"].Str != "999" {
+			t.Errorf("p2's local edit: %v", r.Cols["phone"])
+		}
+		h.get("patients", "p3")
+	})
+}
