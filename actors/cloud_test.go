@@ -228,9 +228,9 @@ func (c *cloud) pull(auth, query string) (*codec.Changeset, map[string]any) {
 	if r.status != 200 {
 		c.t.Fatalf("pull %s: %d %s", query, r.status, r.body)
 	}
-	cs, _, err := codec.DecodePullResponse(r.body, codec.Options{Catalog: c.store.Catalog(), Strict: true})
-	if err != nil {
-		c.t.Fatalf("pull %s: %v in %s", query, err, r.body)
+	cs, rep, err := codec.DecodePullResponse(r.body, codec.Options{Catalog: c.store.Catalog()})
+	if err != nil || len(rep.Rejected) != 0 {
+		c.t.Fatalf("pull %s: %v %v in %s", query, err, rep.Rejected, r.body)
 	}
 	return cs, r.json(c.t)
 }
