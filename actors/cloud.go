@@ -481,18 +481,25 @@ func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller
 	if err != nil {
 		return refuse(http.StatusBadRequest, "push body: %v", err)
 	}
-	if !rep.Clean() {
-		h.log.Warn("push values taken with a fallback or kept unknown", "caller", out.caller,
-			"fallbacks", rep.Fallbacks, "unknown", rep.Unknown, "samples", rep.Samples)
+	if len(rep.Unknown) > 0 {
+		h.log.Warn("push kept columns or tables this node does not know", "caller", out.caller, "unknown", rep.Unknown)
 	}
 	if lpa == 0 {
 		if lpa, herr = lastPulledAt(r.URL.Query()); herr != nil {
 			return herr
 		}
 	}
-	// Tables this node does not know are refused row by row: the rows
-	// stay pending on the device, and the rest of the push goes on.
+	// Records whose values normalization refuses, and tables this node
+	// does not know, are refused row by row: the rows stay pending on
+	// the device, nothing of them is stored, and the rest of the push
+	// goes on.
 	resp := pushResponse{Success: true}
+	for _, rj := range rep.Rejected {
+		resp.reject(rj.Table, rj.ID, rj.Err.Error())
+	}
+	if len(rep.Rejected) > 0 {
+		h.log.Warn("push records rejected", "caller", out.caller, "rejected", len(rep.Rejected), "first", rep.Rejected[0].Err)
+	}
 	for _, name := range cs.TableNames() {
 		if _, ok := cat.Table(name); ok {
 			continue

@@ -228,9 +228,9 @@ func (c *cloud) pull(auth, query string) (*codec.Changeset, map[string]any) {
 	if r.status != 200 {
 		c.t.Fatalf("pull %s: %d %s", query, r.status, r.body)
 	}
-	cs, _, err := codec.DecodePullResponse(r.body, codec.Options{Catalog: c.store.Catalog(), Strict: true})
-	if err != nil {
-		c.t.Fatalf("pull %s: %v in %s", query, err, r.body)
+	cs, rep, err := codec.DecodePullResponse(r.body, codec.Options{Catalog: c.store.Catalog()})
+	if err != nil || len(rep.Rejected) != 0 {
+		c.t.Fatalf("pull %s: %v %v in %s", query, err, rep.Rejected, r.body)
 	}
 	return cs, r.json(c.t)
 }
@@ -476,6 +476,55 @@ func TestCloudAuth(t *testing.T) {
 	}
 	if _, err := c.store.Get("patients", "h2"); !errors.Is(err, kv.ErrNotFound) {
 		t.Errorf("out-of-scope row stored: %v", err)
+	}
+}
+
+// TestCloudPushRejectsGarbage: a value normalization refuses rejects its
+// record alone, with a reason naming table, id, column and value, in
+// experimentalRejectedIds (the row stays unsynced on the device); nothing
+// of it is stored and the other records are applied. Syntax errors still
+// refuse the whole body.
+func TestCloudPushRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	c := newCloud(t, actors.CloudConfig{})
+	cs, _ := c.pull(nurse, "")
+	good := patientRaw("p1", "c1", map[string]any{"additional_data": "", "created_at": 1709280000}) // seconds
+	maybe := patientRaw("p2", "c1", map[string]any{"is_deleted": "maybe"})
+	noDate := patientRaw("p3", "c1", map[string]any{"date_of_birth": "last spring"})
+	m := c.push(nurse, "", changes(t, cs.Timestamp, "patients", []map[string]any{good, maybe, noDate}, nil))
+	if rej, _ := json.Marshal(m["experimentalRejectedIds"]); string(rej) != `{"patients":["p2","p3"]}` || m["success"] != true {
+		t.Fatalf("push answer %v", m)
+	}
+	reasons, _ := json.Marshal(m["rejected"])
+	for _, want := range []string{`patients/p2.is_deleted (bool): \"maybe\": a string in a bool column`,
+		`patients/p3.date_of_birth (date): \"last spring\": not a date`} {
+		if !strings.Contains(string(reasons), want) {
+			t.Errorf("reasons %s lack %s", reasons, want)
+		}
+	}
+	for _, id := range []string{"p2", "p3"} {
+		if _, err := c.store.Get("patients", id); !errors.Is(err, kv.ErrNotFound) {
+			t.Errorf("rejected %s stored: %v", id, err)
+		}
+	}
+	p1, err := c.store.Get("patients", "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := p1.Cols["additional_data"]; !v.Equal(codec.String("")) {
+		t.Errorf("empty JSON-text column stored as %s (%s)", v, v.Kind)
+	}
+	if v := p1.Cols["created_at"]; !v.Equal(codec.Int(1709280000000)) {
+		t.Errorf("seconds stored as %s", v)
+	}
+	// Served back exactly as the client sent it: "" stays "".
+	r := c.call("GET", "/api/v2/sync?last_pulled_at=0", nurse, "")
+	if !bytes.Contains(r.body, []byte(`"additional_data":""`)) {
+		t.Errorf("pulled %s", r.body)
+	}
+	// Malformed JSON is still the whole request's 400.
+	if r := c.call("POST", "/api/v2/sync", nurse, `{"patients":{"created":[{"id":"p4",}]}}`, "Content-Type", "application/json"); r.status != 400 {
+		t.Errorf("malformed push: %d %s", r.status, r.body)
 	}
 }
 

@@ -3,8 +3,9 @@ package codec
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clinicsync/clinicsync/codec/schema"
 )
@@ -17,9 +18,11 @@ var (
 )
 
 // CheckValue reports whether v is a valid, already normalized value of
-// col: the right kind, JSON text that parses, an integral plausible
-// timestamp, a real civil date, a decimal string, at most maxBytes of
-// text. Null is valid only for optional columns.
+// col (a fixed point of NormalizeValue): the right kind, JSON text that
+// parses or a string that is not JSON text in a JSON column, an integral
+// timestamp normalization accepts, a real civil date or "", a decimal
+// string or "", at most maxBytes of text. Null is valid only for
+// optional columns.
 func CheckValue(col schema.Column, v Value, maxBytes int) error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: column %s (%s): %s", ErrInvalidValue, col.Name, col.Type, fmt.Sprintf(format, a...))
@@ -38,24 +41,38 @@ func CheckValue(col schema.Column, v Value, maxBytes int) error {
 		schema.JSON: KindJSON, schema.Timestamp: KindNumber, schema.Date: KindString,
 		schema.Decimal: KindString,
 	}[col.Type]
+	if col.Type == schema.JSON && v.Kind == KindString {
+		// Text that is not JSON ("", WatermelonDB's default) is kept as
+		// a string in a JSON column; JSON text must be KindJSON.
+		if json.Valid([]byte(v.Str)) || !utf8.ValidString(v.Str) {
+			return bad("%q is JSON text or invalid UTF-8: want a json value", shorten(v.Str))
+		}
+		return nil
+	}
 	if v.Kind != want {
 		return bad("got a %s, want a %s", v.Kind, want)
 	}
 	switch col.Type {
 	case schema.JSON:
-		if !json.Valid([]byte(v.Str)) {
+		if !json.Valid([]byte(v.Str)) || !utf8.ValidString(v.Str) {
 			return bad("not valid JSON text")
 		}
 	case schema.Timestamp:
-		if v.Num != float64(int64(v.Num)) || int64(v.Num) < plausibleFrom || int64(v.Num) >= plausibleTo {
-			return bad("%v is not epoch milliseconds between 1850 and 2120", v.Num)
+		if v.Num != math.Trunc(v.Num) || v.Num < float64(plausibleFrom) || v.Num >= float64(plausibleTo) || !validInstant(int64(v.Num)) {
+			return bad("%v is not epoch milliseconds between 1850 and 2120 (0, or at least %d from 1970-01-01)", v.Num, epochWindow)
 		}
 	case schema.Date:
-		if _, err := time.Parse(time.DateOnly, v.Str); err != nil || len(v.Str) != 10 {
-			return bad("%q is not a YYYY-MM-DD date", v.Str)
+		if v.Str == "" {
+			return nil
+		}
+		if t, err := time.Parse(time.DateOnly, v.Str); err != nil || len(v.Str) != 10 || !plausibleMS(t.UnixMilli()) {
+			return bad("%q is not a YYYY-MM-DD date between 1850 and 2120", v.Str)
 		}
 	case schema.Decimal:
-		if _, err := strconv.ParseFloat(v.Str, 64); err != nil {
+		if v.Str == "" {
+			return nil
+		}
+		if _, ok := numericString(v.Str); !ok {
 			return bad("%q is not a decimal number", v.Str)
 		}
 	}

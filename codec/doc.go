@@ -30,10 +30,14 @@
 // # Normalization
 //
 // Every decoded value goes through one normalizer driven by the column's
-// schema.Type (the rules are tabled at the top of normalize.go). A value
-// that cannot be converted without loss is an error in strict mode and a
-// documented fallback otherwise, counted in a Report: never silently
-// blanked. CheckValue tells whether a value is already canonical.
+// schema.Type (the rules are tabled in README.md "Normalization rules" and
+// at the top of normalize.go). A value is kept, converted by a documented
+// rule that keeps what it means, or its record is rejected: the decoders
+// leave the record out of the changeset and list it in Report.Rejected
+// with an error naming table, id, column, value and reason; a syntax
+// error still fails the whole body. Never a silent 0, 1970, false or
+// quoted string. CheckValue tells whether a value is already canonical;
+// encoders write canonical values only and never convert.
 //
 // # Envelopes
 //

@@ -19,8 +19,12 @@ import (
 // keyed by mobile or server name (a hub's pull also holds server-only
 // tables such as devices); the changeset is keyed by mobile names, or
 // only server names are accepted when o.ServerNames is set. Values are
-// normalized leniently unless o.Strict: server columns the catalog does
-// not know are kept as unknown columns and listed in the Report.
+// normalized by the same rules as a push: a server row with a value the
+// rules reject (a numeric that is not a number, a date that is no date)
+// is left out and listed in Report.Rejected with its reason, never
+// rewritten. A caller applying the pull must surface those rows and must
+// not treat them as applied. Server columns the catalog does not know are
+// kept as unknown columns and counted in Report.Unknown.
 func DecodeHikmaPull(data []byte, o Options) (*Changeset, Report, error) {
 	var rep Report
 	d := newDecoder(data, o, &rep)

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,18 +36,12 @@ import (
 // Options.MaxValueBytes is 0.
 const DefaultMaxValueBytes = 1 << 20
 
-// MaxReportSamples is how many fallbacks a Report describes in Samples.
-const MaxReportSamples = 10
-
 // Options control the JSON decoders and encoders. The zero value decodes
-// leniently against an empty catalog (so every table is unknown): callers
-// normally set Catalog to schema.Default().
+// against an empty catalog (so every table is unknown): callers normally
+// set Catalog to schema.Default().
 type Options struct {
 	// Catalog types the columns and names the known tables.
 	Catalog *schema.Catalog
-	// Strict makes an invalid value an error. Otherwise the documented
-	// fallback is used and counted in the Report (normalize.go).
-	Strict bool
 	// KeepUnknownTables decodes a table the catalog does not know
 	// (schema-less: values keep their JSON kind) instead of failing.
 	// The Hikma mobile pushes device-local tables (peers, event_logs)
@@ -97,32 +92,32 @@ func (o Options) lookup(key string, eitherName bool) (*schema.Table, bool) {
 	return t, ok
 }
 
-// Report says what a lenient decode did not take as it came.
+// Report says what a decode did not take into the changeset as a
+// known column.
 type Report struct {
-	// Fallbacks counts values replaced by a fallback (or kept although
-	// invalid), by "table.column". Deleted entries sent as records count
-	// as "table.(deleted)"; bad _changed entries as "table._changed".
-	Fallbacks map[string]int
+	// Rejected are the records refused because of their content (a value
+	// that normalization rejects, a bad column name or _changed, a value
+	// over the size limit), in body order. They are not in the changeset;
+	// the rest of the body is. A push answers them as rejected ids (the
+	// rows stay unsynced on the device); a pull must not count them as
+	// applied.
+	Rejected []Rejection
 	// Unknown counts kept columns the catalog does not know, by
 	// "table.column", and rows of kept unknown tables, by "table".
 	Unknown map[string]int
-	// Samples describes the first MaxReportSamples fallbacks:
-	// "table/id.column: value → fallback (reason)".
-	Samples []string
 }
 
-// Clean reports whether the decode took every value as it came.
-func (r Report) Clean() bool { return len(r.Fallbacks) == 0 && len(r.Unknown) == 0 }
-
-func (r *Report) fallback(key, sample string) {
-	if r.Fallbacks == nil {
-		r.Fallbacks = map[string]int{}
-	}
-	r.Fallbacks[key]++
-	if len(r.Samples) < MaxReportSamples {
-		r.Samples = append(r.Samples, sample)
-	}
+// Rejection is one refused record: its table (mobile name) and id, and
+// the error (wrapping ErrInvalidValue, ErrInvalidColumn, ErrTooLarge,
+// ErrNonFinite or ErrUnknownColumn) that names table, id, column, value
+// and reason.
+type Rejection struct {
+	Table, ID string
+	Err       error
 }
+
+// Clean reports whether the decode took every record, with known columns only.
+func (r Report) Clean() bool { return len(r.Rejected) == 0 && len(r.Unknown) == 0 }
 
 func (r *Report) unknown(key string) {
 	if r.Unknown == nil {
@@ -596,14 +591,17 @@ func (d *decoder) table(cs *Changeset, key string) error {
 				}
 				tc.Deleted = append(tc.Deleted, id)
 			} else {
-				r, err := d.row(t, name, list, i)
+				r, bad, err := d.row(t, name, list, i)
 				if err != nil {
 					return err
 				}
 				id = r.ID
-				if list == "created" {
+				switch {
+				case bad != nil:
+					d.rep.Rejected = append(d.rep.Rejected, Rejection{Table: name, ID: id, Err: bad})
+				case list == "created":
 					tc.Created = append(tc.Created, r)
-				} else {
+				default:
 					tc.Updated = append(tc.Updated, r)
 				}
 			}
@@ -830,110 +828,108 @@ func (d *decoder) deletedID(name string, i int) (string, error) {
 		}
 		return id, nil
 	case '{':
-		if d.o.Strict {
-			return "", fmt.Errorf("%w: %s: expected an id string, got a record", ErrWrongType, where())
-		}
+		// A whole record where an id belongs (the shape the Hikma app's
+		// hub push would send): the delete is of its id.
 		fields, err := members(raw, where)
 		if err != nil {
 			return "", err
 		}
-		id, err := recordID(fields, where)
-		if err != nil {
-			return "", err
-		}
-		d.rep.fallback(name+".(deleted)", fmt.Sprintf("%s/%s: a record in deleted → its id", name, id))
-		return id, nil
+		return recordID(fields, where)
 	}
 	return "", fmt.Errorf("%w: %s: expected an id string, got %s", ErrWrongType, where(), describeRaw(raw))
 }
 
-func (d *decoder) row(t *schema.Table, name, list string, i int) (Row, error) {
+// row decodes one record. A problem with the record's content (once its
+// id is known) is bad: the record is rejected, the body goes on. err is a
+// problem with the body itself (syntax, the id).
+func (d *decoder) row(t *schema.Table, name, list string, i int) (r Row, bad, err error) {
 	where := func() string { return fmt.Sprintf("%s.%s[%d]", name, list, i) }
 	raw, err := d.element()
 	if err != nil {
-		return Row{}, err
+		return Row{}, nil, err
 	}
 	if raw[0] != '{' {
-		return Row{}, fmt.Errorf("%w: %s: a record must be an object, got %s", ErrWrongType, where(), describeRaw(raw))
+		return Row{}, nil, fmt.Errorf("%w: %s: a record must be an object, got %s", ErrWrongType, where(), describeRaw(raw))
 	}
 	fields, err := members(raw, where)
 	if err != nil {
-		return Row{}, err
+		return Row{}, nil, err
 	}
 	id, err := recordID(fields, where)
 	if err != nil {
-		return Row{}, err
+		return Row{}, nil, err
 	}
-	r := Row{Table: name, ID: id, Cols: make(map[string]Value, len(fields))}
+	r = Row{Table: name, ID: id, Cols: make(map[string]Value, len(fields))}
 	for _, f := range fields {
 		switch f.name {
 		case "id", "_status":
 			continue
 		case "_changed":
-			if r.Changed, err = d.changed(name, id, f.raw); err != nil {
-				return Row{}, err
+			if r.Changed, bad = d.changed(name, id, f.raw); bad != nil {
+				return r, bad, nil
 			}
 			continue
 		}
-		col, known := schema.Column{}, false
-		if t != nil {
-			col, known = t.Column(f.name) // catalog names are valid
-		}
-		if !known && !schema.ValidName(f.name) {
-			return Row{}, fmt.Errorf("%w: %s/%s: %q (want lower-case snake_case)", ErrInvalidColumn, name, id, shorten(f.name))
-		}
-		in, err := inputFromJSON(f.raw)
-		if err != nil {
-			return Row{}, fmt.Errorf("%w (at %s/%s.%s)", err, name, id, f.name)
-		}
-		var v Value
-		if known {
-			var problem string
-			v, problem = normalize(col, in)
-			if problem != "" {
-				if d.o.Strict {
-					return Row{}, fmt.Errorf("%w: %s/%s.%s (%s): %s: %s", ErrInvalidValue, name, id, f.name, col.Type, in.render(), problem)
-				}
-				d.rep.fallback(name+"."+f.name, fmt.Sprintf("%s/%s.%s: %s → %s (%s)", name, id, f.name, in.render(), shorten(v.String()), problem))
-			}
-		} else {
-			if t != nil && d.o.RejectUnknownColumns {
-				return Row{}, fmt.Errorf("%w: %s/%s: %q is not a column of %s", ErrUnknownColumn, name, id, f.name, name)
-			}
-			v = unknownValue(in)
-			if t != nil {
-				d.rep.unknown(name + "." + f.name)
-			}
-		}
-		if (v.Kind == KindString || v.Kind == KindJSON) && len(v.Str) > d.max {
-			return Row{}, fmt.Errorf("%w: %s/%s.%s: value is %d bytes, limit %d", ErrTooLarge, name, id, f.name, len(v.Str), d.max)
+		v, bad := d.value(t, name, id, f)
+		if bad != nil {
+			return r, bad, nil
 		}
 		r.Cols[f.name] = v
 	}
 	if t == nil {
 		d.rep.unknown(name)
 	}
-	return r, nil
+	return r, nil, nil
 }
 
-// changed parses _changed: a comma list of column names, trimmed, only
-// valid names, without duplicates, in order.
+// value decodes and normalizes one column of record name/id; an error
+// rejects the record.
+func (d *decoder) value(t *schema.Table, name, id string, f field) (Value, error) {
+	col, known := schema.Column{}, false
+	if t != nil {
+		col, known = t.Column(f.name) // catalog names are valid
+	}
+	if !known && !schema.ValidName(f.name) {
+		return Value{}, fmt.Errorf("%w: %s/%s: %q (want lower-case snake_case)", ErrInvalidColumn, name, id, shorten(f.name))
+	}
+	in, err := inputFromJSON(f.raw)
+	if err != nil {
+		return Value{}, fmt.Errorf("%w (at %s/%s.%s)", err, name, id, f.name)
+	}
+	var v Value
+	switch {
+	case known:
+		var reason string
+		if v, reason = normalize(col, in); reason != "" {
+			return Value{}, fmt.Errorf("%w: %s/%s.%s (%s): %s: %s", ErrInvalidValue, name, id, f.name, col.Type, in.render(), reason)
+		}
+	case t != nil && d.o.RejectUnknownColumns:
+		return Value{}, fmt.Errorf("%w: %s/%s: %q is not a column of %s", ErrUnknownColumn, name, id, f.name, name)
+	default:
+		v = unknownValue(in)
+		if t != nil {
+			d.rep.unknown(name + "." + f.name)
+		}
+	}
+	if (v.Kind == KindString || v.Kind == KindJSON) && len(v.Str) > d.max {
+		return Value{}, fmt.Errorf("%w: %s/%s.%s: value is %d bytes, limit %d", ErrTooLarge, name, id, f.name, len(v.Str), d.max)
+	}
+	return v, nil
+}
+
+// changed parses _changed: a comma list of column names, trimmed, without
+// duplicates, in order. Anything else rejects the record.
 func (d *decoder) changed(name, id string, raw []byte) ([]string, error) {
 	in, err := inputFromJSON(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w (at %s/%s._changed)", err, name, id)
 	}
-	key := name + "._changed"
 	switch in.kind {
 	case inNull:
 		return nil, nil
 	case inString:
 	default:
-		if d.o.Strict {
-			return nil, fmt.Errorf("%w: %s/%s._changed: %s: not a comma list of columns", ErrInvalidValue, name, id, in.render())
-		}
-		d.rep.fallback(key, fmt.Sprintf("%s/%s._changed: %s → none (not a string)", name, id, in.render()))
-		return nil, nil
+		return nil, fmt.Errorf("%w: %s/%s._changed: %s: not a comma list of columns", ErrInvalidValue, name, id, in.render())
 	}
 	if len(in.s) > d.max {
 		return nil, fmt.Errorf("%w: %s/%s._changed: %d bytes, limit %d", ErrTooLarge, name, id, len(in.s), d.max)
@@ -945,20 +941,9 @@ func (d *decoder) changed(name, id string, raw []byte) ([]string, error) {
 			continue
 		}
 		if !schema.ValidName(c) {
-			if d.o.Strict {
-				return nil, fmt.Errorf("%w: %s/%s._changed: %q", ErrInvalidColumn, name, id, shorten(c))
-			}
-			d.rep.fallback(key, fmt.Sprintf("%s/%s._changed: %q → dropped (not a column name)", name, id, shorten(c)))
-			continue
+			return nil, fmt.Errorf("%w: %s/%s._changed: %q", ErrInvalidColumn, name, id, shorten(c))
 		}
-		dup := false
-		for _, o := range out {
-			if o == c {
-				dup = true
-				break
-			}
-		}
-		if !dup {
+		if !slices.Contains(out, c) {
 			out = append(out, c)
 		}
 	}
@@ -1117,12 +1102,13 @@ func (e *encoder) row(ot outTable, r Row, list string) error {
 		e.buf = append(e.buf, ':')
 		var err error
 		if known {
-			in := inputFromValue(v)
-			out, problem := normalize(col, in)
-			if problem != "" && !out.Equal(v) {
-				return fmt.Errorf("%w: %s/%s.%s (%s): %s: %s", ErrInvalidValue, ot.name, r.ID, name, col.Type, in.render(), problem)
+			// Only canonical values are written: an encoder never
+			// converts (a stored value is already what the client sent
+			// or its documented conversion).
+			if cerr := CheckValue(col, v, 0); cerr != nil {
+				return fmt.Errorf("%w (at %s/%s.%s)", cerr, ot.name, r.ID, name)
 			}
-			err = e.value(col.Type, out)
+			err = e.value(col.Type, v)
 		} else {
 			err = e.value(0, v)
 		}
@@ -1170,10 +1156,11 @@ func (e *encoder) value(t schema.Type, v Value) error {
 			e.buf = appendNumber(e.buf, v.Num)
 		}
 	case KindJSON:
-		if t == schema.JSON && !(e.hikma && (strings.HasPrefix(v.Str, "{") || strings.HasPrefix(v.Str, "["))) {
+		if t == schema.JSON && !(e.hikma && isCompactComposite(v.Str)) {
 			// A JSON column on a device is a string holding JSON text;
 			// a Hikma server sends jsonb objects and arrays as is, and
-			// scalars as strings so that they decode back as text.
+			// scalars (and text that is not compact) as strings so that
+			// they decode back as the same text.
 			e.buf = appendString(e.buf, v.Str)
 			break
 		}
@@ -1186,6 +1173,16 @@ func (e *encoder) value(t schema.Type, v Value) error {
 		return fmt.Errorf("%w: unknown value kind %d", ErrInvalidValue, v.Kind)
 	}
 	return nil
+}
+
+// isCompactComposite reports whether text is a JSON object or array in
+// its compact form (what decoding it raw gives back).
+func isCompactComposite(text string) bool {
+	if !strings.HasPrefix(text, "{") && !strings.HasPrefix(text, "[") {
+		return false
+	}
+	c, err := compactJSON([]byte(text))
+	return err == nil && c == text
 }
 
 // appendNumber writes a float as encoding/json does: shortest digits,

@@ -75,9 +75,12 @@ func sampleValue(c schema.Column, variant int) Value {
 	case schema.Bool:
 		return Bool(variant != 1)
 	case schema.JSON:
+		if variant == 1 {
+			return String("") // WatermelonDB's default: an empty JSON-text column
+		}
 		return JSONText([]string{`{"a":[1,2.5,"x"],"b":{"c":null},"d":"<>&\u00e9"}`, `[]`, `"a \"string\""`}[variant])
 	case schema.Timestamp:
-		return Int([]int64{1705314600123, 978307199000, -86400000}[variant])
+		return Int([]int64{1705314600123, 978307199000, -631152000000}[variant])
 	case schema.Date:
 		return String([]string{"1990-05-01", "1850-01-01", "2120-12-31"}[variant])
 	case schema.Decimal:
@@ -115,18 +118,18 @@ func sampleChangeset(t *schema.Table) *Changeset {
 }
 
 // TestRoundTripEveryTable encodes a row of every column of every table
-// of schema.Default() in each JSON shape and decodes it back, strictly.
+// of schema.Default() in each JSON shape and decodes it back, nothing rejected.
 func TestRoundTripEveryTable(t *testing.T) {
 	cat := schema.Default()
-	o := Options{Catalog: cat, Strict: true, IncludeSecret: true}
+	o := Options{Catalog: cat, IncludeSecret: true}
 	for _, name := range cat.Names() {
 		tbl, _ := cat.Table(name)
 		t.Run(name, func(t *testing.T) {
 			cs := sampleChangeset(tbl)
 			noFallbacks := func(what string, rep Report) {
 				t.Helper()
-				if len(rep.Fallbacks) != 0 {
-					t.Errorf("%s: fallbacks %v, samples %q", what, rep.Fallbacks, rep.Samples)
+				if len(rep.Rejected) != 0 {
+					t.Errorf("%s: rejected %v", what, rep.Rejected)
 				}
 				if rep.Unknown[name+".zz_future_col"] != 3 {
 					t.Errorf("%s: unknown %v, want %s.zz_future_col counted 3 times", what, rep.Unknown, name)
@@ -417,19 +420,31 @@ func TestEncodeErrors(t *testing.T) {
 
 func nan() float64 { var z float64; return z / z }
 
-// TestEncodeConverts: values not yet canonical are converted when that
-// loses nothing.
-func TestEncodeConverts(t *testing.T) {
+// TestEncodeRefusesNonCanonical: encoders write stored (canonical)
+// values only and never convert: a value that is not canonical is an
+// error naming the row and column, whatever the normalizer would make
+// of it.
+func TestEncodeRefusesNonCanonical(t *testing.T) {
+	for col, v := range map[string]Value{
+		"ts": String("2023-11-14T22:13:20Z"), "n": String("170.00"), "m": Number(12.5), "b": Int(1),
+	} {
+		cs := NewChangeset()
+		cs.Table("t").Created = []Row{{Table: "t", ID: "a", Cols: map[string]Value{col: v}}}
+		err := EncodeChanges(&bytes.Buffer{}, cs, Options{Catalog: tinyCatalog(t)})
+		if !errors.Is(err, ErrInvalidValue) || !strings.Contains(err.Error(), "t/a."+col) {
+			t.Errorf("%s=%s: %v", col, v, err)
+		}
+	}
 	cs := NewChangeset()
 	cs.Table("t").Created = []Row{{Table: "t", ID: "a", Cols: map[string]Value{
-		"ts": String("2023-11-14T22:13:20Z"), "n": String("170.00"), "m": Number(12.5), "j": JSONText(`{ "x" : 1 }`),
-		"b": Int(1), "d": Null(), "s": String("x"),
+		"ts": Int(1700000000000), "n": Number(170), "m": String("12.5"), "j": JSONText(`{ "x" : 1 }`),
+		"b": Bool(true), "d": Null(), "s": String("x"),
 	}}}
 	var b bytes.Buffer
 	if err := EncodeChanges(&b, cs, Options{Catalog: tinyCatalog(t)}); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"t":{"created":[{"id":"a","b":true,"d":null,"j":"{\"x\":1}","m":"12.5","n":170,"s":"x","ts":1700000000000}],"updated":[],"deleted":[]}}`
+	want := `{"t":{"created":[{"id":"a","b":true,"d":null,"j":"{ \"x\" : 1 }","m":"12.5","n":170,"s":"x","ts":1700000000000}],"updated":[],"deleted":[]}}`
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
@@ -452,11 +467,11 @@ func TestEncodeSecretOmittedByDefault(t *testing.T) {
 }
 
 // TestDecodeBadInput: each bad body fails with its sentinel and a message
-// naming what was wrong.
+// naming what was wrong; a bad record's content rejects that record alone
+// (Report.Rejected) with such an error.
 func TestDecodeBadInput(t *testing.T) {
 	cat := schema.Default()
 	lenient := Options{Catalog: cat}
-	strict := Options{Catalog: cat, Strict: true}
 	tests := []struct {
 		name string
 		body string
@@ -498,20 +513,26 @@ func TestDecodeBadInput(t *testing.T) {
 		{"list not an array", `{"patients":{"created":{}}}`, lenient, ErrWrongType, []string{"patients.created"}},
 		{"record not an object", `{"patients":{"updated":["p1"]}}`, lenient, ErrWrongType, []string{"patients.updated[0]"}},
 		{"deleted not a string", `{"patients":{"deleted":[7]}}`, lenient, ErrWrongType, []string{"patients.deleted[0]"}},
-		{"deleted record in strict mode", `{"patients":{"deleted":[{"id":"p1"}]}}`, strict, ErrWrongType, []string{"patients.deleted[0]"}},
 		{"unexpected table key", `{"patients":{"created":[],"moved":[]}}`, lenient, ErrMalformed, []string{"patients", "moved"}},
 		{"duplicate table", `{"patients":{},"patients":{}}`, lenient, ErrDuplicateKey, []string{"patients"}},
 		{"same table by both names", `{"registration_forms":{},"patient_registration_forms":{}}`, lenient, ErrUnknownTable, []string{"patient_registration_forms"}},
 		{"duplicate list", `{"patients":{"deleted":[],"deleted":[]}}`, lenient, ErrDuplicateKey, []string{"patients", "deleted"}},
 		{"duplicate column", `{"patients":{"created":[{"id":"p1","sex":"f","sex":"m"}]}}`, lenient, ErrDuplicateKey, []string{"patients.created[0]", "sex"}},
-		{"strict garbage timestamp", `{"patients":{"created":[{"id":"p1","created_at":"garbage"}]}}`, strict, ErrInvalidValue,
+		{"garbage timestamp", `{"patients":{"created":[{"id":"p1","created_at":"garbage"}]}}`, lenient, ErrInvalidValue,
 			[]string{"patients/p1.created_at", `"garbage"`, "timestamp"}},
-		{"strict bad _changed", `{"patients":{"updated":[{"id":"p1","_changed":"sex,Bad Col"}]}}`, strict, ErrInvalidColumn,
+		{"bad _changed", `{"patients":{"updated":[{"id":"p1","_changed":"sex,Bad Col"}]}}`, lenient, ErrInvalidColumn,
 			[]string{"patients/p1._changed", "Bad Col"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs, _, err := DecodeChanges([]byte(tt.body), tt.o)
+			cs, rep, err := DecodeChanges([]byte(tt.body), tt.o)
+			if err == nil && len(rep.Rejected) == 1 {
+				// A problem in a record's content rejects that record only.
+				if cs.Count() != 0 {
+					t.Errorf("rejected record decoded: %v", cs.Tables)
+				}
+				err = rep.Rejected[0].Err
+			}
 			if err == nil {
 				t.Fatalf("no error; decoded %v", cs.Tables)
 			}
@@ -615,8 +636,8 @@ func TestDecodePushShapes(t *testing.T) {
 }
 
 func TestDecodePushRecordMetadata(t *testing.T) {
-	body := `{"patients":{"created":[{"id":"p1","_status":"created","_changed":" given_name, surname,given_name,,Bad Col,","given_name":"A"}],
-		"updated":[{"id":"p2","_status":"updated","_changed":""}],
+	body := `{"patients":{"created":[{"id":"p1","_status":"created","_changed":" given_name, surname,given_name,,","given_name":"A"}],
+		"updated":[{"id":"p2","_status":"updated","_changed":""},{"id":"p5","_changed":"sex,Bad Col","sex":"f"},{"id":"p6","_changed":7}],
 		"deleted":["p3",{"id":"p4","_status":"deleted","given_name":"raw row from the hub bug"}]}}`
 	cs, lpa, rep, err := DecodePush([]byte(body), Options{Catalog: schema.Default()})
 	if err != nil {
@@ -636,8 +657,10 @@ func TestDecodePushRecordMetadata(t *testing.T) {
 	if !slices.Equal(tc.Deleted, []string{"p3", "p4"}) || lpa != 0 {
 		t.Errorf("deleted %q lastPulledAt %d", tc.Deleted, lpa)
 	}
-	if rep.Fallbacks["patients.(deleted)"] != 1 || rep.Fallbacks["patients._changed"] != 1 {
-		t.Errorf("report %v", rep.Fallbacks)
+	// A bad _changed rejects its record, never drops names silently.
+	if len(tc.Updated) != 1 || len(rep.Rejected) != 2 || rep.Rejected[0].ID != "p5" || rep.Rejected[1].ID != "p6" ||
+		!errors.Is(rep.Rejected[0].Err, ErrInvalidColumn) || !errors.Is(rep.Rejected[1].Err, ErrInvalidValue) {
+		t.Errorf("updated %v, rejected %v", tc.Updated, rep.Rejected)
 	}
 }
 
@@ -758,15 +781,11 @@ func TestDecodeHikmaPull(t *testing.T) {
 	if rep.Unknown["patients.image_timestamp"] != 1 {
 		t.Errorf("unknown %v", rep.Unknown)
 	}
-	if rep.Fallbacks["event_forms.clinic_ids"] != 0 {
-		t.Errorf("null clinic_ids (all clinics) counted as a fallback: %v", rep.Fallbacks)
+	if len(rep.Rejected) != 0 {
+		t.Errorf("realistic body has rejections: %v", rep.Rejected)
 	}
 	if _, ok := cs.Tables["app_config"]; !ok {
 		t.Error("empty app_config dropped")
-	}
-	// Strict mode takes the realistic body as is: nothing in it needs a fallback.
-	if _, _, err := DecodeHikmaPull([]byte(hikmaPullBody), Options{Catalog: schema.Default(), Strict: true}); err != nil {
-		t.Errorf("strict: %v", err)
 	}
 	// Hub pulls may key tables by server name.
 	cs, _, err = DecodeHikmaPull([]byte(`{"changes":{"patient_registration_forms":{"created":[{"id":"r1","clinic_id":"c1"}]}},"timestamp":9}`), Options{Catalog: schema.Default()})
@@ -775,24 +794,29 @@ func TestDecodeHikmaPull(t *testing.T) {
 	}
 }
 
-func TestReportSamplesBounded(t *testing.T) {
+// TestDecodeRejectsPerRecord: bad values reject their records, each with
+// a reason naming table, id, column and value; the other records decode.
+func TestDecodeRejectsPerRecord(t *testing.T) {
 	var rows []string
 	for i := range 30 {
 		rows = append(rows, fmt.Sprintf(`{"id":"p%d","created_at":"never"}`, i))
 	}
+	rows = append(rows, `{"id":"ok","created_at":1705314600000}`)
 	body := `{"patients":{"created":[` + strings.Join(rows, ",") + `]}}`
-	_, rep, err := DecodeChanges([]byte(body), Options{Catalog: schema.Default()})
+	cs, rep, err := DecodeChanges([]byte(body), Options{Catalog: schema.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Fallbacks["patients.created_at"] != 30 || len(rep.Samples) != MaxReportSamples {
-		t.Errorf("fallbacks %v, %d samples", rep.Fallbacks, len(rep.Samples))
+	if got := cs.Tables["patients"].Created; len(got) != 1 || got[0].ID != "ok" {
+		t.Errorf("created %v", got)
 	}
-	if want := `patients/p0.created_at: "never" → 0 (not a timestamp`; !strings.HasPrefix(rep.Samples[0], want) {
-		t.Errorf("sample %q, want prefix %q", rep.Samples[0], want)
+	if len(rep.Rejected) != 30 || rep.Clean() {
+		t.Fatalf("%d rejected", len(rep.Rejected))
 	}
-	if rep.Clean() {
-		t.Error("report with fallbacks is clean")
+	rj := rep.Rejected[0]
+	want := `codec: invalid value: patients/p0.created_at (timestamp): "never": not a timestamp`
+	if rj.Table != "patients" || rj.ID != "p0" || !errors.Is(rj.Err, ErrInvalidValue) || !strings.HasPrefix(rj.Err.Error(), want) {
+		t.Errorf("rejection %s/%s %q, want prefix %q", rj.Table, rj.ID, rj.Err, want)
 	}
 }
 

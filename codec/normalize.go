@@ -1,69 +1,45 @@
 package codec
 
-// Normalization: one value in, the canonical value of its column type out.
+// Normalization: one value in, the canonical value of its column type out,
+// or a rejection. Lossless or refuses (DESIGN.md "Data"):
 //
-// Every JSON decoder in this package (WatermelonDB pull/push bodies, Hikma
-// cloud pull responses) runs each column value through normalize, driven
-// by the column's schema.Type. The encoders run the same function, so a
-// value that survived a decode is encoded unchanged and decodes back equal.
+//   - kept: the value is stored as it came and comes back unchanged;
+//   - converted by a documented rule that keeps what the value means
+//     (the instant, the number, the JSON value), so the original is
+//     recoverable from the result and the rule;
+//   - rejected: the record is refused with an error wrapping
+//     ErrInvalidValue that names table, id, column, value and reason.
 //
-// A value is either clean (converted without loss of meaning: "170.00" on a
-// Number column is 170), or it has a problem. In Strict mode a problem is
-// an error naming table, id, column and value. Otherwise the documented
-// fallback below is used, and the problem is counted in Report.Fallbacks
-// ("table.column") with the first few cases in Report.Samples: a fallback
-// is never silent.
+// Never a silent 0, 1970, false, null or quoting. The full table is the
+// "Normalization rules" section of README.md; in short:
 //
-// Rules (input → output; "fallback" is the lenient result of a problem):
+//	type       kept                              converted (rule)                     rejected
+//	---------  --------------------------------  -----------------------------------  ---------------------------
+//	any        null on an optional column                                             null on a required column
+//	Timestamp  integer ms, |n| >= 4765132800,    integer seconds 4765133 <= |n| <     fractions, years outside
+//	           years 1850-2120; 0                4765132800 (x1000); numeric string   1850-2120, 0 < |n| < 4765133,
+//	                                             (its number); ISO-8601 (its ms)      sub-ms digits, other types
+//	Date       "YYYY-MM-DD" (1850-2120); ""      ISO-8601 or epoch ms of a UTC        other times, ambiguous or
+//	                                             midnight (its date)                  zero numbers, other types
+//	Number     number                            numeric string ("170.00": 170)       other strings, bools, JSON
+//	Decimal    decimal string; ""                number (shortest decimal string),    other strings, bools, JSON
+//	                                             spaces around a decimal trimmed
+//	Bool       true, false                       numbers 0 and 1                      strings, other numbers
+//	JSON       a string (JSON text or not: "",   object, array, number, bool (its     -
+//	           "abc", "{\"a\": 1}"), as is       compact JSON text)
+//	String     string                                                                 numbers, bools, JSON
 //
-//	type       input                                   output
-//	---------  --------------------------------------  --------------------------------------------
-//	any        null, optional column                   null
-//	any        null, required column                   problem; fallback null (kept: WatermelonDB
-//	                                                   applies its default on the device, and we
-//	                                                   do not invent data)
-//	Timestamp  number                                  epoch ms as is (numbers are ALWAYS ms: no
-//	                                                   "<=1e12 means seconds" guess, which breaks
-//	                                                   ms dates before 2001)
-//	Timestamp  numeric string "1700000000000"          the number, then as above
-//	Timestamp  fractional ms (1.5)                     problem; fallback truncated toward zero
-//	Timestamp  0 or "0", optional column               null (Hikma's rule for date columns); on a
-//	                                                   required column 0 stays 0 (1970)
-//	Timestamp  ISO-8601/RFC 3339 string: date, or      epoch ms; no zone means UTC; fraction
-//	           date [T| ]hh:mm[:ss[.frac]][zone]       beyond ms truncated
-//	Timestamp  year outside 1850-2120, unparseable     problem; fallback null if optional, else 0
-//	           string, bool, object, array
-//	Date       "YYYY-MM-DD", a real civil date         kept ("2023-02-30" is a problem)
-//	Date       "0000-00-00", "" (placeholders)         problem; fallback null
-//	Date       ISO datetime string                     its UTC date
-//	Date       epoch ms number or numeric string       its UTC date (0 on an optional column: null)
-//	Date       year outside 1850-2120, anything else   problem; fallback null (never today's date,
-//	                                                   which is what Hikma's toDateSafe does)
-//	Number     number                                  float64
-//	Number     numeric string "170.00"                 170 (Postgres numeric arrives as a string;
-//	                                                   Hikma's sanitizedRaw blanks it: we never do)
-//	Number     other string, bool, object, array       problem; fallback null if optional, else 0
-//	                                                   (WatermelonDB's own default, but counted)
-//	Decimal    decimal string "170.00"                 kept as is (spaces trimmed; must be a finite
-//	                                                   float64, as CheckValue requires)
-//	Decimal    number                                  its shortest decimal string (170.50 → "170.5";
-//	                                                   exact digits when there is no exponent)
-//	Decimal    other string, bool, object, array       problem; fallback its text (a decimal is a
-//	                                                   string on the device: nothing is blanked)
-//	Bool       true/false, numbers 0 and 1             bool
-//	Bool       "true"/"false"/"1"/"0" strings          problem; fallback the bool it spells
-//	Bool       anything else                           problem; fallback null if optional, else false
-//	JSON       object, array, number, bool             its compact JSON text
-//	JSON       string holding valid JSON text          that text, compacted
-//	JSON       string that is not JSON ("", "abc")     problem; fallback the string JSON-quoted
-//	String     string                                  kept byte for byte
-//	String     number, bool                            problem; fallback its JSON text ("12", "true")
-//	String     object, array                           problem; fallback its compact JSON text
+// Timestamps: the seconds band (|n| < 4765132800, i.e. 2121-01-01 in
+// seconds; down to 1850 on the negative side) and the millisecond band
+// (|n| >= 4765132800, 1850-2120) never overlap, so a number is never read
+// in the wrong unit. The price: an instant within 4765132800 ms (55 days)
+// of 1970-01-01, other than 1970-01-01T00:00:00Z itself, is refused in
+// every form, because it could not be sent back as a number unambiguously.
 //
-// Always errors, whatever the mode: a number literal outside float64
-// (1e999; JSON has no NaN or Infinity), and a string or JSON value longer
-// than Options.MaxValueBytes. JSON text is kept valid UTF-8 (each invalid
-// byte becomes U+FFFD, as encoding/json does for strings).
+// A number literal outside float64 (1e999) and a string or JSON value
+// longer than Options.MaxValueBytes also reject the record. JSON text is
+// kept valid UTF-8 (each invalid byte becomes U+FFFD, as encoding/json
+// does for strings).
 //
 // Columns the catalog does not know ("unknown columns", kept unless
 // Options.RejectUnknownColumns) are not normalized: strings, numbers and
@@ -205,32 +181,31 @@ func validUTF8(s string) string {
 }
 
 // NormalizeValue converts v to the canonical value of col, following the
-// rules at the top of normalize.go. In strict mode an invalid value is an
-// error wrapping ErrInvalidValue; otherwise the fallback is returned with
-// fellBack set. The caller adds table, id and column to messages.
-func NormalizeValue(col schema.Column, v Value, strict bool) (out Value, fellBack bool, err error) {
-	out, problem := normalize(col, inputFromValue(v))
-	if problem == "" {
-		return out, false, nil
+// rules at the top of normalize.go and in README.md. A value that is
+// neither kept nor converted by a documented rule is an error wrapping
+// ErrInvalidValue that names the column, the value and the reason; the
+// caller adds table and id.
+func NormalizeValue(col schema.Column, v Value) (Value, error) {
+	in := inputFromValue(v)
+	out, reason := normalize(col, in)
+	if reason != "" {
+		return Value{}, fmt.Errorf("%w: column %s (%s): %s: %s", ErrInvalidValue, col.Name, col.Type, in.render(), reason)
 	}
-	if strict {
-		return Value{}, false, fmt.Errorf("%w: column %s (%s): %s: %s", ErrInvalidValue, col.Name, col.Type, inputFromValue(v).render(), problem)
-	}
-	return out, true, nil
+	return out, nil
 }
 
-// normalize applies the rules; problem is "" when the input was clean,
-// otherwise a short reason and out is the lenient fallback.
-func normalize(col schema.Column, in input) (out Value, problem string) {
+// normalize applies the rules; reason is "" when the value is kept or
+// converted, otherwise why it is rejected (out is then null).
+func normalize(col schema.Column, in input) (out Value, reason string) {
 	if in.kind == inText && col.Type != schema.JSON {
 		// JSON text on a non-JSON column: judge the value it holds.
 		text, err := compactJSON([]byte(in.s))
 		if err != nil || text == "" {
-			return fallbackFor(col, in), "invalid JSON text"
+			return Null(), "invalid JSON text"
 		}
 		parsed, err := inputFromJSON([]byte(text))
 		if err != nil {
-			return fallbackFor(col, in), "invalid JSON text"
+			return Null(), "invalid JSON text"
 		}
 		in = parsed
 	}
@@ -242,56 +217,21 @@ func normalize(col schema.Column, in input) (out Value, problem string) {
 	}
 	switch col.Type {
 	case schema.Timestamp:
-		return normTimestamp(col, in)
+		return normTimestamp(in)
 	case schema.Date:
-		return normDate(col, in)
+		return normDate(in)
 	case schema.Number:
-		return normNumber(col, in)
+		return normNumber(in)
 	case schema.Decimal:
 		return normDecimal(in)
 	case schema.Bool:
-		return normBool(col, in)
+		return normBool(in)
 	case schema.JSON:
 		return normJSON(in)
 	case schema.String:
 		return normString(in)
 	}
-	return fallbackFor(col, in), "unknown column type " + col.Type.String()
-}
-
-// fallbackFor is the lenient value of an invalid input in col.
-func fallbackFor(col schema.Column, in input) Value {
-	switch col.Type {
-	case schema.Timestamp, schema.Number:
-		if col.Optional {
-			return Null()
-		}
-		return Int(0)
-	case schema.Bool:
-		if col.Optional {
-			return Null()
-		}
-		return Bool(false)
-	case schema.Date:
-		return Null()
-	case schema.JSON:
-		if in.kind == inString || in.kind == inText {
-			return JSONText(string(appendString(nil, in.s)))
-		}
-		return Null()
-	}
-	return String(inputText(in))
-}
-
-// inputText is an input's text: a string's content, otherwise its JSON.
-func inputText(in input) string {
-	switch in.kind {
-	case inBool:
-		return strconv.FormatBool(in.b)
-	case inNull:
-		return ""
-	}
-	return in.s
+	return Null(), "unknown column type " + col.Type.String()
 }
 
 // isNumeric reports whether s is a decimal number: digits with an
@@ -342,39 +282,72 @@ func numericString(s string) (float64, bool) {
 	return f, true
 }
 
-func normTimestamp(col schema.Column, in input) (Value, string) {
+// epochWindow is where the seconds and millisecond readings of a number
+// meet: 2121-01-01T00:00:00Z in seconds. A number n with |n| below it is
+// seconds, at or above it milliseconds; an instant closer than it (in ms)
+// to 1970-01-01, other than 0, cannot be written as a number that reads
+// back unambiguously, so it is refused.
+const epochWindow = 4765132800
+
+// validInstant reports whether ms is an instant a Timestamp column can
+// hold: 0, or years 1850-2120 outside the window around 1970-01-01.
+func validInstant(ms int64) bool {
+	return ms == 0 || (ms >= plausibleFrom && ms < plausibleTo && (ms >= epochWindow || ms <= -epochWindow))
+}
+
+const (
+	reasonTimestamp = "not a timestamp (epoch ms, epoch seconds or ISO-8601)"
+	reasonRange     = "year outside 1850-2120"
+	reasonWindow    = "within 55 days of 1970-01-01: seconds and milliseconds cannot be told apart (send ISO-8601)"
+)
+
+func normTimestamp(in input) (Value, string) {
 	switch in.kind {
 	case inNumber:
-		return msValue(col, in.f, in)
+		return instantFromNumber(in.f)
 	case inString:
 		s := strings.TrimSpace(in.s)
 		if f, ok := numericString(s); ok {
-			return msValue(col, f, in)
+			return instantFromNumber(f)
 		}
-		if ms, ok := parseISO(s); ok {
-			if !plausibleMS(ms) {
-				return fallbackFor(col, in), "year outside 1850-2120"
-			}
-			return Int(ms), ""
+		ms, ok, subMS := parseISOExact(s)
+		switch {
+		case !ok:
+			return Null(), reasonTimestamp
+		case subMS:
+			return Null(), "precision finer than a millisecond"
+		case !validInstant(ms):
+			return Null(), instantReason(ms)
 		}
-		return fallbackFor(col, in), "not a timestamp (epoch ms or ISO-8601)"
+		return Int(ms), ""
 	}
-	return fallbackFor(col, in), "not a timestamp (epoch ms or ISO-8601)"
+	return Null(), reasonTimestamp
 }
 
-// msValue applies the number rules of a Timestamp column.
-func msValue(col schema.Column, f float64, in input) (Value, string) {
-	problem := ""
-	if t := math.Trunc(f); t != f {
-		f, problem = t, "fractional milliseconds truncated"
+// instantFromNumber reads an epoch number by its magnitude band:
+// seconds when |n| < epochWindow (converted ×1000), else milliseconds.
+func instantFromNumber(f float64) (Value, string) {
+	if f != math.Trunc(f) {
+		return Null(), "fractional epoch time (send integer milliseconds)"
 	}
-	if f == 0 && col.Optional {
-		return Null(), problem
+	if f <= -float64(plausibleTo) || f >= float64(plausibleTo) {
+		return Null(), reasonRange
 	}
-	if f < float64(plausibleFrom) || f >= float64(plausibleTo) {
-		return fallbackFor(col, in), "year outside 1850-2120"
+	n := int64(f)
+	if n > -epochWindow && n < epochWindow {
+		n *= 1000 // seconds
 	}
-	return Int(int64(f)), problem
+	if !validInstant(n) {
+		return Null(), instantReason(n)
+	}
+	return Int(n), ""
+}
+
+func instantReason(ms int64) string {
+	if ms < plausibleFrom || ms >= plausibleTo {
+		return reasonRange
+	}
+	return reasonWindow
 }
 
 func plausibleMS(ms int64) bool { return ms >= plausibleFrom && ms < plausibleTo }
@@ -392,14 +365,19 @@ func isDateShape(s string) bool {
 	return true
 }
 
-func normDate(col schema.Column, in input) (Value, string) {
-	var ms int64
+const (
+	reasonDate   = "not a date (YYYY-MM-DD, ISO-8601 UTC midnight or epoch ms)"
+	dayMS        = 24 * 60 * 60 * 1000
+	reasonMidday = "not a UTC midnight: the time of day would be lost (send YYYY-MM-DD)"
+)
+
+func normDate(in input) (Value, string) {
 	switch in.kind {
 	case inString:
-		s := strings.TrimSpace(in.s)
+		s := in.s
 		switch {
 		case s == "":
-			return Null(), "empty date"
+			return String(""), "" // WatermelonDB's default for a string column: no date
 		case s == "0000-00-00":
 			return Null(), "placeholder date 0000-00-00"
 		case isDateShape(s):
@@ -408,40 +386,47 @@ func normDate(col schema.Column, in input) (Value, string) {
 				return Null(), "not a real date"
 			}
 			if !plausibleMS(t.UnixMilli()) {
-				return Null(), "year outside 1850-2120"
+				return Null(), reasonRange
 			}
 			return String(s), ""
 		}
 		if f, ok := numericString(s); ok {
-			return dateFromMS(col, f)
+			return dateFromMS(f)
 		}
-		var ok bool
-		if ms, ok = parseISO(s); !ok {
-			return Null(), "not a date (YYYY-MM-DD, ISO-8601 or epoch ms)"
+		ms, ok, subMS := parseISOExact(s)
+		if !ok {
+			return Null(), reasonDate
 		}
+		if subMS {
+			return Null(), reasonMidday
+		}
+		return dateFromMS(float64(ms))
 	case inNumber:
-		return dateFromMS(col, in.f)
-	default:
-		return Null(), "not a date (YYYY-MM-DD, ISO-8601 or epoch ms)"
+		return dateFromMS(in.f)
 	}
-	if !plausibleMS(ms) {
-		return Null(), "year outside 1850-2120"
-	}
-	return String(time.UnixMilli(ms).UTC().Format(time.DateOnly)), ""
+	return Null(), reasonDate
 }
 
-func dateFromMS(col schema.Column, f float64) (Value, string) {
-	f = math.Trunc(f)
-	if f == 0 && col.Optional {
-		return Null(), ""
-	}
-	if f < float64(plausibleFrom) || f >= float64(plausibleTo) {
-		return Null(), "year outside 1850-2120"
+// dateFromMS is the UTC date of an epoch ms number that is a UTC
+// midnight in 1850-2120 and not within the seconds band (where a number
+// could be seconds: a birth date in seconds must not become January 1970).
+func dateFromMS(f float64) (Value, string) {
+	switch {
+	case f != math.Trunc(f):
+		return Null(), reasonMidday
+	case f == 0:
+		return Null(), "0 is not a date (1970-01-01 is not assumed)"
+	case f < float64(plausibleFrom) || f >= float64(plausibleTo):
+		return Null(), reasonRange
+	case f > -epochWindow && f < epochWindow:
+		return Null(), "an epoch number within 55 days of 1970: seconds or milliseconds? (send YYYY-MM-DD)"
+	case int64(f)%dayMS != 0:
+		return Null(), reasonMidday
 	}
 	return String(time.UnixMilli(int64(f)).UTC().Format(time.DateOnly)), ""
 }
 
-func normNumber(col schema.Column, in input) (Value, string) {
+func normNumber(in input) (Value, string) {
 	switch in.kind {
 	case inNumber:
 		return Number(in.f), ""
@@ -449,23 +434,24 @@ func normNumber(col schema.Column, in input) (Value, string) {
 		if f, ok := numericString(strings.TrimSpace(in.s)); ok {
 			return Number(f), ""
 		}
-		return fallbackFor(col, in), "not a number"
 	}
-	return fallbackFor(col, in), "not a number"
+	return Null(), "not a number"
 }
 
 func normDecimal(in input) (Value, string) {
 	switch in.kind {
 	case inString:
+		if in.s == "" {
+			return String(""), "" // WatermelonDB's default for a string column
+		}
 		s := strings.TrimSpace(in.s)
 		if _, ok := numericString(s); ok {
 			return String(s), ""
 		}
-		return String(in.s), "not a decimal number"
 	case inNumber:
 		return String(decimalString(in.s, in.f)), ""
 	}
-	return String(inputText(in)), "not a decimal number"
+	return Null(), "not a decimal number"
 }
 
 // decimalString is the shortest decimal string of a number literal: the
@@ -493,7 +479,7 @@ func decimalString(lit string, f float64) string {
 	return out
 }
 
-func normBool(col schema.Column, in input) (Value, string) {
+func normBool(in input) (Value, string) {
 	switch in.kind {
 	case inBool:
 		return Bool(in.b), ""
@@ -505,16 +491,15 @@ func normBool(col schema.Column, in input) (Value, string) {
 			return Bool(true), ""
 		}
 	case inString:
-		switch strings.ToLower(strings.TrimSpace(in.s)) {
-		case "true", "1":
-			return Bool(true), "a string in a bool column"
-		case "false", "0":
-			return Bool(false), "a string in a bool column"
-		}
+		return Null(), "a string in a bool column (send true or false)"
 	}
-	return fallbackFor(col, in), "not a bool"
+	return Null(), "not a bool (true, false, 0 or 1)"
 }
 
+// normJSON: a JSON column holds JSON text on the device, in a string
+// column. A string is kept as it came: JSON text as JSON text, anything
+// else ("", WatermelonDB's default, or plain text) as a string, never
+// quoted. A raw JSON value becomes its compact text.
 func normJSON(in input) (Value, string) {
 	switch in.kind {
 	case inRaw:
@@ -524,13 +509,11 @@ func normJSON(in input) (Value, string) {
 	case inBool:
 		return JSONText(strconv.FormatBool(in.b)), ""
 	case inString, inText:
-		if json.Valid([]byte(in.s)) {
-			text, err := compactJSON([]byte(in.s))
-			if err == nil {
-				return JSONText(text), ""
-			}
+		s := validUTF8(in.s)
+		if json.Valid([]byte(s)) {
+			return JSONText(s), ""
 		}
-		return JSONText(string(appendString(nil, in.s))), "not JSON text"
+		return String(s), ""
 	}
 	return Null(), "not JSON"
 }
@@ -540,11 +523,11 @@ func normString(in input) (Value, string) {
 	case inString:
 		return String(in.s), ""
 	case inNumber:
-		return String(in.s), "a number in a string column"
+		return Null(), "a number in a string column"
 	case inBool:
-		return String(strconv.FormatBool(in.b)), "a bool in a string column"
+		return Null(), "a bool in a string column"
 	}
-	return String(in.s), "JSON in a string column"
+	return Null(), "JSON in a string column"
 }
 
 // unknownValue is the value of a column the catalog does not know: its
@@ -571,6 +554,13 @@ func unknownValue(in input) Value {
 // A missing zone means UTC. Fractions below a millisecond are dropped
 // (the instant is floored).
 func parseISO(s string) (int64, bool) {
+	ms, ok, _ := parseISOExact(s)
+	return ms, ok
+}
+
+// parseISOExact is parseISO that also reports whether the fraction had
+// non-zero digits below the millisecond (lost in the result).
+func parseISOExact(s string) (ms int64, ok, subMS bool) {
 	num := func(s string) (int, bool) {
 		n := 0
 		for i := 0; i < len(s); i++ {
@@ -582,35 +572,35 @@ func parseISO(s string) (int64, bool) {
 		return n, len(s) > 0
 	}
 	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
-		return 0, false
+		return 0, false, false
 	}
 	year, ok1 := num(s[0:4])
 	month, ok2 := num(s[5:7])
 	day, ok3 := num(s[8:10])
 	if !ok1 || !ok2 || !ok3 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) {
-		return 0, false
+		return 0, false, false
 	}
 	var hour, minute, sec, nsec, offset int
 	rest := s[10:]
 	if rest != "" {
 		if rest[0] != 'T' && rest[0] != 't' && rest[0] != ' ' {
-			return 0, false
+			return 0, false, false
 		}
 		rest = rest[1:]
 		if len(rest) < 5 || rest[2] != ':' {
-			return 0, false
+			return 0, false, false
 		}
 		var ok1, ok2 bool
 		hour, ok1 = num(rest[0:2])
 		minute, ok2 = num(rest[3:5])
 		if !ok1 || !ok2 || hour > 23 || minute > 59 {
-			return 0, false
+			return 0, false, false
 		}
 		rest = rest[5:]
 		if len(rest) >= 3 && rest[0] == ':' {
 			var ok bool
 			if sec, ok = num(rest[1:3]); !ok || sec > 59 {
-				return 0, false
+				return 0, false, false
 			}
 			rest = rest[3:]
 			if len(rest) > 0 && (rest[0] == '.' || rest[0] == ',') {
@@ -620,7 +610,7 @@ func parseISO(s string) (int64, bool) {
 				}
 				digits := rest[1:i]
 				if len(digits) == 0 || len(digits) > 9 {
-					return 0, false
+					return 0, false, false
 				}
 				n, _ := num(digits)
 				for range 9 - len(digits) {
@@ -651,7 +641,7 @@ func parseISO(s string) (int64, bool) {
 				}
 			case 5:
 				if z[2] != ':' {
-					return 0, false
+					return 0, false, false
 				}
 				zh, ok = num(z[0:2])
 				if ok {
@@ -659,15 +649,15 @@ func parseISO(s string) (int64, bool) {
 				}
 			}
 			if !ok || zh > 23 || zm > 59 {
-				return 0, false
+				return 0, false, false
 			}
 			offset = sign * (zh*3600 + zm*60)
 		default:
-			return 0, false
+			return 0, false, false
 		}
 	}
 	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	return t.Add(-time.Duration(offset) * time.Second).UnixMilli(), true
+	return t.Add(-time.Duration(offset) * time.Second).UnixMilli(), true, nsec%1e6 != 0
 }
 
 func daysIn(year, month int) int {

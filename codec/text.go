@@ -29,7 +29,8 @@ var textIntegerRE = regexp.MustCompile(`^-?[0-9]+$`)
 //   - Number: a finite decimal number ("12", "-3.5", "1e3");
 //   - Bool: true, false, 1 or 0 (case-insensitive);
 //   - JSON: valid JSON text, stored compacted;
-//   - Timestamp: integer epoch milliseconds, or an RFC 3339 time or a
+//   - Timestamp: integer epoch milliseconds or seconds (told apart by
+//     magnitude, as in normalize.go), or an ISO-8601 time or a
 //     YYYY-MM-DD date (midnight UTC), converted to milliseconds;
 //   - Date: a YYYY-MM-DD civil date;
 //   - Decimal: a decimal number, kept as the text given ("170.00").
@@ -71,11 +72,12 @@ func ParseText(col schema.Column, s string) (Value, error) {
 		}
 		v = JSONText(buf.String())
 	case col.Type == schema.Timestamp:
-		ms, ok := parseTextTimestamp(s)
-		if !ok {
-			return Value{}, bad("is not epoch milliseconds, an RFC 3339 time or a YYYY-MM-DD date")
+		// The decoders' rule (normalize.go): epoch ms, epoch seconds by
+		// magnitude, or ISO-8601.
+		var reason string
+		if v, reason = normTimestamp(input{kind: inString, s: s}); reason != "" {
+			return Value{}, bad("is not a timestamp: " + reason)
 		}
-		v = Int(ms)
 	case col.Type == schema.Date:
 		if _, err := time.Parse(time.DateOnly, s); err != nil || len(s) != len(time.DateOnly) {
 			return Value{}, bad("is not a YYYY-MM-DD date")
@@ -93,22 +95,6 @@ func ParseText(col schema.Column, s string) (Value, error) {
 		return Value{}, fmt.Errorf("%w (from %q)", err, clipText(s))
 	}
 	return v, nil
-}
-
-// parseTextTimestamp reads epoch milliseconds, an RFC 3339 time or a
-// YYYY-MM-DD date (midnight UTC).
-func parseTextTimestamp(s string) (int64, bool) {
-	if textIntegerRE.MatchString(s) {
-		ms, err := strconv.ParseInt(s, 10, 64)
-		return ms, err == nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UnixMilli(), true
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil && len(s) == len(time.DateOnly) {
-		return t.UnixMilli(), true
-	}
-	return 0, false
 }
 
 // clipText shortens text quoted in an error message.

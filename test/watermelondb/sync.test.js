@@ -540,3 +540,83 @@ test('requests without valid credentials get 401 and change nothing', async (t) 
   const health = await fetch(`${cloud.url}/healthz`)
   assert.equal(health.status, 200)
 })
+
+// ---- lossless normalization (README "Normalization rules") ----
+
+test('an empty JSON-text column round-trips as the empty string', async (t) => {
+  const cloud = await startCloud(t)
+  noSyncErrors(t)
+  const a = device(cloud, 'A')
+  const b = device(cloud, 'B')
+  await a.sync()
+  await b.sync()
+  // '' is WatermelonDB's default for a string column; the Hikma app keeps
+  // JSON text in string columns. Plain text stays plain text, not quoted.
+  await a.create('p1', { additional_data: '', metadata: 'not json' })
+  await a.sync()
+  await b.sync()
+  await a.sync() // A gets its own row back
+  for (const dev of [a, b]) {
+    const raw = await expectSynced(dev, 'p1')
+    assert.equal(raw.additional_data, '', `${dev.name}/p1 additional_data`)
+    assert.equal(raw.metadata, 'not json', `${dev.name}/p1 metadata`)
+  }
+})
+
+test('a garbage value is rejected with its reason and stays unsynced; the rest of the push syncs', async (t) => {
+  const cloud = await startCloud(t)
+  const { hasUnsyncedChanges } = require('@nozbe/watermelondb/sync')
+  const a = device(cloud, 'A')
+  const b = device(cloud, 'B')
+  await a.sync()
+  await b.sync()
+  await a.create('p_ok')
+  await a.create('p_bad', { date_of_birth: 'last spring' }) // a string column on the device, a date on the server
+  // One sync of A, keeping the push answer (the reasons are for people;
+  // WatermelonDB reads experimentalRejectedIds).
+  const auth = basic(EMAIL, PASSWORD)
+  let answer
+  await synchronize({
+    database: a.db,
+    pullChanges: async ({ lastPulledAt }) => {
+      const res = await fetch(`${cloud.url}/api/v2/sync?last_pulled_at=${lastPulledAt}`, { headers: { Authorization: auth } })
+      assert.equal(res.status, 200)
+      const { changes, timestamp } = await res.json()
+      return { changes, timestamp }
+    },
+    pushChanges: async ({ changes, lastPulledAt }) => {
+      const res = await fetch(`${cloud.url}/api/v2/sync`, {
+        method: 'POST',
+        headers: { Authorization: auth, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ changes, lastPulledAt }),
+      })
+      assert.equal(res.status, 200)
+      answer = await res.json()
+      return { experimentalRejectedIds: answer.experimentalRejectedIds }
+    },
+  })
+  assert.deepEqual(answer.experimentalRejectedIds, { patients: ['p_bad'] })
+  assert.equal(answer.rejected.length, 1)
+  const { table, id, reason } = answer.rejected[0]
+  assert.deepEqual([table, id], ['patients', 'p_bad'])
+  for (const part of ['patients/p_bad.date_of_birth', '"last spring"', 'not a date']) {
+    assert.ok(reason.includes(part), `reason ${JSON.stringify(reason)} lacks ${part}`)
+  }
+
+  // The rejected row stays unsynced on the device; the other one synced.
+  assert.equal((await a.raw('p_bad'))._status, 'created')
+  assert.equal(await hasUnsyncedChanges({ database: a.db }), true)
+  await expectSynced(a, 'p_ok')
+  // Nothing of the rejected row reached the cloud.
+  await b.sync()
+  assert.deepEqual(await b.ids(), ['p_ok'])
+
+  // Fixed on the device, it syncs.
+  await a.update('p_bad', { date_of_birth: '1990-05-01' })
+  await a.sync()
+  await expectSynced(a, 'p_bad')
+  assert.equal(await hasUnsyncedChanges({ database: a.db }), false)
+  await b.sync()
+  assert.deepEqual(await b.ids(), ['p_bad', 'p_ok'])
+  assert.equal((await b.raw('p_bad')).date_of_birth, '1990-05-01')
+})
