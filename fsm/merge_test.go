@@ -237,14 +237,15 @@ func must(o codec.Outcome, err error) codec.Outcome {
 
 func TestPushMergeVersions(t *testing.T) {
 	cat := schema.Default()
+	const t0 = 1772355600000 // times below are ms after t0
 	push := func(caller string, lastPulled int64) func(*codec.Record, codec.Change) (codec.Outcome, error) {
-		return fsm.Push{Caller: fsm.Caller{ID: caller}, LastPulledAt: lastPulled, Catalog: cat, Now: 5000}.Merge()
+		return fsm.Push{Caller: fsm.Caller{ID: caller}, LastPulledAt: lastPulled, Catalog: cat, Now: t0 + 5000}.Merge()
 	}
-	// stored is p1 as dev2's push left it: phone edited at 2000.
+	// stored is p1 as dev2's push left it: phone edited at t0+2000.
 	stored := func() *codec.Record {
 		c := patientCols("Amina", "222")
-		r := &codec.Record{Row: codec.Row{Table: "patients", ID: "p1", Cols: c, Versions: at(c, 1000, "dev0")}, Cursor: 20, CreatedCursor: 5}
-		r.Versions["phone"] = codec.Version{Wall: 2000, Node: "dev2"}
+		r := &codec.Record{Row: codec.Row{Table: "patients", ID: "p1", Cols: c, Versions: at(c, t0+1000, "dev0")}, Cursor: 20, CreatedCursor: 5}
+		r.Versions["phone"] = codec.Version{Wall: t0 + 2000, Node: "dev2"}
 		return r
 	}
 	// jsonEdit is a WatermelonDB push of p1 with phone edited at updatedAt.
@@ -254,20 +255,20 @@ func TestPushMergeVersions(t *testing.T) {
 		return change(c, "phone", "updated_at")
 	}
 
-	// Two nurses: dev1's older edit (1500) syncs after dev2's (2000). It
+	// Two nurses: dev1's older edit (t0+1500) syncs after dev2's (t0+2000). It
 	// loses, goes to the conflict log, and the row is written again so
 	// that dev1 pulls the winner.
-	o := must(push("dev1", 10)(stored(), jsonEdit("111", 1500)))
+	o := must(push("dev1", 10)(stored(), jsonEdit("111", t0+1500)))
 	if o.Op != codec.Write || o.Record.Cols["phone"].Str != "222" || len(o.Conflicts) == 0 {
 		t.Fatalf("older edit synced last: %+v", o)
 	}
-	if c := o.Conflicts[0]; c.Column != "phone" || c.Value.Str != "111" || c.Version != (codec.Version{Wall: 1500, Node: "dev1"}) || c.Winner.Node != "dev2" {
+	if c := o.Conflicts[0]; c.Column != "phone" || c.Value.Str != "111" || c.Version != (codec.Version{Wall: t0 + 1500, Node: "dev1"}) || c.Winner.Node != "dev2" {
 		t.Errorf("conflict entry %v", c)
 	}
 	// The newer edit wins whichever syncs last; the value it beat is
 	// logged when the pusher had not pulled it.
-	o = must(push("dev1", 10)(stored(), jsonEdit("333", 2500)))
-	if o.Record.Cols["phone"].Str != "333" || o.Record.Versions["phone"] != (codec.Version{Wall: 2500, Node: "dev1"}) {
+	o = must(push("dev1", 10)(stored(), jsonEdit("333", t0+2500)))
+	if o.Record.Cols["phone"].Str != "333" || o.Record.Versions["phone"] != (codec.Version{Wall: t0 + 2500, Node: "dev1"}) {
 		t.Fatalf("newer edit: %+v", o.Record)
 	}
 	if len(o.Conflicts) == 0 || o.Conflicts[0].Value.Str != "222" {
@@ -275,17 +276,17 @@ func TestPushMergeVersions(t *testing.T) {
 	}
 	// A client clock far ahead dates its edit no later than this node's
 	// time (Now), so it cannot win forever.
-	o = must(push("dev1", 30)(stored(), jsonEdit("444", 1<<40)))
-	if v := o.Record.Versions["phone"]; v.Wall != 5000 {
-		t.Errorf("future edit dated %v, want wall 5000", v)
+	o = must(push("dev1", 30)(stored(), jsonEdit("444", t0+10*86400000)))
+	if v := o.Record.Versions["phone"]; v.Wall != t0+5000 {
+		t.Errorf("future edit dated %v, want wall t0+5000", v)
 	}
 	// A re-sent created row carrying a later edit merges by version: its
 	// new value is taken, not acknowledged and dropped.
 	created := patientCols("Amina", "111")
-	created["updated_at"] = codec.Int(2000)
+	created["updated_at"] = codec.Int(t0 + 2000)
 	first := must(push("dev1", 30)(nil, codec.Change{Row: codec.Row{Table: "patients", ID: "p1", Cols: created}, Created: true}))
 	resent := patientCols("Amina", "555")
-	resent["updated_at"] = codec.Int(3000)
+	resent["updated_at"] = codec.Int(t0 + 3000)
 	o = must(push("dev1", 30)(&first.Record, codec.Change{Row: codec.Row{Table: "patients", ID: "p1", Cols: resent}, Created: true}))
 	if o.Op != codec.Write || o.Record.Cols["phone"].Str != "555" {
 		t.Errorf("re-sent created row: %s %v", o.Op, o.Record.Cols["phone"])
@@ -293,9 +294,9 @@ func TestPushMergeVersions(t *testing.T) {
 	// A clinicsync sender's versions are kept as sent; a copy that is no
 	// edit (zero version) never overwrites.
 	in := change(patientCols("Amina", "666"))
-	in.Versions = map[string]codec.Version{"phone": {Wall: 2100, Counter: 2, Node: "hub1"}}
+	in.Versions = map[string]codec.Version{"phone": {Wall: t0 + 2100, Counter: 2, Node: "hub1"}}
 	o = must(push("hub1", 30)(stored(), in))
-	if o.Record.Versions["phone"] != (codec.Version{Wall: 2100, Counter: 2, Node: "hub1"}) || o.Record.Cols["given_name"].Str != "Amina" {
+	if o.Record.Versions["phone"] != (codec.Version{Wall: t0 + 2100, Counter: 2, Node: "hub1"}) || o.Record.Cols["given_name"].Str != "Amina" {
 		t.Errorf("versioned push: %+v", o.Record)
 	}
 	in.Versions = nil
