@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/clinicsync/clinicsync/codec"
-	"github.com/clinicsync/clinicsync/codec/schema"
 	"github.com/clinicsync/clinicsync/fsm"
 	"github.com/clinicsync/clinicsync/kv"
 	pb "github.com/clinicsync/clinicsync/proto"
@@ -55,31 +54,20 @@ type Step struct {
 	Done *Result
 }
 
-// Run is one sync with one peer, as a deterministic procedure: the
-// caller sends the requests it returns and feeds back the responses
-// (the coordinator actor through the peer actor, the simulator through
-// its virtual network). Every store change is one transaction: a pulled
-// page with the new cursor; the acknowledged rows marked synced.
+// Run executes one sync with one peer: the procedure is fsm.Sync, a
+// pure step function; Run does the store work each step names and
+// hands the requests to its caller, who sends them and feeds back the
+// responses (the coordinator actor through the peer actor, the
+// simulator through its virtual network). Every store change is one
+// transaction: a pulled page with the new cursor and the mirror
+// deletions; the acknowledged rows marked synced.
 type Run struct {
-	store    *kv.Store
-	machine  *fsm.Machine
-	clock    kv.Clock
-	peer     kv.Peer
-	trigger  Trigger
-	since    int64
-	pageSize int
-	ids      func() string
-	merge    kv.Merge
-
-	from    int64 // last_pulled_at of this run's pull
-	pulled  int
-	pushed  []codec.Record
+	store   *kv.Store
+	clock   kv.Clock
+	peer    kv.Peer
+	merge   kv.Merge
+	sync    fsm.Sync
 	nextReq int
-	clamped int    // versions of pending rows clamped to the peer's clock
-	msg     string // the failure message, once failed
-	// seen collects the rows of a full pull that mirrors a peer other
-	// than the last one synced with (nil otherwise).
-	seen map[string]bool
 }
 
 // RunConfig configures a Run.
@@ -101,218 +89,136 @@ type RunConfig struct {
 
 // NewRun prepares a sync; Start begins it.
 func NewRun(c RunConfig) *Run {
-	r := &Run{store: c.Store, machine: c.Machine, clock: c.Clock, peer: c.Peer, trigger: c.Trigger,
-		since: c.Since, pageSize: c.PageSize, ids: c.RequestID, merge: c.Merge}
-	if r.pageSize <= 0 {
-		r.pageSize = DefaultPageSize
+	r := &Run{store: c.Store, clock: c.Clock, peer: c.Peer, merge: c.Merge}
+	if r.merge == nil {
+		r.merge = fsm.ApplyPulled
+	}
+	dir := map[Trigger]fsm.Direction{ForceUpload: fsm.UploadOnly, ForceDownload: fsm.DownloadOnly}[c.Trigger]
+	r.sync = fsm.Sync{Machine: c.Machine, Catalog: c.Store.Catalog(), Peer: c.Peer.ID, Direction: dir,
+		Since: c.Since, PageSize: c.PageSize, RequestID: c.RequestID, MaxDrift: kv.DefaultMaxDrift.Milliseconds()}
+	if r.sync.PageSize <= 0 {
+		r.sync.PageSize = DefaultPageSize
+	}
+	if r.sync.RequestID == nil {
+		r.sync.RequestID = func() string {
+			r.nextReq++
+			return fmt.Sprintf("%s-%d", c.Trigger, r.nextReq)
+		}
 	}
 	return r
 }
 
-func (r *Run) requestID() string {
-	if r.ids != nil {
-		return r.ids()
-	}
-	r.nextReq++
-	return fmt.Sprintf("%s-%d", r.trigger, r.nextReq)
-}
-
-// Start moves the machine to fetching and returns the first request. If
-// a sync already runs, the result is skipped.
+// Start begins the sync and returns the first request. If a sync
+// already runs, the result is skipped.
 func (r *Run) Start() Step {
-	if err := r.machine.Fire(fsm.StartSync, 0, ""); err != nil {
+	var b fsm.Begin
+	b.Cursor = r.peer.PullCursor
+	pulling, err1 := r.store.Config(fsm.ConfigPullingPeer)
+	pulled, err2 := r.store.Config(fsm.ConfigPulledPeer)
+	b.Mixed = (err1 == nil || err2 == nil) && (pulling != r.peer.ID || pulled != r.peer.ID)
+	up, err := r.store.UpstreamNow()
+	b.UpstreamNow = up
+	step := r.sync.Start(b)
+	if step.Done != nil && step.Done.Skipped {
 		return Step{Done: &Result{Outcome: OutcomeSkipped, Peer: r.peer.ID, Message: ErrSyncInProgress.Error(), Err: ErrSyncInProgress}}
 	}
-	if r.trigger == ForceUpload {
-		return r.forceUpload()
+	if err != nil {
+		return r.Fail(err)
 	}
-	r.from = r.peer.PullCursor
-	if r.trigger == ForceDownload {
-		r.from = max(r.since, 0)
-	} else if r.mixed() {
-		// Rows here came from another peer (or from a pull cut short):
-		// mirror this one instead (a full pull; synced rows it does not
-		// have are removed), or a row deleted here before the cursor
-		// would stay for ever.
-		r.from, r.seen = 0, map[string]bool{}
-	}
-	return Step{Pull: r.pullRequest("")}
+	return r.exec(step)
 }
 
-// Config keys naming the peer whose pull last applied a page
-// (ConfigPullingPeer, written with the page) and the peer whose pull
-// last completed (ConfigPulledPeer, written with the last page).
-const (
-	ConfigPullingPeer = "pulling_peer"
-	ConfigPulledPeer  = "pulled_peer"
-)
-
-// mixed reports whether the store may hold rows from another peer than
-// this run's: a pull from another peer applied pages, or one was cut
-// short.
-func (r *Run) mixed() bool {
-	pulling, err1 := r.store.Config(ConfigPullingPeer)
-	pulled, err2 := r.store.Config(ConfigPulledPeer)
-	if err1 != nil && err2 != nil {
-		return false // never pulled
-	}
-	return pulling != r.peer.ID || pulled != r.peer.ID
-}
-
-func (r *Run) pullRequest(continuation string) *pb.PullRequest {
-	return &pb.PullRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, RequestId: r.requestID(),
-		LastPulledAt: r.from, Continuation: continuation, PageSize: uint32(r.pageSize)}
-}
-
-// OnPull applies one pulled page (and, with the last page, the peer's
-// new pull cursor, in the same transaction), then asks for the next
-// page or moves on to the push.
+// OnPull applies one pulled page and returns the next request.
 func (r *Run) OnPull(resp *pb.PullResponse) Step {
-	cat := r.store.Catalog()
-	cs, err := codec.ChangesetFromProto(resp.GetChanges(), nil)
+	step, err := r.sync.OnPull(resp)
 	if err != nil {
-		return r.Fail(fmt.Errorf("%w: pulled changes: %v", ErrBadRequest, err))
+		return r.Fail(fmt.Errorf("%w: %v", ErrBadRequest, err))
 	}
-	var changes []codec.Change
-	for _, c := range fsm.Changes(cs) {
-		if t, ok := cat.Table(c.Table); ok && t.Flow != schema.Local {
-			changes = append(changes, c)
-		}
-	}
-	if r.seen != nil {
-		for _, c := range changes {
-			r.seen[c.Table+"\x00"+c.ID] = true
-		}
-	}
-	batch := kv.Batch{Changes: changes, Config: map[string]string{ConfigPullingPeer: r.peer.ID}}
-	last := resp.GetContinuation() == ""
-	if last && r.seen != nil {
-		batch.Mirror = fsm.Unmirrored(r.seen, cat)
-	}
-	if last {
-		if resp.GetTimestamp() <= 0 {
-			return r.Fail(fmt.Errorf("%w: pull timestamp %d is not positive", ErrBadRequest, resp.GetTimestamp()))
-		}
-		// A force download from a time after the cursor skipped the
-		// changes in between: keep the cursor then.
-		if r.from <= r.peer.PullCursor || r.trigger != ForceDownload {
-			batch.Peer, batch.PullCursor = r.peer.ID, resp.GetTimestamp()
-		}
-		batch.Config[ConfigPulledPeer] = r.peer.ID
-		batch.UpstreamTime = resp.GetTimestamp()
-	}
-	merge := r.merge
-	if merge == nil {
-		merge = fsm.ApplyPulled
-	}
-	if _, err := r.store.Apply(batch, merge); err != nil {
-		return r.Fail(fmt.Errorf("actors: apply pulled changes: %w", err))
-	}
-	r.pulled += cs.Count()
-	if !last {
-		return Step{Pull: r.pullRequest(resp.GetContinuation())}
-	}
-	r.fire(fsm.StartResolve, r.pulled)
-	if r.trigger == ForceDownload {
-		return r.finish(nil)
-	}
-	r.from = resp.GetTimestamp()
-	if r.clamped, err = r.store.ClampPending(r.from + kv.DefaultMaxDrift.Milliseconds()); err != nil {
-		return r.Fail(err)
-	}
-	pending, err := r.store.Collect(0)
-	if err != nil {
-		return r.Fail(err)
-	}
-	return r.push(fsm.PushSet(pending, cat), pending)
-}
-
-func (r *Run) forceUpload() Step {
-	// No pull tells the upstream's time: bound own edits by the
-	// estimate from the last one.
-	up, err := r.store.UpstreamNow()
-	if err != nil {
-		return r.Fail(err)
-	}
-	if r.clamped, err = r.store.ClampPending(up + kv.DefaultMaxDrift.Milliseconds()); err != nil {
-		return r.Fail(err)
-	}
-	var rows []codec.Record
-	cat := r.store.Catalog()
-	for _, name := range cat.Names() {
-		err := r.store.Rows(name, func(rec kv.Record) error {
-			rows = append(rows, rec)
-			return nil
-		})
-		if err != nil {
-			return r.Fail(err)
-		}
-	}
-	r.fire(fsm.StartResolve, 0)
-	r.from = r.peer.PullCursor
-	return r.push(fsm.ForceUploadSet(rows, r.since, cat), nil)
-}
-
-// push sends cs, or finishes when there is nothing to send. pending are
-// the collected records to mark synced once acknowledged (none for a
-// force upload, which leaves sync status alone).
-func (r *Run) push(cs *codec.Changeset, pending []codec.Record) Step {
-	n := cs.Count()
-	if n == 0 {
-		return r.finish(nil)
-	}
-	r.pushed = pending
-	r.fire(fsm.StartPush, n)
-	return Step{Push: &pb.PushRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
-		RequestId: r.requestID(), LastPulledAt: r.from, Changes: codec.ChangesetToProto(cs)}}
+	return r.exec(step)
 }
 
 // OnPush marks the acknowledged rows synced, except those written since
 // they were collected and those the peer rejected, and finishes.
-func (r *Run) OnPush(resp *pb.PushResponse) Step {
-	rejected := map[string][]string{}
-	for _, rj := range resp.GetRejected() {
-		rejected[rj.GetTable()] = append(rejected[rj.GetTable()], rj.GetId())
+func (r *Run) OnPush(resp *pb.PushResponse) Step { return r.exec(r.sync.OnPush(resp)) }
+
+// exec does the store work of steps until one needs the network or ends.
+func (r *Run) exec(s fsm.Step) Step {
+	for {
+		if w := s.Apply; w != nil {
+			b := kv.Batch{Changes: w.Changes, Mirror: w.Mirror, Peer: w.Peer, PullCursor: w.PullCursor,
+				Config: w.Config, UpstreamTime: w.UpstreamTime}
+			if _, err := r.store.Apply(b, r.merge); err != nil {
+				return r.Fail(fmt.Errorf("actors: apply pulled changes: %w", err))
+			}
+		}
+		if s.Collect != fsm.CollectNone {
+			recs, clamped, err := r.collect(s.Clamp, s.Collect)
+			if err != nil {
+				return r.Fail(err)
+			}
+			s = r.sync.Collected(recs, clamped)
+			continue
+		}
+		if len(s.MarkSynced) > 0 {
+			refs := make([]kv.Ref, len(s.MarkSynced))
+			for i, rec := range s.MarkSynced {
+				refs[i] = kv.RefOf(rec)
+			}
+			if _, err := r.store.MarkSynced(refs); err != nil {
+				return r.Fail(err)
+			}
+		}
+		switch {
+		case s.Pull != nil:
+			return Step{Pull: s.Pull}
+		case s.Push != nil:
+			return Step{Push: s.Push}
+		case s.Finish:
+			now := r.clock.Now().UnixMilli()
+			if err := r.store.UpdatePeer(r.peer.ID, func(p *kv.Peer) { p.LastSyncedAt = now }); err != nil {
+				return r.Fail(err)
+			}
+			s = r.sync.Finished()
+		default:
+			d := s.Done
+			return Step{Done: &Result{Outcome: OutcomeOK, Peer: r.peer.ID, Pulled: d.Pulled, Pushed: d.Pushed,
+				Rejected: d.Rejected, Clamped: d.Clamped}}
+		}
 	}
-	var refs []kv.Ref
-	for _, rec := range fsm.Acknowledged(r.pushed, rejected) {
-		refs = append(refs, kv.RefOf(rec))
-	}
-	if _, err := r.store.MarkSynced(refs); err != nil {
-		return r.Fail(err)
-	}
-	return r.finish(resp)
 }
 
-func (r *Run) finish(resp *pb.PushResponse) Step {
-	now := r.clock.Now().UnixMilli()
-	if err := r.store.UpdatePeer(r.peer.ID, func(p *kv.Peer) { p.LastSyncedAt = now }); err != nil {
-		return r.Fail(err)
+// collect bounds own pending edits to limit, then reads the records a
+// push sends.
+func (r *Run) collect(limit int64, what fsm.Collect) ([]codec.Record, int, error) {
+	clamped, err := r.store.ClampPending(limit)
+	if err != nil {
+		return nil, 0, err
 	}
-	res := &Result{Outcome: OutcomeOK, Peer: r.peer.ID, Pulled: r.pulled,
-		Pushed: int(resp.GetAccepted()), Rejected: resp.GetRejected(), Clamped: r.clamped}
-	r.fire(fsm.FinishSync, 0)
-	return Step{Done: res}
+	if what == fsm.CollectPending {
+		recs, err := r.store.Collect(0)
+		return recs, clamped, err
+	}
+	var recs []codec.Record
+	for _, name := range r.store.Catalog().Names() {
+		err := r.store.Rows(name, func(rec kv.Record) error {
+			recs = append(recs, rec)
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	return recs, clamped, nil
 }
 
 // Fail ends the run with an error: the machine goes to error with the
-// message for the peer's type, then back to idle keeping the message
-// (Hikma's error_sync then finish_sync), so the next request can run.
+// message for the peer's type, then back to idle keeping the message.
 // Nothing half-done stays behind: every store change was its own
 // transaction.
 func (r *Run) Fail(err error) Step {
 	msg := UserMessage(r.peer.Type, err)
-	r.msg = msg
-	r.fire(fsm.ErrorSync, 0)
-	r.machine.Fire(fsm.FinishSync, 0, "")
-	return Step{Done: &Result{Outcome: OutcomeError, Peer: r.peer.ID, Pulled: r.pulled, Message: msg, Err: err}}
-}
-
-// fire moves the machine; a refusal here is a bug in the run's order.
-func (r *Run) fire(ev fsm.Event, n int) {
-	if err := r.machine.Fire(ev, n, r.msg); err != nil {
-		panic(fmt.Sprintf("actors: sync run fired %s out of order: %v", ev, err))
-	}
+	d := r.sync.Fail(err, msg).Done
+	return Step{Done: &Result{Outcome: OutcomeError, Peer: r.peer.ID, Pulled: d.Pulled, Message: msg, Err: err}}
 }
 
 // Drive runs a whole sync synchronously over a transport: Start, then

@@ -1,0 +1,253 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
+	pb "github.com/clinicsync/clinicsync/proto"
+)
+
+// Direction is what a sync moves: both ways (pull, then push), or one
+// way since a time (a force upload or download).
+type Direction uint8
+
+const (
+	BothWays Direction = iota
+	UploadOnly
+	DownloadOnly
+)
+
+// Config keys naming the peer whose pull last applied a page
+// (ConfigPullingPeer, written with the page) and the peer whose pull
+// last completed (ConfigPulledPeer, written with the last page).
+const (
+	ConfigPullingPeer = "pulling_peer"
+	ConfigPulledPeer  = "pulled_peer"
+)
+
+// Sync is one sync with one peer as a pure procedure, in the manner of
+// etcd raft's Ready: each call takes what the peer or the store
+// answered and returns a Step naming the store work to do and the next
+// request to send. It reads no clock and does no I/O; the executor
+// (actors.Run) carries out each Step and feeds back the results.
+type Sync struct {
+	Machine   *Machine
+	Catalog   *schema.Catalog
+	Peer      string
+	Direction Direction
+	Since     int64 // ms, for a force upload or download
+	PageSize  int
+	// RequestID returns a fresh request id.
+	RequestID func() string
+	// MaxDrift bounds how far ahead of the peer's clock own edits may
+	// be dated (ms; see kv.Store.ClampPending).
+	MaxDrift int64
+
+	from    int64 // last_pulled_at of this sync's pull
+	cursor  int64 // the peer's pull cursor when the sync began
+	pulled  int
+	clamped int
+	pushed  []codec.Record
+	answer  *pb.PushResponse
+	msg     string
+	// seen collects the rows of a full pull that mirrors a peer other
+	// than the last one synced with (nil otherwise).
+	seen map[string]bool
+}
+
+// Begin is the store's state when a sync begins.
+type Begin struct {
+	Cursor int64 // the peer's pull cursor
+	// Mixed: the store may hold rows from another peer (a pull from
+	// another peer applied pages, or one was cut short).
+	Mixed bool
+	// UpstreamNow is the node's estimate of the peer's clock (ms).
+	UpstreamNow int64
+}
+
+// Collect names the records the executor reads for a push.
+type Collect uint8
+
+const (
+	CollectNone    Collect = iota
+	CollectPending         // the pending records
+	CollectAll             // every record, tombstones included (a force upload)
+)
+
+// Writes are a pulled page to apply in one store transaction with
+// ApplyPulled: the rows, the rows to delete as the peer no longer has
+// them (Mirror, decided inside the transaction), the peer's new pull
+// cursor (when Peer is set), config entries, and the peer's clock.
+type Writes struct {
+	Changes      []codec.Change
+	Mirror       func(codec.Record) bool
+	Peer         string
+	PullCursor   int64
+	Config       map[string]string
+	UpstreamTime int64
+}
+
+// Step is what the sync needs next. The executor does, in this order:
+// Apply; then Clamp (bound own pending edits to that time, ms) and
+// Collect, feeding the records back with Collected; MarkSynced; then
+// sends Pull or Push, or on Finish records the sync time and calls
+// Finished; Done ends the sync.
+type Step struct {
+	Apply      *Writes
+	Clamp      int64
+	Collect    Collect
+	MarkSynced []codec.Record
+	Pull       *pb.PullRequest
+	Push       *pb.PushRequest
+	Finish     bool
+	Done       *Done
+}
+
+// Done is how a sync ended.
+type Done struct {
+	Skipped  bool // another sync was running
+	Pulled   int
+	Pushed   int
+	Rejected []*pb.Rejection
+	Clamped  int
+	Err      error
+}
+
+// Start begins the sync: a pull, or for a force upload the records to
+// send. It is skipped when the machine is not idle.
+func (s *Sync) Start(b Begin) Step {
+	if err := s.Machine.Fire(StartSync, 0, ""); err != nil {
+		return Step{Done: &Done{Skipped: true, Err: err}}
+	}
+	s.cursor = b.Cursor
+	switch {
+	case s.Direction == UploadOnly:
+		// No pull tells the peer's time: bound own edits by the
+		// estimate from the last one.
+		s.fire(StartResolve, 0)
+		s.from = b.Cursor
+		return Step{Clamp: b.UpstreamNow + s.MaxDrift, Collect: CollectAll}
+	case s.Direction == DownloadOnly:
+		s.from = max(s.Since, 0)
+	case b.Mixed:
+		// Rows here came from another peer (or from a pull cut short):
+		// mirror this one instead (a full pull; synced rows it does not
+		// have are removed), or a row deleted here before the cursor
+		// would stay for ever.
+		s.from, s.seen = 0, map[string]bool{}
+	default:
+		s.from = b.Cursor
+	}
+	return Step{Pull: s.pullRequest("")}
+}
+
+func (s *Sync) pullRequest(continuation string) *pb.PullRequest {
+	return &pb.PullRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, RequestId: s.RequestID(),
+		LastPulledAt: s.from, Continuation: continuation, PageSize: uint32(s.PageSize)}
+}
+
+// OnPull takes one pulled page: the page to apply (with the last page,
+// the peer's new cursor and, for a mirroring pull, the rows to delete,
+// in the same transaction), then the next page or the push. A malformed
+// page is an error.
+func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
+	cs, err := codec.ChangesetFromProto(resp.GetChanges(), nil)
+	if err != nil {
+		return Step{}, fmt.Errorf("pulled changes: %v", err)
+	}
+	last := resp.GetContinuation() == ""
+	if last && resp.GetTimestamp() <= 0 {
+		return Step{}, fmt.Errorf("pull timestamp %d is not positive", resp.GetTimestamp())
+	}
+	w := &Writes{Config: map[string]string{ConfigPullingPeer: s.Peer}}
+	for _, c := range Changes(cs) {
+		if t, ok := s.Catalog.Table(c.Table); ok && t.Flow != schema.Local {
+			w.Changes = append(w.Changes, c)
+			if s.seen != nil {
+				s.seen[c.Table+"\x00"+c.ID] = true
+			}
+		}
+	}
+	s.pulled += cs.Count()
+	if !last {
+		return Step{Apply: w, Pull: s.pullRequest(resp.GetContinuation())}, nil
+	}
+	if s.seen != nil {
+		w.Mirror = Unmirrored(s.seen, s.Catalog)
+	}
+	// A force download from a time after the cursor skipped the changes
+	// in between: keep the cursor then.
+	if s.from <= s.cursor || s.Direction != DownloadOnly {
+		w.Peer, w.PullCursor = s.Peer, resp.GetTimestamp()
+	}
+	w.Config[ConfigPulledPeer] = s.Peer
+	w.UpstreamTime = resp.GetTimestamp()
+	s.fire(StartResolve, s.pulled)
+	if s.Direction == DownloadOnly {
+		return Step{Apply: w, Finish: true}, nil
+	}
+	s.from = resp.GetTimestamp()
+	return Step{Apply: w, Clamp: s.from + s.MaxDrift, Collect: CollectPending}, nil
+}
+
+// Collected takes the records read for the push (and how many versions
+// the clamp changed): the push, or the end when there is nothing to
+// send.
+func (s *Sync) Collected(recs []codec.Record, clamped int) Step {
+	s.clamped = clamped
+	var cs *codec.Changeset
+	if s.Direction == UploadOnly {
+		// A force upload leaves sync status alone: nothing to mark.
+		cs = ForceUploadSet(recs, s.Since, s.Catalog)
+	} else {
+		cs, s.pushed = PushSet(recs, s.Catalog), recs
+	}
+	n := cs.Count()
+	if n == 0 {
+		return Step{Finish: true}
+	}
+	s.fire(StartPush, n)
+	return Step{Push: &pb.PushRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
+		RequestId: s.RequestID(), LastPulledAt: s.from, Changes: codec.ChangesetToProto(cs)}}
+}
+
+// OnPush takes the push's answer: the acknowledged rows to mark synced
+// (the store keeps those written since they were collected pending),
+// all but those the peer rejected.
+func (s *Sync) OnPush(resp *pb.PushResponse) Step {
+	rejected := map[string][]string{}
+	for _, rj := range resp.GetRejected() {
+		rejected[rj.GetTable()] = append(rejected[rj.GetTable()], rj.GetId())
+	}
+	s.answer = resp
+	return Step{MarkSynced: Acknowledged(s.pushed, rejected), Finish: true}
+}
+
+// Finished ends a sync that went through, once the executor recorded
+// its time.
+func (s *Sync) Finished() Step {
+	s.fire(FinishSync, 0)
+	d := &Done{Pulled: s.pulled, Clamped: s.clamped}
+	if s.answer != nil {
+		d.Pushed, d.Rejected = int(s.answer.GetAccepted()), s.answer.GetRejected()
+	}
+	return Step{Done: d}
+}
+
+// Fail ends the sync with an error: the machine goes to error with msg
+// (the user's message), then back to idle keeping it (Hikma's
+// error_sync then finish_sync), so the next request can run.
+func (s *Sync) Fail(err error, msg string) Step {
+	s.msg = msg
+	s.fire(ErrorSync, 0)
+	s.Machine.Fire(FinishSync, 0, "")
+	return Step{Done: &Done{Pulled: s.pulled, Err: err}}
+}
+
+// fire moves the machine; a refusal here is a bug in the procedure.
+func (s *Sync) fire(ev Event, n int) {
+	if err := s.Machine.Fire(ev, n, s.msg); err != nil {
+		panic(fmt.Sprintf("fsm: sync fired %s out of order: %v", ev, err))
+	}
+}
