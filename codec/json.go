@@ -1119,7 +1119,10 @@ func (e *encoder) row(ot outTable, r Row, list string) error {
 		if known {
 			in := inputFromValue(v)
 			out, problem := normalize(col, in)
-			if problem != "" && !out.Equal(v) {
+			switch {
+			case problem != "" && IsDefault(col, v):
+				out = v // WatermelonDB's own default, filled in for an older schema
+			case problem != "" && !out.Equal(v):
 				return fmt.Errorf("%w: %s/%s.%s (%s): %s: %s", ErrInvalidValue, ot.name, r.ID, name, col.Type, in.render(), problem)
 			}
 			err = e.value(col.Type, out)
