@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
 	"github.com/clinicsync/clinicsync/fsm"
 	"github.com/clinicsync/clinicsync/kv"
 	pb "github.com/clinicsync/clinicsync/proto"
@@ -72,6 +73,8 @@ type CloudConfig struct {
 // CloudHandler is the http.Handler of a serving node's sync API:
 //
 //	GET  /api/v2/sync  pull: ?last_pulled_at=MS (or lastPulledAt; null, 0 or absent is a first sync)
+//	                   [&schema_version=N (or schemaVersion), recorded per client (kv.Client)]
+//	                   [&device_id=ID, tells a user's devices apart]
 //	POST /api/v2/sync  push: a changes object, or {"changes":...,"lastPulledAt":MS}
 //	GET  /healthz      {"status":"ok"} while the store answers
 //
@@ -229,10 +232,41 @@ func (h *CloudHandler) pull(w http.ResponseWriter, r *http.Request, c fsm.Caller
 	if herr != nil {
 		return herr
 	}
-	if accepts(r, ContentTypeProtobuf) {
-		return h.pullProto(w, q, c, since, out)
+	ver, herr := schemaVersion(q)
+	if herr != nil {
+		return herr
 	}
+	device := q.Get("device_id")
+	if device != "" && !schema.ValidID(device) {
+		return refuse(http.StatusBadRequest, "query parameter device_id=%q: want 1-128 characters from [A-Za-z0-9_.-]", device)
+	}
+	if accepts(r, ContentTypeProtobuf) {
+		return h.pullProto(w, q, c, since, ver, out)
+	}
+	if err := h.server.recordClient(c, ver, device); err != nil {
+		return internal(err)
+	}
+	out.extra = append(out.extra, "schema_version", ver)
 	return h.pullJSON(w, c, since, out)
+}
+
+// schemaVersion reads schema_version or schemaVersion, the app's schema
+// version (WatermelonDB's schemaVersion): absent, empty, null or
+// undefined is 0 (not given).
+func schemaVersion(q url.Values) (int64, *httpError) {
+	for _, k := range []string{"schema_version", "schemaVersion"} {
+		text := strings.TrimSpace(q.Get(k))
+		switch text {
+		case "", "null", "undefined":
+			continue
+		}
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil || n < 0 {
+			return 0, refuse(http.StatusBadRequest, "query parameter %s=%q is not a schema version (a whole number >= 0)", k, text)
+		}
+		return n, nil
+	}
+	return 0, nil
 }
 
 // lastPulledAt reads last_pulled_at or lastPulledAt: absent, empty,
@@ -378,9 +412,9 @@ func writeList(pw *codec.PullWriter, list string, tc *codec.TableChanges) (int, 
 // first page (records changed since last_pulled_at, an upper bound of
 // what is served); Sent counts the records served up to and including
 // this page, and Total becomes Sent on the last page.
-func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Caller, since int64, out *outcome) *httpError {
+func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Caller, since, schemaVersion int64, out *outcome) *httpError {
 	req := &pb.PullRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, LastPulledAt: since,
-		RequestId: q.Get("request_id"), PeerType: q.Get("peerType")}
+		RequestId: q.Get("request_id"), PeerType: q.Get("peerType"), SchemaVersion: schemaVersion}
 	if ps := q.Get("page_size"); ps != "" {
 		n, err := strconv.ParseUint(ps, 10, 32)
 		if err != nil {

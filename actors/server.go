@@ -44,6 +44,9 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 			return nil, fmt.Errorf("%w: continuation %q is not cursor/timestamp after last_pulled_at", ErrBadRequest, cont)
 		}
 	} else {
+		if err := s.recordClient(c, req.GetSchemaVersion(), ""); err != nil {
+			return nil, err
+		}
 		var err error
 		if ts, err = s.Store.IssueCursor(); err != nil {
 			return nil, err
@@ -70,6 +73,16 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 		resp.Continuation = fmt.Sprintf("%d/%d", page.Next, ts)
 	}
 	return resp, nil
+}
+
+// recordClient notes the caller's app schema version (0: not given) at
+// the start of a pull: a hub by its device id, a user's app by its user
+// id and the device id it names.
+func (s *Server) recordClient(c fsm.Caller, schemaVersion int64, device string) error {
+	if schemaVersion < 0 {
+		return fmt.Errorf("%w: schema_version %d is negative", ErrBadRequest, schemaVersion)
+	}
+	return s.Store.RecordClient(kv.Client{ID: c.ID, Device: device, Hub: c.Hub, SchemaVersion: schemaVersion})
 }
 
 func (s *Server) pageSize() int {
