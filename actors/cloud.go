@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
 	"github.com/clinicsync/clinicsync/fsm"
 	"github.com/clinicsync/clinicsync/kv"
 	pb "github.com/clinicsync/clinicsync/proto"
@@ -72,6 +73,8 @@ type CloudConfig struct {
 // CloudHandler is the http.Handler of a serving node's sync API:
 //
 //	GET  /api/v2/sync  pull: ?last_pulled_at=MS (or lastPulledAt; null, 0 or absent is a first sync)
+//	                   [&schema_version=N (or schemaVersion), recorded per client (kv.Client)]
+//	                   [&device_id=ID, tells a user's devices apart]
 //	POST /api/v2/sync  push: a changes object, or {"changes":...,"lastPulledAt":MS}
 //	GET  /healthz      {"status":"ok"} while the store answers
 //
@@ -229,10 +232,50 @@ func (h *CloudHandler) pull(w http.ResponseWriter, r *http.Request, c fsm.Caller
 	if herr != nil {
 		return herr
 	}
-	if accepts(r, ContentTypeProtobuf) {
-		return h.pullProto(w, q, c, since, out)
+	ver, herr := schemaVersion(q)
+	if herr != nil {
+		return herr
 	}
-	return h.pullJSON(w, c, since, out)
+	device := q.Get("device_id")
+	if device != "" && !schema.ValidID(device) {
+		return refuse(http.StatusBadRequest, "query parameter device_id=%q: want 1-128 characters from [A-Za-z0-9_.-]", device)
+	}
+	mig, err := codec.ParseMigration(q.Get("migration"), h.server.Store.Catalog())
+	if err != nil {
+		return refuse(http.StatusBadRequest, "query parameter migration: %v", err)
+	}
+	if accepts(r, ContentTypeProtobuf) {
+		return h.pullProto(w, q, c, since, ver, mig, out)
+	}
+	if err := h.server.recordClient(c, ver, device); err != nil {
+		return internal(err)
+	}
+	out.extra = append(out.extra, "schema_version", ver)
+	if since == 0 || mig.Empty() {
+		mig = nil // a first pull returns every row anyway
+	} else {
+		out.extra = append(out.extra, "migration_from", mig.From)
+	}
+	return h.pullJSON(w, c, since, mig, out)
+}
+
+// schemaVersion reads schema_version or schemaVersion, the app's schema
+// version (WatermelonDB's schemaVersion): absent, empty, null or
+// undefined is 0 (not given).
+func schemaVersion(q url.Values) (int64, *httpError) {
+	for _, k := range []string{"schema_version", "schemaVersion"} {
+		text := strings.TrimSpace(q.Get(k))
+		switch text {
+		case "", "null", "undefined":
+			continue
+		}
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil || n < 0 {
+			return 0, refuse(http.StatusBadRequest, "query parameter %s=%q is not a schema version (a whole number >= 0)", k, text)
+		}
+		return n, nil
+	}
+	return 0, nil
 }
 
 // lastPulledAt reads last_pulled_at or lastPulledAt: absent, empty,
@@ -288,7 +331,11 @@ func accepts(r *http.Request, mediaType string) bool {
 // at or before T is thus sent once, as it was at T or later (a row
 // changed after T moves above T and comes with the next pull), and
 // memory stays bounded by a page whatever the size of the pull.
-func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64, out *outcome) *httpError {
+//
+// A migration sync (mig) adds, to the list MigrationTable names, the
+// migration's rows among those at or below since: a walk of their own,
+// so none repeats a row of the changes since.
+func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64, mig *codec.Migration, out *outcome) *httpError {
 	st := h.server.Store
 	cat := st.Catalog()
 	ts, err := st.IssueCursor()
@@ -318,9 +365,32 @@ func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64
 		// rows at all: a first pull, which has only created rows, is
 		// one walk.
 		more := map[string]bool{"created": true}
+		migList, migrating := fsm.MigrationTable(mig, table)
+		if migrating {
+			more[migList] = true
+		}
 		for _, list := range []string{"created", "updated", "deleted"} {
 			if !more[list] {
 				continue
+			}
+			if migrating && list == migList {
+				for from := int64(0); ; {
+					page, err := st.TableChangesSince(table, from, since, size)
+					if err != nil {
+						return fail(err)
+					}
+					if tc := fsm.ServeMigration(page.Records, mig, c, cat).Tables[table]; tc != nil {
+						n, err := writeList(pw, list, tc)
+						out.records += n
+						if err != nil {
+							return fail(err)
+						}
+					}
+					if !page.More {
+						break
+					}
+					from = page.Next
+				}
 			}
 			for from := since; ; {
 				page, err := st.TableChangesSince(table, from, ts, size)
@@ -378,9 +448,10 @@ func writeList(pw *codec.PullWriter, list string, tc *codec.TableChanges) (int, 
 // first page (records changed since last_pulled_at, an upper bound of
 // what is served); Sent counts the records served up to and including
 // this page, and Total becomes Sent on the last page.
-func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Caller, since int64, out *outcome) *httpError {
+func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Caller, since, schemaVersion int64, mig *codec.Migration, out *outcome) *httpError {
 	req := &pb.PullRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, LastPulledAt: since,
-		RequestId: q.Get("request_id"), PeerType: q.Get("peerType")}
+		RequestId: q.Get("request_id"), PeerType: q.Get("peerType"), SchemaVersion: schemaVersion,
+		Migration: codec.MigrationToProto(mig)}
 	if ps := q.Get("page_size"); ps != "" {
 		n, err := strconv.ParseUint(ps, 10, 32)
 		if err != nil {
@@ -394,8 +465,12 @@ func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Call
 		var errs [3]error
 		var cur int64
 		if len(parts) == 3 {
-			c, _, _ := strings.Cut(parts[0], "/") // Server's own "cursor/timestamp"
+			c, _, _ := strings.Cut(parts[0], "/") // Server's own "cursor/timestamp", "mcursor/timestamp" in a migration's walk
+			c, walk := strings.CutPrefix(c, "m")
 			cur, errs[0] = strconv.ParseInt(c, 10, 64)
+			if walk {
+				cur = since // checked by Server.Pull
+			}
 			total, errs[1] = strconv.ParseUint(parts[1], 10, 64)
 			sent, errs[2] = strconv.ParseUint(parts[2], 10, 64)
 		}

@@ -832,7 +832,7 @@ func TestCloudProtobufPaging(t *testing.T) {
 	}
 	cs := codec.NewChangeset()
 	cs.Table("patients").Updated = []codec.Row{{ID: "p001", Cols: map[string]codec.Value{"phone": codec.String("proto")}, Changed: []string{"phone"}}}
-	cs.Table("patients").Created = []codec.Row{{ID: "bad", Cols: map[string]codec.Value{"phone": codec.String("x")}}}
+	cs.Table("patients").Created = []codec.Row{{ID: "bad", Cols: map[string]codec.Value{"phone": codec.Int(5)}}} // a number in a string column
 	resp, err := tr.Push(ctx, &pb.PushRequest{LastPulledAt: 1, Changes: codec.ChangesetToProto(cs)})
 	if err != nil {
 		t.Fatal(err)

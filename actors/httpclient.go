@@ -102,6 +102,9 @@ func (t *HTTPTransport) Pull(ctx context.Context, req *pb.PullRequest) (*pb.Pull
 	if v := req.GetSchemaVersion(); v > 0 {
 		q.Set("schema_version", strconv.FormatInt(v, 10))
 	}
+	if m := req.GetMigration(); m != nil {
+		q.Set("migration", codec.MigrationJSON(m))
+	}
 	u, err := t.endpoint(q)
 	if err != nil {
 		return nil, err

@@ -449,6 +449,9 @@ type Status struct {
 	Mode    string
 	Peers   []kv.Peer
 	Pending int // rows with changes to push upstream
+	// Clients are the downstream clients a serving node has seen pull,
+	// with the app schema version each last reported.
+	Clients []kv.Client
 }
 
 // Status reports the node's sync state, peers and pending changes.
@@ -461,9 +464,17 @@ func (n *Node) Status() (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	clients, err := n.store.Clients()
+	if err != nil {
+		return Status{}, err
+	}
 	return Status{NodeID: n.info.NodeID, Kind: n.info.Kind, State: string(n.State()), Mode: "offline",
-		Peers: peers, Pending: pending}, nil
+		Peers: peers, Pending: pending, Clients: clients}, nil
 }
+
+// Clients lists the downstream clients a serving node has seen pull,
+// with their app schema versions.
+func (n *Node) Clients() ([]kv.Client, error) { return n.store.Clients() }
 
 // Users.
 const (

@@ -32,18 +32,37 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	if since < 0 {
 		return nil, fmt.Errorf("%w: last_pulled_at %d is negative", ErrBadRequest, since)
 	}
+	mig, err := codec.MigrationFromProto(req.GetMigration(), s.Store.Catalog())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if since == 0 || mig.Empty() {
+		mig = nil // a first pull returns every row anyway
+	}
 	// The first page issues the pull's timestamp T; later pages carry it
-	// in the continuation ("cursor/T") and every page stops at T.
-	from, ts := since, int64(0)
+	// in the continuation ("cursor/T") and every page stops at T. A
+	// migration sync first walks the rows at or below last_pulled_at for
+	// the migration's rows ("mcursor/T"), then the changes since.
+	from, ts, migrating := since, int64(0), mig != nil
 	if cont := req.GetContinuation(); cont != "" {
 		c, t, ok := strings.Cut(cont, "/")
+		c, migrating = strings.CutPrefix(c, "m")
 		var err1, err2 error
 		from, err1 = strconv.ParseInt(c, 10, 64)
 		ts, err2 = strconv.ParseInt(t, 10, 64)
-		if !ok || err1 != nil || err2 != nil || from < since || ts < from {
+		switch {
+		case !ok || err1 != nil || err2 != nil || ts < since || migrating && (from < 0 || from > since) || !migrating && (from < since || ts < from):
 			return nil, fmt.Errorf("%w: continuation %q is not cursor/timestamp after last_pulled_at", ErrBadRequest, cont)
+		case migrating && mig == nil:
+			return nil, fmt.Errorf("%w: continuation %q of a migration sync without the migration", ErrBadRequest, cont)
 		}
 	} else {
+		if migrating {
+			from = 0
+		}
+		if err := s.recordClient(c, req.GetSchemaVersion(), ""); err != nil {
+			return nil, err
+		}
 		var err error
 		if ts, err = s.Store.IssueCursor(); err != nil {
 			return nil, err
@@ -53,11 +72,22 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	if size <= 0 || size > s.pageSize() {
 		size = s.pageSize()
 	}
-	page, err := s.Store.ChangesSince(from, ts, size)
-	if err != nil {
-		return nil, err
+	var page kv.Page
+	var cs *codec.Changeset
+	if migrating {
+		if page, err = s.Store.ChangesSince(from, since, size); err != nil {
+			return nil, err
+		}
+		cs = fsm.ServeMigration(page.Records, mig, c, s.Store.Catalog())
+		if !page.More { // on to the changes since last_pulled_at
+			page.More, page.Next = true, since
+		}
+	} else {
+		if page, err = s.Store.ChangesSince(from, ts, size); err != nil {
+			return nil, err
+		}
+		cs = fsm.Serve(page.Records, since, c, s.Store.Catalog())
 	}
-	cs := fsm.Serve(page.Records, since, c, s.Store.Catalog())
 	cs.Timestamp = ts
 	resp := &pb.PullResponse{
 		ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
@@ -66,10 +96,23 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 		Timestamp:       ts,
 		Sent:            uint64(cs.Count()),
 	}
-	if page.More {
+	switch {
+	case migrating && page.Next < since:
+		resp.Continuation = fmt.Sprintf("m%d/%d", page.Next, ts)
+	case page.More:
 		resp.Continuation = fmt.Sprintf("%d/%d", page.Next, ts)
 	}
 	return resp, nil
+}
+
+// recordClient notes the caller's app schema version (0: not given) at
+// the start of a pull: a hub by its device id, a user's app by its user
+// id and the device id it names.
+func (s *Server) recordClient(c fsm.Caller, schemaVersion int64, device string) error {
+	if schemaVersion < 0 {
+		return fmt.Errorf("%w: schema_version %d is negative", ErrBadRequest, schemaVersion)
+	}
+	return s.Store.RecordClient(kv.Client{ID: c.ID, Device: device, Hub: c.Hub, SchemaVersion: schemaVersion})
 }
 
 func (s *Server) pageSize() int {

@@ -31,6 +31,9 @@ var (
 	ErrDuplicateID    = errors.New("codec: duplicate row id")
 	ErrInvalidValue   = errors.New("codec: invalid value")
 	ErrInvalidVersion = errors.New("codec: invalid column version")
+	// ErrInvalidMigration: a migration sync request that is malformed or
+	// names a table or column the catalog does not have.
+	ErrInvalidMigration = errors.New("codec: invalid migration")
 
 	// JSON changesets (json.go, hikma.go).
 	ErrWrongType        = errors.New("codec: wrong JSON type")

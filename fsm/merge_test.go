@@ -207,16 +207,13 @@ func TestPushMerge(t *testing.T) {
 	if out.Op != codec.Write || !out.Record.Deleted {
 		t.Errorf("delete: %+v", out)
 	}
-	// Rejections: invalid value, missing required column on create,
-	// a down-only table; device-local tables are ignored.
+	// Rejections: invalid value, a down-only table; device-local tables
+	// are ignored. (A missing column is no reason: TestPushDefaults.)
 	bad := patientCols("A", "1")
 	bad["date_of_birth"] = codec.String("1990-02-30")
-	missing := patientCols("A", "1")
-	delete(missing, "surname")
 	for name, c := range map[string]codec.Change{
-		"invalid date":     change(bad),
-		"missing required": change(missing),
-		"down-only table":  {Row: codec.Row{Table: "app_config", ID: "a1", Cols: cols("namespace", "system")}},
+		"invalid date":    change(bad),
+		"down-only table": {Row: codec.Row{Table: "app_config", ID: "a1", Cols: cols("namespace", "system")}},
 	} {
 		o := must(push(fsm.MergePolicy, 30, false)(nil, c))
 		if o.Op != codec.Reject || o.Reason == "" {

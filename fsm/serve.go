@@ -182,6 +182,8 @@ type Push struct {
 // A deleted row is never resurrected: a delete of an unknown id leaves
 // a tombstone, so the row cannot be created later by a push that was
 // delayed elsewhere, and a push of a deleted row re-serves its delete.
+// A created row lacking catalog columns (an app on an older schema)
+// gets their defaults (WithDefaults); an update leaves them as stored.
 // Invalid rows, rows outside the caller's scope and rows of tables not
 // accepted from the caller are rejected (and stay pending on the
 // device); device-local tables (peers, event_logs) are ignored.
@@ -217,13 +219,13 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 			return codec.Outcome{Op: codec.Write, Record: codec.Record{
 				Deleted: true, Status: p.status(codec.Deleted, cur), Origin: cur.Origin}}, nil
 		}
-		if reason := p.invalid(t, in.Row, cur == nil); reason != "" {
+		if reason := p.invalid(t, in.Row); reason != "" {
 			return reject("%s", reason)
 		}
 		switch {
 		case cur == nil:
-			versions := p.versions(in, true)
-			r := codec.Record{Row: codec.Row{Cols: in.Cols, Versions: versions}, Status: p.status(codec.Created, nil),
+			cols, versions, _ := WithDefaults(t, in.Cols, p.versions(in, true)) // an older app schema's missing columns
+			r := codec.Record{Row: codec.Row{Cols: cols, Versions: versions}, Status: p.status(codec.Created, nil),
 				Origin: p.Caller.ID, PushBase: p.LastPulledAt}
 			if p.Relay {
 				r.Changed = slices.Clone(in.Changed)
@@ -320,8 +322,9 @@ func (p Push) status(want codec.Status, cur *codec.Record) codec.Status {
 
 // invalid checks a pushed row against the catalog and the caller's
 // scope, and returns why it is refused ("" if it is valid). Unknown
-// columns from a newer client are kept.
-func (p Push) invalid(t *schema.Table, r codec.Row, creating bool) string {
+// columns from a newer client are kept; missing ones are no reason
+// (an older app schema: see WithDefaults).
+func (p Push) invalid(t *schema.Table, r codec.Row) string {
 	for name, v := range r.Cols {
 		col, ok := t.Column(name)
 		if !ok {
@@ -329,13 +332,6 @@ func (p Push) invalid(t *schema.Table, r codec.Row, creating bool) string {
 		}
 		if err := codec.CheckValue(col, v, p.MaxValueBytes); err != nil {
 			return err.Error()
-		}
-	}
-	if creating {
-		for _, col := range t.Columns {
-			if _, ok := r.Cols[col.Name]; !ok && !col.Optional && col.Name != "last_modified" && col.Name != "server_created_at" {
-				return fmt.Sprintf("missing required column %s", col.Name)
-			}
 		}
 	}
 	if !InScope(t, r, p.Caller.Clinics) {

@@ -561,9 +561,14 @@ type PullRequest struct {
 	LastPulledAt    int64                  `protobuf:"varint,3,opt,name=last_pulled_at,json=lastPulledAt,proto3" json:"last_pulled_at,omitempty"`
 	SchemaVersion   int64                  `protobuf:"varint,4,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
 	// continuation resumes a paged pull; empty starts one.
-	Continuation  string `protobuf:"bytes,5,opt,name=continuation,proto3" json:"continuation,omitempty"`
-	PageSize      uint32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PeerType      string `protobuf:"bytes,7,opt,name=peer_type,json=peerType,proto3" json:"peer_type,omitempty"`
+	Continuation string `protobuf:"bytes,5,opt,name=continuation,proto3" json:"continuation,omitempty"`
+	PageSize     uint32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PeerType     string `protobuf:"bytes,7,opt,name=peer_type,json=peerType,proto3" json:"peer_type,omitempty"`
+	// migration asks for a migration sync (WatermelonDB's
+	// MigrationSyncChanges): besides the changes since last_pulled_at,
+	// every row of the new tables and every row whose new columns hold a
+	// value. Unset: an ordinary pull.
+	Migration     *Migration `protobuf:"bytes,8,opt,name=migration,proto3" json:"migration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -647,6 +652,126 @@ func (x *PullRequest) GetPeerType() string {
 	return ""
 }
 
+func (x *PullRequest) GetMigration() *Migration {
+	if x != nil {
+		return x.Migration
+	}
+	return nil
+}
+
+// Migration names what an app's schema gained since schema version from.
+type Migration struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          int64                  `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	Tables        []string               `protobuf:"bytes,2,rep,name=tables,proto3" json:"tables,omitempty"`
+	Columns       []*MigrationColumns    `protobuf:"bytes,3,rep,name=columns,proto3" json:"columns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Migration) Reset() {
+	*x = Migration{}
+	mi := &file_proto_clinicsync_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Migration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Migration) ProtoMessage() {}
+
+func (x *Migration) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Migration.ProtoReflect.Descriptor instead.
+func (*Migration) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Migration) GetFrom() int64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *Migration) GetTables() []string {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *Migration) GetColumns() []*MigrationColumns {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+type MigrationColumns struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Table         string                 `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Columns       []string               `protobuf:"bytes,2,rep,name=columns,proto3" json:"columns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrationColumns) Reset() {
+	*x = MigrationColumns{}
+	mi := &file_proto_clinicsync_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrationColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrationColumns) ProtoMessage() {}
+
+func (x *MigrationColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrationColumns.ProtoReflect.Descriptor instead.
+func (*MigrationColumns) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MigrationColumns) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *MigrationColumns) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
 type PullResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=clinicsync.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -664,7 +789,7 @@ type PullResponse struct {
 
 func (x *PullResponse) Reset() {
 	*x = PullResponse{}
-	mi := &file_proto_clinicsync_proto_msgTypes[6]
+	mi := &file_proto_clinicsync_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +801,7 @@ func (x *PullResponse) String() string {
 func (*PullResponse) ProtoMessage() {}
 
 func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[6]
+	mi := &file_proto_clinicsync_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +814,7 @@ func (x *PullResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
 func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{6}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PullResponse) GetProtocolVersion() ProtocolVersion {
@@ -753,7 +878,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_proto_clinicsync_proto_msgTypes[7]
+	mi := &file_proto_clinicsync_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +890,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[7]
+	mi := &file_proto_clinicsync_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +903,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{7}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PushRequest) GetProtocolVersion() ProtocolVersion {
@@ -820,7 +945,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_proto_clinicsync_proto_msgTypes[8]
+	mi := &file_proto_clinicsync_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +957,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[8]
+	mi := &file_proto_clinicsync_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +970,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{8}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Rejection) GetTable() string {
@@ -881,7 +1006,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_proto_clinicsync_proto_msgTypes[9]
+	mi := &file_proto_clinicsync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1018,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[9]
+	mi := &file_proto_clinicsync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1031,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{9}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PushResponse) GetProtocolVersion() ProtocolVersion {
@@ -951,7 +1076,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_proto_clinicsync_proto_msgTypes[10]
+	mi := &file_proto_clinicsync_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1088,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[10]
+	mi := &file_proto_clinicsync_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1101,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{10}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Envelope) GetProtocolVersion() ProtocolVersion {
@@ -1020,7 +1145,7 @@ type HandshakeRequest struct {
 
 func (x *HandshakeRequest) Reset() {
 	*x = HandshakeRequest{}
-	mi := &file_proto_clinicsync_proto_msgTypes[11]
+	mi := &file_proto_clinicsync_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1157,7 @@ func (x *HandshakeRequest) String() string {
 func (*HandshakeRequest) ProtoMessage() {}
 
 func (x *HandshakeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[11]
+	mi := &file_proto_clinicsync_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1170,7 @@ func (x *HandshakeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandshakeRequest.ProtoReflect.Descriptor instead.
 func (*HandshakeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{11}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HandshakeRequest) GetProtocolVersion() ProtocolVersion {
@@ -1097,7 +1222,7 @@ type HandshakeResponse struct {
 
 func (x *HandshakeResponse) Reset() {
 	*x = HandshakeResponse{}
-	mi := &file_proto_clinicsync_proto_msgTypes[12]
+	mi := &file_proto_clinicsync_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1234,7 @@ func (x *HandshakeResponse) String() string {
 func (*HandshakeResponse) ProtoMessage() {}
 
 func (x *HandshakeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[12]
+	mi := &file_proto_clinicsync_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1247,7 @@ func (x *HandshakeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandshakeResponse.ProtoReflect.Descriptor instead.
 func (*HandshakeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{12}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HandshakeResponse) GetProtocolVersion() ProtocolVersion {
@@ -1181,7 +1306,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_proto_clinicsync_proto_msgTypes[13]
+	mi := &file_proto_clinicsync_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1318,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[13]
+	mi := &file_proto_clinicsync_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1331,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{13}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodeInfo) GetProtocolVersion() ProtocolVersion {
@@ -1271,7 +1396,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_proto_clinicsync_proto_msgTypes[14]
+	mi := &file_proto_clinicsync_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1408,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[14]
+	mi := &file_proto_clinicsync_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1421,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{14}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Peer) GetPeerId() string {
@@ -1395,7 +1520,7 @@ type StoredRow struct {
 
 func (x *StoredRow) Reset() {
 	*x = StoredRow{}
-	mi := &file_proto_clinicsync_proto_msgTypes[15]
+	mi := &file_proto_clinicsync_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1532,7 @@ func (x *StoredRow) String() string {
 func (*StoredRow) ProtoMessage() {}
 
 func (x *StoredRow) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[15]
+	mi := &file_proto_clinicsync_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1545,7 @@ func (x *StoredRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRow.ProtoReflect.Descriptor instead.
 func (*StoredRow) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{15}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StoredRow) GetCols() map[string]*Value {
@@ -1509,7 +1634,7 @@ type Conflict struct {
 
 func (x *Conflict) Reset() {
 	*x = Conflict{}
-	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	mi := &file_proto_clinicsync_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1646,7 @@ func (x *Conflict) String() string {
 func (*Conflict) ProtoMessage() {}
 
 func (x *Conflict) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	mi := &file_proto_clinicsync_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1659,7 @@ func (x *Conflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
 func (*Conflict) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{16}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Conflict) GetTable() string {
@@ -1601,7 +1726,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	mi := &file_proto_clinicsync_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1738,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	mi := &file_proto_clinicsync_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1751,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{17}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Device) GetDeviceId() string {
@@ -1686,7 +1811,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_proto_clinicsync_proto_msgTypes[18]
+	mi := &file_proto_clinicsync_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1823,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[18]
+	mi := &file_proto_clinicsync_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1836,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{18}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LogEntry) GetSeq() uint64 {
@@ -1787,7 +1912,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\adeleted\x18\x04 \x03(\tR\adeleted\"^\n" +
 	"\tChangeset\x123\n" +
 	"\x06tables\x18\x01 \x03(\v2\x1b.clinicsync.v1.TableChangesR\x06tables\x12\x1c\n" +
-	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\"\xa2\x02\n" +
+	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\"\xda\x02\n" +
 	"\vPullRequest\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
@@ -1796,7 +1921,15 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x04 \x01(\x03R\rschemaVersion\x12\"\n" +
 	"\fcontinuation\x18\x05 \x01(\tR\fcontinuation\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\rR\bpageSize\x12\x1b\n" +
-	"\tpeer_type\x18\a \x01(\tR\bpeerType\"\x98\x02\n" +
+	"\tpeer_type\x18\a \x01(\tR\bpeerType\x126\n" +
+	"\tmigration\x18\b \x01(\v2\x18.clinicsync.v1.MigrationR\tmigration\"r\n" +
+	"\tMigration\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x03R\x04from\x12\x16\n" +
+	"\x06tables\x18\x02 \x03(\tR\x06tables\x129\n" +
+	"\acolumns\x18\x03 \x03(\v2\x1f.clinicsync.v1.MigrationColumnsR\acolumns\"B\n" +
+	"\x10MigrationColumns\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12\x18\n" +
+	"\acolumns\x18\x02 \x03(\tR\acolumns\"\x98\x02\n" +
 	"\fPullResponse\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
@@ -1939,7 +2072,7 @@ func file_proto_clinicsync_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_clinicsync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_proto_clinicsync_proto_goTypes = []any{
 	(ProtocolVersion)(0),      // 0: clinicsync.v1.ProtocolVersion
 	(NodeKind)(0),             // 1: clinicsync.v1.NodeKind
@@ -1950,56 +2083,60 @@ var file_proto_clinicsync_proto_goTypes = []any{
 	(*TableChanges)(nil),      // 6: clinicsync.v1.TableChanges
 	(*Changeset)(nil),         // 7: clinicsync.v1.Changeset
 	(*PullRequest)(nil),       // 8: clinicsync.v1.PullRequest
-	(*PullResponse)(nil),      // 9: clinicsync.v1.PullResponse
-	(*PushRequest)(nil),       // 10: clinicsync.v1.PushRequest
-	(*Rejection)(nil),         // 11: clinicsync.v1.Rejection
-	(*PushResponse)(nil),      // 12: clinicsync.v1.PushResponse
-	(*Envelope)(nil),          // 13: clinicsync.v1.Envelope
-	(*HandshakeRequest)(nil),  // 14: clinicsync.v1.HandshakeRequest
-	(*HandshakeResponse)(nil), // 15: clinicsync.v1.HandshakeResponse
-	(*NodeInfo)(nil),          // 16: clinicsync.v1.NodeInfo
-	(*Peer)(nil),              // 17: clinicsync.v1.Peer
-	(*StoredRow)(nil),         // 18: clinicsync.v1.StoredRow
-	(*Conflict)(nil),          // 19: clinicsync.v1.Conflict
-	(*Device)(nil),            // 20: clinicsync.v1.Device
-	(*LogEntry)(nil),          // 21: clinicsync.v1.LogEntry
-	nil,                       // 22: clinicsync.v1.Row.ColsEntry
-	nil,                       // 23: clinicsync.v1.StoredRow.ColsEntry
-	nil,                       // 24: clinicsync.v1.LogEntry.ChangesEntry
+	(*Migration)(nil),         // 9: clinicsync.v1.Migration
+	(*MigrationColumns)(nil),  // 10: clinicsync.v1.MigrationColumns
+	(*PullResponse)(nil),      // 11: clinicsync.v1.PullResponse
+	(*PushRequest)(nil),       // 12: clinicsync.v1.PushRequest
+	(*Rejection)(nil),         // 13: clinicsync.v1.Rejection
+	(*PushResponse)(nil),      // 14: clinicsync.v1.PushResponse
+	(*Envelope)(nil),          // 15: clinicsync.v1.Envelope
+	(*HandshakeRequest)(nil),  // 16: clinicsync.v1.HandshakeRequest
+	(*HandshakeResponse)(nil), // 17: clinicsync.v1.HandshakeResponse
+	(*NodeInfo)(nil),          // 18: clinicsync.v1.NodeInfo
+	(*Peer)(nil),              // 19: clinicsync.v1.Peer
+	(*StoredRow)(nil),         // 20: clinicsync.v1.StoredRow
+	(*Conflict)(nil),          // 21: clinicsync.v1.Conflict
+	(*Device)(nil),            // 22: clinicsync.v1.Device
+	(*LogEntry)(nil),          // 23: clinicsync.v1.LogEntry
+	nil,                       // 24: clinicsync.v1.Row.ColsEntry
+	nil,                       // 25: clinicsync.v1.StoredRow.ColsEntry
+	nil,                       // 26: clinicsync.v1.LogEntry.ChangesEntry
 }
 var file_proto_clinicsync_proto_depIdxs = []int32{
-	22, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
+	24, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
 	4,  // 1: clinicsync.v1.Row.versions:type_name -> clinicsync.v1.VersionGroup
 	5,  // 2: clinicsync.v1.TableChanges.created:type_name -> clinicsync.v1.Row
 	5,  // 3: clinicsync.v1.TableChanges.updated:type_name -> clinicsync.v1.Row
 	6,  // 4: clinicsync.v1.Changeset.tables:type_name -> clinicsync.v1.TableChanges
 	0,  // 5: clinicsync.v1.PullRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 6: clinicsync.v1.PullResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	7,  // 7: clinicsync.v1.PullResponse.changes:type_name -> clinicsync.v1.Changeset
-	0,  // 8: clinicsync.v1.PushRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	7,  // 9: clinicsync.v1.PushRequest.changes:type_name -> clinicsync.v1.Changeset
-	0,  // 10: clinicsync.v1.PushResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	11, // 11: clinicsync.v1.PushResponse.rejected:type_name -> clinicsync.v1.Rejection
-	0,  // 12: clinicsync.v1.Envelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 13: clinicsync.v1.HandshakeRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 14: clinicsync.v1.HandshakeResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 15: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	1,  // 16: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
-	23, // 17: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
-	2,  // 18: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
-	4,  // 19: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
-	3,  // 20: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
-	4,  // 21: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
-	4,  // 22: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
-	24, // 23: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
-	3,  // 24: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 25: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 26: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	9,  // 6: clinicsync.v1.PullRequest.migration:type_name -> clinicsync.v1.Migration
+	10, // 7: clinicsync.v1.Migration.columns:type_name -> clinicsync.v1.MigrationColumns
+	0,  // 8: clinicsync.v1.PullResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	7,  // 9: clinicsync.v1.PullResponse.changes:type_name -> clinicsync.v1.Changeset
+	0,  // 10: clinicsync.v1.PushRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	7,  // 11: clinicsync.v1.PushRequest.changes:type_name -> clinicsync.v1.Changeset
+	0,  // 12: clinicsync.v1.PushResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	13, // 13: clinicsync.v1.PushResponse.rejected:type_name -> clinicsync.v1.Rejection
+	0,  // 14: clinicsync.v1.Envelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 15: clinicsync.v1.HandshakeRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 16: clinicsync.v1.HandshakeResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 17: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	1,  // 18: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
+	25, // 19: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
+	2,  // 20: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
+	4,  // 21: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
+	3,  // 22: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
+	4,  // 23: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
+	4,  // 24: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
+	26, // 25: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
+	3,  // 26: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 27: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 28: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_proto_clinicsync_proto_init() }
@@ -2019,7 +2156,7 @@ func file_proto_clinicsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_clinicsync_proto_rawDesc), len(file_proto_clinicsync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -52,8 +53,17 @@ func deviceList(e *env, name string, args []string) error {
 		return err
 	}
 	var devs []kv.Device
+	seen := map[string]kv.Client{} // a hub's pulls, by device id
 	err = f.withNode(func(n *actors.Node) (err error) {
-		devs, err = n.Devices()
+		if devs, err = n.Devices(); err != nil {
+			return err
+		}
+		clients, err := n.Clients()
+		for _, c := range clients {
+			if c.Hub {
+				seen[c.ID] = c
+			}
+		}
 		return err
 	})
 	if err != nil {
@@ -66,10 +76,18 @@ func deviceList(e *env, name string, args []string) error {
 			Clinics   []string `json:"clinics"`
 			Status    string   `json:"status"`
 			CreatedAt int64    `json:"created_at"`
+			// SchemaVersion and LastSeen are from its last pull (null:
+			// never pulled; a schema version of 0: not reported).
+			SchemaVersion *int64 `json:"schema_version"`
+			LastSeen      *int64 `json:"last_seen"`
 		}
 		list := make([]device, 0, len(devs))
 		for _, d := range devs {
-			list = append(list, device{d.ID, d.Name, append([]string{}, d.ClinicIDs...), d.Status, d.CreatedAt})
+			dev := device{DeviceID: d.ID, Name: d.Name, Clinics: append([]string{}, d.ClinicIDs...), Status: d.Status, CreatedAt: d.CreatedAt}
+			if c, ok := seen[d.ID]; ok {
+				dev.SchemaVersion, dev.LastSeen = &c.SchemaVersion, &c.LastSeen
+			}
+			list = append(list, dev)
 		}
 		return writeJSON(e.out, struct {
 			Devices []device `json:"devices"`
@@ -84,8 +102,16 @@ func deviceList(e *env, name string, args []string) error {
 		if len(d.ClinicIDs) > 0 {
 			clinics = strings.Join(d.ClinicIDs, ",")
 		}
+		pulled := "never pulled"
+		if c, ok := seen[d.ID]; ok {
+			pulled = "schema unknown"
+			if c.SchemaVersion > 0 {
+				pulled = fmt.Sprintf("schema %d", c.SchemaVersion)
+			}
+			pulled += " last seen " + time.UnixMilli(c.LastSeen).UTC().Format(time.RFC3339)
+		}
 		pairs = append(pairs, [2]string{"device", strings.Join([]string{d.ID, d.Status, quoteName(d.Name), clinics,
-			"added " + time.UnixMilli(d.CreatedAt).UTC().Format(time.RFC3339)}, " ")})
+			"added " + time.UnixMilli(d.CreatedAt).UTC().Format(time.RFC3339), pulled}, " ")})
 	}
 	return writePairs(e.out, pairs)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clinicsync/clinicsync/actors"
+	"github.com/clinicsync/clinicsync/kv"
 )
 
 // cmdStatus: node status --data DIR
@@ -47,13 +48,26 @@ func cmdStatus(e *env, name string, args []string) error {
 		if s := e.serving; s != nil {
 			srv = &serving{s.url, s.pid}
 		}
+		type client struct {
+			ID            string `json:"id"`
+			Device        string `json:"device,omitempty"`
+			Hub           bool   `json:"hub"`
+			SchemaVersion int64  `json:"schema_version"` // 0: not reported
+			LastSeen      int64  `json:"last_seen"`      // ms
+		}
+		var clients []client // omitted until a downstream client pulled
+
+		for _, c := range st.Clients {
+			clients = append(clients, client{c.ID, c.Device, c.Hub, c.SchemaVersion, c.LastSeen})
+		}
 		return writeJSON(e.out, struct {
 			State   string   `json:"state"`
 			Mode    string   `json:"mode"`
 			Peers   []peer   `json:"peers"`
 			Pending int      `json:"pending"`
+			Clients []client `json:"clients,omitempty"`
 			Serving *serving `json:"serving,omitempty"` // only while served
-		}{st.State, st.Mode, peers, st.Pending, srv})
+		}{st.State, st.Mode, peers, st.Pending, clients, srv})
 	}
 	pairs := [][2]string{
 		{"node_id", st.NodeID},
@@ -79,5 +93,21 @@ func cmdStatus(e *env, name string, args []string) error {
 		}
 		pairs = append(pairs, [2]string{"peer", fmt.Sprintf("%s %s %s %s %s", p.ID, p.Type, p.Status, url, last)})
 	}
+	for _, c := range st.Clients {
+		pairs = append(pairs, [2]string{"client", clientLine(c)})
+	}
 	return writePairs(e.out, pairs)
+}
+
+// clientLine shows a downstream client: key, kind, app schema version,
+// last pull.
+func clientLine(c kv.Client) string {
+	kind, ver := "app", "schema unknown"
+	if c.Hub {
+		kind = "hub"
+	}
+	if c.SchemaVersion > 0 {
+		ver = "schema " + strconv.FormatInt(c.SchemaVersion, 10)
+	}
+	return fmt.Sprintf("%s %s %s last seen %s", c.Key(), kind, ver, time.UnixMilli(c.LastSeen).UTC().Format(time.RFC3339))
 }

@@ -620,3 +620,168 @@ test('a garbage value is rejected with its reason and stays unsynced; the rest o
   assert.deepEqual(await b.ids(), ['p_bad', 'p_ok'])
   assert.equal((await b.raw('p_bad')).date_of_birth, '1990-05-01')
 })
+
+// ---- older and newer app schemas (self-contained) ----
+{
+  const { schemaMigrations, addColumns } = require('@nozbe/watermelondb/Schema/migrations')
+
+  // patientsSchema is the patients table at a schema version: v9 has
+  // every column of the catalog's table, v8 lacks citizenship (added
+  // in v9 by `migrations`).
+  const patientsSchema = (version) =>
+    appSchema({
+      version,
+      tables: [
+        tableSchema({
+          name: 'patients',
+          columns: schema.tables.patients.columnArray.filter((c) => version >= 9 || c.name !== 'citizenship'),
+        }),
+      ],
+    })
+  const migrations = schemaMigrations({
+    migrations: [{ toVersion: 9, steps: [addColumns({ table: 'patients', columns: [{ name: 'citizenship', type: 'string' }] })] }],
+  })
+
+  // app is a WatermelonDB database at a schema version, syncing with
+  // the cloud as device() does; upgrade() reopens the same data with
+  // schema v9 and its migration, as an app update does.
+  function app(cloud, name, version, adapterOptions = {}) {
+    const adapter = new LokiJSAdapter({
+      schema: patientsSchema(version),
+      useWebWorker: false,
+      useIncrementalIndexedDB: false,
+      dbName: `${name}-${++dbCount}`,
+      extraLokiOptions: { autosave: false },
+      ...adapterOptions,
+    })
+    const db = new Database({ adapter, modelClasses: [Patient] })
+    const pulls = []
+    const a = {
+      db,
+      pulls,
+      async sync(options = {}) {
+        await synchronize({
+          database: db,
+          ...options,
+          pullChanges: async ({ lastPulledAt, schemaVersion, migration }) => {
+            pulls.push({ schemaVersion, migration })
+            const q = `last_pulled_at=${lastPulledAt}&schema_version=${schemaVersion}&migration=${encodeURIComponent(JSON.stringify(migration))}`
+            const res = await fetch(`${cloud.url}/api/v2/sync?${q}`, { headers: { Authorization: basic(EMAIL, PASSWORD) } })
+            if (!res.ok) throw new HttpError(res.status, await res.text())
+            const { changes, timestamp } = await res.json()
+            return { changes, timestamp }
+          },
+          pushChanges: async ({ changes, lastPulledAt }) => {
+            const res = await fetch(`${cloud.url}/api/v2/sync?last_pulled_at=${lastPulledAt}`, {
+              method: 'POST',
+              headers: { Authorization: basic(EMAIL, PASSWORD), 'Content-Type': 'application/json' },
+              body: JSON.stringify({ changes, lastPulledAt }),
+            })
+            if (!res.ok) throw new HttpError(res.status, await res.text())
+            const answer = await res.json()
+            return { experimentalRejectedIds: answer.experimentalRejectedIds }
+          },
+        })
+      },
+      async create(id, fields = {}) {
+        const known = new Set(patientsSchema(version).tables.patients.columnArray.map((c) => c.name))
+        await db.write(() =>
+          db.get('patients').create((r) => {
+            r._raw.id = id
+            for (const [k, v] of Object.entries({ ...patientFields(), ...fields })) if (known.has(k)) r._setRaw(k, v)
+          }),
+        )
+      },
+      async update(id, fields) {
+        const rec = await db.get('patients').find(id)
+        await db.write(() => rec.update((r) => Object.entries(fields).forEach(([k, v]) => r._setRaw(k, v))))
+      },
+      async raw(id) {
+        const rec = await db.get('patients').find(id)
+        return { ...rec._raw }
+      },
+      async upgrade() {
+        const loki = adapter._driver.loki
+        await new Promise((resolve, reject) => loki.saveDatabase((err) => (err ? reject(err) : resolve())))
+        const upgraded = await adapter.testClone({ schema: patientsSchema(9), migrations })
+        const next = app(cloud, name, 9, { _testLokiAdapter: upgraded._options._testLokiAdapter, dbName: adapter._options.dbName, migrations })
+        next.pulls.push(...pulls)
+        return next
+      },
+    }
+    return a
+  }
+
+  test('an app on an older schema (columns missing) syncs both ways with a full-schema app', async (t) => {
+    const cloud = await startCloud(t)
+    noSyncErrors(t)
+    const old = app(cloud, 'old', 8)
+    const full = app(cloud, 'full', 9)
+    await old.sync()
+    await full.sync()
+
+    // The older app creates and edits a patient: accepted, with the
+    // default for the column it lacks.
+    await old.create('p1', { phone: '111' })
+    await old.update('p1', { hometown: 'Zarqa' })
+    await old.sync()
+    assert.equal((await old.raw('p1'))._status, 'synced', 'older-schema row left unsynced (rejected?)')
+    await full.sync()
+    const p1 = await full.raw('p1')
+    assert.equal(p1.citizenship, '')
+    assert.equal(p1.hometown, 'Zarqa')
+    assert.equal(p1._status, 'synced')
+
+    // The full app sets citizenship on p1 and creates p2; the older app
+    // gets both (without the column it lacks) and edits p1 again, which
+    // leaves citizenship as it is.
+    await full.update('p1', { citizenship: 'SY' })
+    await full.create('p2', { citizenship: 'JO', phone: '222' })
+    await full.sync()
+    await old.sync()
+    assert.equal((await old.raw('p2')).phone, '222')
+    assert.equal('citizenship' in (await old.raw('p2')), false)
+    await old.update('p1', { phone: '333' })
+    await old.sync()
+    await full.sync()
+    const after = await full.raw('p1')
+    assert.equal(after.phone, '333')
+    assert.equal(after.citizenship, 'SY', 'the older app’s update overwrote a column it lacks')
+    assert.equal((await full.raw('p2')).citizenship, 'JO')
+    assert.deepEqual(old.pulls.map((p) => p.schemaVersion), [8, 8, 8, 8])
+  })
+
+  test('a migration sync brings the new column’s values for rows pulled earlier', async (t) => {
+    const cloud = await startCloud(t)
+    noSyncErrors(t)
+    const full = app(cloud, 'full', 9)
+    await full.create('p1', { citizenship: 'JO' })
+    await full.create('p2', { citizenship: 'SY' })
+    await full.sync()
+    let old = app(cloud, 'old', 8)
+    await old.sync()
+    assert.equal('citizenship' in (await old.raw('p1')), false)
+    await old.sync()
+    assert.equal(old.pulls.at(-1).migration, null)
+
+    // The app is updated to schema v9: its migration adds citizenship
+    // with the default ''. The next sync is a migration sync, and the
+    // server sends the values although nothing changed since the last
+    // pull.
+    old = await old.upgrade()
+    assert.equal((await old.raw('p1')).citizenship, '')
+    await old.sync({ migrationsEnabledAtVersion: 8 })
+    assert.deepEqual(old.pulls.at(-1), {
+      schemaVersion: 9,
+      migration: { from: 8, tables: [], columns: [{ table: 'patients', columns: ['citizenship'] }] },
+    })
+    for (const [id, want] of [['p1', 'JO'], ['p2', 'SY']]) {
+      const r = await old.raw(id)
+      assert.equal(r.citizenship, want, `${id}.citizenship after the migration sync`)
+      assert.equal(r._status, 'synced')
+    }
+    // The next sync is an ordinary one again.
+    await old.sync({ migrationsEnabledAtVersion: 8 })
+    assert.equal(old.pulls.at(-1).migration, null)
+  })
+}
