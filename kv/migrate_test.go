@@ -68,7 +68,8 @@ func TestMigrateGivesOldRowsVersions(t *testing.T) {
 	if err := s.Delete("patients", "p1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Put("patients", "p2", cols); err != nil {
+	p2, err := s.Put("patients", "p2", cols)
+	if err != nil {
 		t.Fatal(err)
 	}
 	unversion(t, be)
@@ -87,11 +88,31 @@ func TestMigrateGivesOldRowsVersions(t *testing.T) {
 			t.Fatalf("migrated %s: version %v, want {updated_at=%v,0,\"\"}", col, v, updated)
 		}
 	}
-	if r.Status != Created || r.Cursor == 0 {
-		t.Fatalf("migration changed the sync state: %s cursor %d", r.Status, r.Cursor)
+	if r.Status != Created || r.Cursor != p2.Cursor {
+		t.Fatalf("migration changed the sync state: %s cursor %d (was %d)", r.Status, r.Cursor, p2.Cursor)
 	}
 	if p1, err := s.Get("patients", "p1"); err != nil || !p1.Deleted {
 		t.Fatalf("the tombstone: %+v, %v", p1, err)
+	}
+	// It syncs: the push collects both, versioned, and they are marked
+	// synced.
+	pending, err := s.Collect(0)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("collect after the migration: %d records, %v", len(pending), err)
+	}
+	var refs []Ref
+	for _, r := range pending {
+		if !r.Deleted && len(r.Versions) != len(r.Cols) {
+			t.Fatalf("collected %s without versions: %v", r.ID, r.Versions)
+		}
+		refs = append(refs, RefOf(r))
+	}
+	if n, err := s.MarkSynced(refs); err != nil || n != 2 {
+		t.Fatalf("mark synced: %d, %v", n, err)
+	}
+	r, err = s.Get("patients", "p2")
+	if err != nil {
+		t.Fatal(err)
 	}
 	// An edit after the migration beats the migrated versions.
 	clock.Add(time.Second)
