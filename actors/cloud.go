@@ -374,42 +374,30 @@ func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64
 				continue
 			}
 			if migrating && list == migList {
-				for from := int64(0); ; {
-					page, err := st.TableChangesSince(table, from, since, size)
-					if err != nil {
-						return fail(err)
-					}
-					if tc := fsm.ServeMigration(page.Records, mig, c, cat).Tables[table]; tc != nil {
+				err := eachPage(st, table, 0, since, size, func(recs []kv.Record) error {
+					if tc := fsm.ServeMigration(recs, mig, c, cat).Tables[table]; tc != nil {
 						n, err := writeList(pw, list, tc)
 						out.records += n
-						if err != nil {
-							return fail(err)
-						}
+						return err
 					}
-					if !page.More {
-						break
-					}
-					from = page.Next
-				}
-			}
-			for from := since; ; {
-				page, err := st.TableChangesSince(table, from, ts, size)
+					return nil
+				})
 				if err != nil {
 					return fail(err)
 				}
-				if tc := fsm.Serve(page.Records, since, c, cat).Tables[table]; tc != nil {
+			}
+			err := eachPage(st, table, since, ts, size, func(recs []kv.Record) error {
+				if tc := fsm.Serve(recs, since, c, cat).Tables[table]; tc != nil {
 					more["updated"] = more["updated"] || len(tc.Updated) > 0
 					more["deleted"] = more["deleted"] || len(tc.Deleted) > 0
 					n, err := writeList(pw, list, tc)
 					out.records += n
-					if err != nil {
-						return fail(err)
-					}
+					return err
 				}
-				if !page.More {
-					break
-				}
-				from = page.Next
+				return nil
+			})
+			if err != nil {
+				return fail(err)
 			}
 		}
 	}
@@ -418,6 +406,21 @@ func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64
 	}
 	out.extra = append(out.extra, "since", since, "timestamp", ts, "bytes", tw.n)
 	return nil
+}
+
+// eachPage calls fn with each page of a table's changes with cursors in
+// (from, to].
+func eachPage(st *kv.Store, table string, from, to int64, size int, fn func([]kv.Record) error) error {
+	for {
+		page, err := st.TableChangesSince(table, from, to, size)
+		if err != nil {
+			return err
+		}
+		if err := fn(page.Records); err != nil || !page.More {
+			return err
+		}
+		from = page.Next
+	}
 }
 
 // writeList writes one list of a page's changes of the current table.

@@ -23,10 +23,7 @@ import (
 // (cursor above it). Tombstones are left out: the device already got
 // them. Scope, served tables and secret columns are as in Serve.
 func ServeMigration(recs []codec.Record, m *codec.Migration, c Caller, cat *schema.Catalog) *codec.Changeset {
-	served := map[string]bool{}
-	for _, name := range cat.ServedTables(c.Hub) {
-		served[name] = true
-	}
+	served := servedTables(cat, c)
 	cs := codec.NewChangeset()
 	for _, r := range recs {
 		t, ok := cat.Table(r.Table)

@@ -34,10 +34,7 @@ type Caller struct {
 //
 // The caller sets the timestamp.
 func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *codec.Changeset {
-	served := map[string]bool{}
-	for _, name := range cat.ServedTables(c.Hub) {
-		served[name] = true
-	}
+	served := servedTables(cat, c)
 	cs := codec.NewChangeset()
 	for _, r := range recs {
 		t, ok := cat.Table(r.Table)
@@ -145,6 +142,15 @@ func ParsePolicy(s string) (Policy, error) {
 		return StrictPolicy, nil
 	}
 	return 0, fmt.Errorf("fsm: push policy %q is not merge or strict", s)
+}
+
+// servedTables are the tables served to caller c.
+func servedTables(cat *schema.Catalog, c Caller) map[string]bool {
+	served := map[string]bool{}
+	for _, name := range cat.ServedTables(c.Hub) {
+		served[name] = true
+	}
+	return served
 }
 
 // Push describes an accepted push: who pushed, the last_pulled_at it
