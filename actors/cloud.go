@@ -550,7 +550,7 @@ func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller
 			return herr
 		}
 		out.records = countProto(req.GetChanges())
-		out.extra = append(out.extra, "last_pulled_at", req.GetLastPulledAt(), "rejected", len(resp.GetRejected()))
+		out.extra = append(out.extra, "last_pulled_at", req.GetLastPulledAt(), "rejected", len(resp.GetRejected()), "clamped", resp.GetClamped())
 		return writeProto(w, resp)
 	}
 
@@ -625,6 +625,9 @@ func (h *CloudHandler) apply(c fsm.Caller, req *pb.PushRequest) (*pb.PushRespons
 		return nil, refuse(http.StatusBadRequest, "push body: %v", err)
 	case err != nil:
 		return nil, internal(err)
+	}
+	if n := resp.GetClamped(); n > 0 {
+		h.log.Warn("push versions dated beyond this node's clock were dated back", "caller", c.ID, "versions", n)
 	}
 	return resp, nil
 }

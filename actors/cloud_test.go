@@ -811,7 +811,7 @@ func TestCloudProtobufPaging(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs, err := codec.ChangesetFromProto(resp.GetChanges(), c.store.Catalog())
+		cs, _, err := codec.ChangesetFromProto(resp.GetChanges(), c.store.Catalog())
 		if err != nil {
 			t.Fatal(err)
 		}

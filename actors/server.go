@@ -123,9 +123,11 @@ func (s *Server) pageSize() int {
 }
 
 // Push applies a push in one transaction, or nothing: under the strict
-// policy a conflict returns fsm.ErrConflict.
+// policy a conflict returns fsm.ErrConflict. Rows the decoder or the
+// merge refuse are answered as rejected; versions from a clock beyond
+// this node's plus kv.DefaultMaxDrift are dated back and counted.
 func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, error) {
-	cs, err := codec.ChangesetFromProto(req.GetChanges(), s.Store.Catalog())
+	cs, bad, err := codec.ChangesetFromProto(req.GetChanges(), s.Store.Catalog())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
@@ -133,9 +135,10 @@ func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, erro
 	if err != nil {
 		return nil, err
 	}
+	clamped := 0
 	merge := fsm.Push{Caller: c, LastPulledAt: req.GetLastPulledAt(), Policy: s.Policy, Relay: s.Relay,
 		Catalog: s.Store.Catalog(), MaxValueBytes: kv.MaxValueBytes,
-		Now: now}.Merge()
+		Now: now, MaxAhead: kv.DefaultMaxDrift.Milliseconds(), Clamped: &clamped}.Merge()
 	res, err := s.Store.Apply(kv.Batch{Changes: fsm.Changes(cs)}, merge)
 	if err != nil {
 		if errors.Is(err, fsm.ErrConflict) {
@@ -147,6 +150,10 @@ func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, erro
 		ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
 		RequestId:       req.GetRequestId(),
 		Accepted:        uint64(res.Written + res.Purged + res.Skipped),
+		Clamped:         uint64(clamped),
+	}
+	for _, r := range bad {
+		resp.Rejected = append(resp.Rejected, &pb.Rejection{Table: r.Table, Id: r.ID, Reason: r.Err.Error()})
 	}
 	for _, r := range res.Rejected {
 		resp.Rejected = append(resp.Rejected, &pb.Rejection{Table: r.Table, Id: r.ID, Reason: r.Reason})

@@ -286,7 +286,7 @@ func checkRoundTrips(t *testing.T, cat *schema.Catalog, col string, v Value) {
 	if err := Unmarshal(b, &p); err != nil {
 		t.Fatal(err)
 	}
-	back, err := ChangesetFromProto(&p, cat)
+	back, _, err := ChangesetFromProto(&p, cat)
 	if err != nil {
 		t.Fatalf("protobuf: %v", err)
 	}

@@ -98,65 +98,73 @@ func rowToProto(r Row) *pb.Row {
 
 // ChangesetFromProto converts and validates a changeset: table names
 // must be in the catalog (when one is given), ids valid and unique
-// within a table, column names valid, numbers finite.
-func ChangesetFromProto(p *pb.Changeset, cat *schema.Catalog) (*Changeset, error) {
+// within a table. A row whose content is bad (a column name, a
+// non-finite number, a malformed version) is left out and returned as
+// rejected, naming its table and id, as a JSON decode does; a bad table
+// or id fails the whole changeset.
+func ChangesetFromProto(p *pb.Changeset, cat *schema.Catalog) (*Changeset, []Rejection, error) {
 	cs := NewChangeset()
 	cs.Timestamp = p.GetTimestamp()
+	var rejected []Rejection
 	for _, pt := range p.GetTables() {
 		name := pt.GetTable()
 		if !schema.ValidName(name) {
-			return nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
+			return nil, nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
 		}
 		if cat != nil {
 			if _, ok := cat.Table(name); !ok {
-				return nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
+				return nil, nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
 			}
 		}
 		if _, dup := cs.Tables[name]; dup {
-			return nil, fmt.Errorf("%w: table %s appears twice", ErrDuplicateID, name)
+			return nil, nil, fmt.Errorf("%w: table %s appears twice", ErrDuplicateID, name)
 		}
 		t := cs.Table(name)
 		seen := map[string]bool{}
+		use := func(id string) error {
+			if !schema.ValidID(id) {
+				return fmt.Errorf("%w: %s: %q", ErrInvalidID, name, id)
+			}
+			if seen[id] {
+				return fmt.Errorf("%w: %s/%s", ErrDuplicateID, name, id)
+			}
+			seen[id] = true
+			return nil
+		}
 		conv := func(rows []*pb.Row) ([]Row, error) {
 			var out []Row
 			for _, pr := range rows {
-				r, err := rowFromProto(name, pr)
-				if err != nil {
+				if err := use(pr.GetId()); err != nil {
 					return nil, err
 				}
-				if seen[r.ID] {
-					return nil, fmt.Errorf("%w: %s/%s", ErrDuplicateID, name, r.ID)
+				r, err := rowFromProto(name, pr)
+				if err != nil {
+					rejected = append(rejected, Rejection{Table: name, ID: pr.GetId(), Err: err})
+					continue
 				}
-				seen[r.ID] = true
 				out = append(out, r)
 			}
 			return out, nil
 		}
 		var err error
 		if t.Created, err = conv(pt.GetCreated()); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if t.Updated, err = conv(pt.GetUpdated()); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, id := range pt.GetDeleted() {
-			if !schema.ValidID(id) {
-				return nil, fmt.Errorf("%w: %s: %q", ErrInvalidID, name, id)
+			if err := use(id); err != nil {
+				return nil, nil, err
 			}
-			if seen[id] {
-				return nil, fmt.Errorf("%w: %s/%s", ErrDuplicateID, name, id)
-			}
-			seen[id] = true
 			t.Deleted = append(t.Deleted, id)
 		}
 	}
-	return cs, nil
+	return cs, rejected, nil
 }
 
+// rowFromProto converts one row whose id is valid.
 func rowFromProto(table string, pr *pb.Row) (Row, error) {
-	if !schema.ValidID(pr.GetId()) {
-		return Row{}, fmt.Errorf("%w: %s: %q", ErrInvalidID, table, pr.GetId())
-	}
 	cols, err := ValuesFromProto(pr.GetCols())
 	if err != nil {
 		return Row{}, fmt.Errorf("%s/%s: %w", table, pr.GetId(), err)

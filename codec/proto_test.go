@@ -67,7 +67,7 @@ func TestProtoRoundTripEveryTable(t *testing.T) {
 	if err := codec.Unmarshal(b, &p); err != nil {
 		t.Fatal(err)
 	}
-	back, err := codec.ChangesetFromProto(&p, schema.Default())
+	back, _, err := codec.ChangesetFromProto(&p, schema.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,14 +112,33 @@ func TestProtoBadInput(t *testing.T) {
 		{"invalid id", &pb.Changeset{Tables: []*pb.TableChanges{{Table: "patients", Created: []*pb.Row{row("a/b", nil)}}}}, codec.ErrInvalidID},
 		{"duplicate id across buckets", &pb.Changeset{Tables: []*pb.TableChanges{{Table: "patients",
 			Created: []*pb.Row{row("p1", nil)}, Deleted: []string{"p1"}}}}, codec.ErrDuplicateID},
-		{"invalid column name", &pb.Changeset{Tables: []*pb.TableChanges{{Table: "patients",
-			Created: []*pb.Row{row("p1", map[string]*pb.Value{"Bad Name": {}})}}}}, codec.ErrInvalidColumn},
-		{"NaN", &pb.Changeset{Tables: []*pb.TableChanges{{Table: "patients",
-			Created: []*pb.Row{row("p1", map[string]*pb.Value{"phone": {Kind: &pb.Value_Num{Num: math.NaN()}}})}}}}, codec.ErrInvalidValue},
 	}
 	for _, c := range cases {
-		if _, err := codec.ChangesetFromProto(c.cs, cat); !errors.Is(err, c.want) {
+		if _, _, err := codec.ChangesetFromProto(c.cs, cat); !errors.Is(err, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
+		}
+	}
+	// Bad content rejects just its row, naming it; the others decode.
+	good := row("p0", map[string]*pb.Value{"phone": {Kind: &pb.Value_Str{Str: "1"}}})
+	for _, c := range []struct {
+		name string
+		row  *pb.Row
+		want error
+	}{
+		{"invalid column name", row("p1", map[string]*pb.Value{"Bad Name": {}}), codec.ErrInvalidColumn},
+		{"NaN", row("p1", map[string]*pb.Value{"phone": {Kind: &pb.Value_Num{Num: math.NaN()}}}), codec.ErrInvalidValue},
+		{"malformed version", &pb.Row{Id: "p1", Versions: []*pb.VersionGroup{{WallMs: -1, Columns: []string{"phone"}}}}, codec.ErrInvalidVersion},
+		{"column versioned twice", &pb.Row{Id: "p1", Versions: []*pb.VersionGroup{{WallMs: 1, Columns: []string{"phone"}},
+			{WallMs: 2, Columns: []string{"phone"}}}}, codec.ErrInvalidVersion},
+	} {
+		cs, rejected, err := codec.ChangesetFromProto(&pb.Changeset{Tables: []*pb.TableChanges{{Table: "patients",
+			Updated: []*pb.Row{good, c.row}}}}, cat)
+		if err != nil || len(rejected) != 1 || rejected[0].ID != "p1" || !errors.Is(rejected[0].Err, c.want) {
+			t.Errorf("%s: rejected %v, err %v; want p1 rejected with %v", c.name, rejected, err, c.want)
+			continue
+		}
+		if rows := cs.Tables["patients"].Updated; len(rows) != 1 || rows[0].ID != "p0" {
+			t.Errorf("%s: decoded %v, want p0 only", c.name, rows)
 		}
 	}
 	var p pb.Changeset
@@ -140,7 +159,7 @@ func FuzzChangesetFromProto(f *testing.F) {
 		if codec.Unmarshal(data, &p) != nil {
 			return
 		}
-		cs, err := codec.ChangesetFromProto(&p, nil)
+		cs, _, err := codec.ChangesetFromProto(&p, nil)
 		if err != nil {
 			return
 		}
@@ -152,9 +171,9 @@ func FuzzChangesetFromProto(f *testing.F) {
 		if err := codec.Unmarshal(b, &p2); err != nil {
 			t.Fatal(err)
 		}
-		cs2, err := codec.ChangesetFromProto(&p2, nil)
-		if err != nil {
-			t.Fatalf("re-decode failed: %v", err)
+		cs2, rejected, err := codec.ChangesetFromProto(&p2, nil)
+		if err != nil || len(rejected) > 0 {
+			t.Fatalf("re-decode failed: %v %v", err, rejected)
 		}
 		if dumpChangeset(cs) != dumpChangeset(cs2) {
 			t.Fatal("round trip not stable")

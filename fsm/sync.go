@@ -152,8 +152,13 @@ func (s *Sync) pullRequest(continuation string) *pb.PullRequest {
 // in the same transaction), then the next page or the push. A malformed
 // page is an error.
 func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
-	cs, err := codec.ChangesetFromProto(resp.GetChanges(), nil)
+	cs, rejected, err := codec.ChangesetFromProto(resp.GetChanges(), nil)
+	if err == nil && len(rejected) > 0 {
+		err = fmt.Errorf("%s/%s: %w", rejected[0].Table, rejected[0].ID, rejected[0].Err)
+	}
 	if err != nil {
+		// The peer is this node's source of truth: a page it cannot
+		// take whole is not applied at all.
 		return Step{}, fmt.Errorf("pulled changes: %v", err)
 	}
 	last := resp.GetContinuation() == ""
