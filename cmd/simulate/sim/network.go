@@ -121,6 +121,7 @@ func (w *World) send(f *flight, srv *node, tr actors.Transport, s actors.Step) (
 	op := "pull"
 	if s.Push != nil {
 		op = "push"
+		w.learnVersions(n, s.Push)
 	}
 	if w.faulty() && w.chance(w.plan.Crash) {
 		w.crash(n, FaultCrash, "before "+op)
@@ -319,4 +320,26 @@ func brokenMerge(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
 		out.Record.Changed = cur.Changed
 	}
 	return out, err
+}
+
+// learnVersions tells the model how a device dated its own edits in a
+// push: kv.ClampPending may have dated them anew since they were
+// written (the model learns the version of each edit the first time it
+// leaves the device).
+func (w *World) learnVersions(n *node, req *pb.PushRequest) {
+	cs, err := codec.ChangesetFromProto(req.GetChanges(), nil)
+	if err != nil {
+		return
+	}
+	for _, c := range fsm.Changes(cs) {
+		r := w.model.row(key{c.Table, c.ID})
+		if r == nil || c.Delete {
+			continue
+		}
+		for col, v := range c.Versions {
+			if v.Node == n.name {
+				r.resolve(col, v, c.Cols[col])
+			}
+		}
+	}
 }

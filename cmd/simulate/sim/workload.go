@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -87,42 +88,85 @@ func complete(t *schema.Table, cols map[string]codec.Value, now codec.Value) {
 	}
 }
 
-// create is a local create on n, recorded in the model.
+// create is a local create on n, recorded in the model with the values
+// the workload typed (created_at and updated_at too, from n's clock, as
+// the app sets them).
 func (w *World) create(n *node, table, id string, cols map[string]codec.Value, patient string) bool {
 	t, _ := n.store.Catalog().Table(table)
-	complete(t, cols, n.now())
+	now := n.now()
+	complete(t, cols, now)
+	for _, c := range []string{"created_at", "updated_at"} {
+		if _, ok := t.Column(c); ok && !has(cols, c) {
+			cols[c] = now
+		}
+	}
 	rec, err := n.store.Put(table, id, cols)
 	if err != nil {
 		w.violate(VEngineError, n.name, table+"/"+id, "local create refused: %v", err)
 		return false
 	}
-	w.model.created(n.writer(), w.clock.now, table, id, rec.Cols, patient, n.clinic)
+	w.model.created(n.writer(), w.clock.now, table, id, cols, rec.Versions, patient, n.clinic)
 	w.stats.RowsWritten++
 	w.tracef("%s create %s/%s", n.name, table, id)
 	return true
 }
 
-// update is a local update of some columns on n, recorded in the model
-// with the updated_at the store stamped.
+// update is a local update of some columns on n (and updated_at, from
+// n's clock, when the table has it), recorded in the model with the
+// values typed and the writes n's replica showed in those columns.
 func (w *World) update(n *node, table, id string, cols map[string]codec.Value) bool {
-	rec, err := n.store.Put(table, id, cols)
-	if err != nil {
-		w.violate(VEngineError, n.name, table+"/"+id, "local update refused: %v", err)
-		return false
-	}
-	written := map[string]codec.Value{}
-	for c := range cols {
-		written[c] = rec.Cols[c]
-	}
+	typed := maps.Clone(cols)
 	if t, _ := n.store.Catalog().Table(table); t != nil {
-		if _, ok := t.Column("updated_at"); ok {
-			written["updated_at"] = rec.Cols["updated_at"]
+		if _, ok := t.Column("updated_at"); ok && !has(typed, "updated_at") {
+			typed["updated_at"] = n.now()
 		}
 	}
-	w.model.updated(n.writer(), w.clock.now, table, id, written)
+	before := map[string]int{}
+	cur, err := n.store.Get(table, id)
+	r := w.model.row(key{table, id})
+	if err == nil && r != nil {
+		for c := range typed {
+			if v, ok := cur.Cols[c]; ok {
+				if wr := r.resolve(c, cur.Versions[c], v); wr != nil {
+					before[c] = wr.id
+				}
+			}
+		}
+	}
+	store := typed
+	if w.opts.BreakSecondEdit && err == nil && n != w.cloud {
+		// --break-second-edit: a column the device changed and has not
+		// pushed yet keeps its first edit; the second one is dropped.
+		store = maps.Clone(typed)
+		for c := range typed {
+			if cur.Status == codec.Created || slices.Contains(cur.Changed, c) {
+				delete(store, c)
+			}
+		}
+	}
+	vers := map[string]codec.Version{}
+	if len(store) > 0 {
+		rec, err := n.store.Put(table, id, store)
+		if err != nil {
+			w.violate(VEngineError, n.name, table+"/"+id, "local update refused: %v", err)
+			return false
+		}
+		vers = rec.Versions
+	}
+	for c := range typed {
+		if _, ok := vers[c]; !ok {
+			vers[c] = codec.Version{Node: n.name + "(dropped)"}
+		}
+	}
+	w.model.updated(n.writer(), w.clock.now, table, id, typed, vers, before)
 	w.stats.RowsWritten++
 	w.tracef("%s update %s/%s %s", n.name, table, id, strings.Join(sortedKeys(cols), ","))
 	return true
+}
+
+func has(cols map[string]codec.Value, c string) bool {
+	_, ok := cols[c]
+	return ok
 }
 
 // remove is a local delete on n, recorded in the model.
