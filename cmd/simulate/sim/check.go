@@ -17,21 +17,22 @@ import (
 
 // Violation kinds.
 const (
-	VConvergence = "convergence"  // a replica differs from the cloud after settling
-	VLiveness    = "liveness"     // not quiet within the bound, or left busy or pending
-	VLostRow     = "lost-row"     // a row created and never deleted is missing on the cloud
-	VResurrected = "resurrection" // a deleted row is alive again
-	VPhantom     = "phantom"      // a value, column or row nobody wrote
-	VBlanked     = "blanked"      // a written column is missing
-	VLostWrite   = "lost-write"   // a column holds a value its writers superseded
-	VCursor      = "cursor"       // a cursor went back
-	VConcurrent  = "concurrent-sync"
-	VDuplicate   = "duplicate"    // a row id twice in one table
-	VEngineError = "engine-error" // the engine refused or failed what it must accept
-	VRejected    = "rejected"     // a valid pushed row was rejected
-	maxRounds    = 8              // settling rounds allowed before liveness fails
-	maxPerKind   = 50             // violations kept per kind
-	maxFirstRows = 5              // divergent rows with history in the summary
+	VConvergence   = "convergence"  // a replica differs from the cloud after settling
+	VLiveness      = "liveness"     // not quiet within the bound, or left busy or pending
+	VLostRow       = "lost-row"     // a row created and never deleted is missing on the cloud
+	VResurrected   = "resurrection" // a deleted row is alive again
+	VPhantom       = "phantom"      // a value, column or row nobody wrote
+	VBlanked       = "blanked"      // a written column is missing
+	VLostWrite     = "lost-write"   // a column holds a value its writers superseded
+	VCursor        = "cursor"       // a cursor went back
+	VConcurrent    = "concurrent-sync"
+	VDuplicate     = "duplicate"      // a row id twice in one table
+	VEngineError   = "engine-error"   // the engine refused or failed what it must accept
+	VRejected      = "rejected"       // a valid pushed row was rejected
+	VServedCreated = "served-created" // a row went back as created to the node whose push created it
+	maxRounds      = 8                // settling rounds allowed before liveness fails
+	maxPerKind     = 50               // violations kept per kind
+	maxFirstRows   = 5                // divergent rows with history in the summary
 )
 
 // Violation is one broken invariant.
@@ -434,7 +435,7 @@ func (w *World) checkModel(finals map[string]replica, conflicts map[colKey][]kv.
 			w.violate(VLostRow, cloudName, k.String(), "created by %s and never deleted, missing on the cloud", r.creator)
 			continue
 		}
-		var phantom, lost, blanked, split, lostCols []string
+		var phantom, lost, blanked, split, lostCols, phantomCols, splitCols []string
 		for _, c := range sortedKeys(cols) {
 			if len(r.cols[c]) == 0 {
 				phantom = append(phantom, fmt.Sprintf("%s=%s that nobody wrote", c, clip(cols[c].String())))
@@ -455,15 +456,23 @@ func (w *World) checkModel(finals map[string]replica, conflicts map[colKey][]kv.
 				}
 			}
 			if len(vals) > 0 {
+				splitCols = append(splitCols, c)
 				split = append(split, fmt.Sprintf("%s: the cloud has %s, %s", c, clip(v.String()), strings.Join(vals, ", ")))
 			}
 			final := r.resolve(c, cloud.vers[k][c], v)
 			if final == nil {
+				phantomCols = append(phantomCols, c)
 				phantom = append(phantom, fmt.Sprintf("%s=%s at version %s is no write of it", c, clip(v.String()), cloud.vers[k][c]))
 				continue
 			}
 			if !final.value.Equal(v) {
+				phantomCols = append(phantomCols, c)
 				phantom = append(phantom, fmt.Sprintf("%s=%s at the version of write #%d, which typed %s", c, clip(v.String()), final.id, clip(final.value.String())))
+				for _, o := range r.cols[c] {
+					if o != final && slices.Contains(o.versions, cloud.vers[k][c]) {
+						phantom = append(phantom, fmt.Sprintf("version %s was issued to two writes, #%d and #%d", cloud.vers[k][c], final.id, o.id))
+					}
+				}
 			}
 			if p := lostTo(r, c, final, v, conflicts[colKey{k, c}]); p != "" {
 				lost = append(lost, p)
@@ -472,26 +481,37 @@ func (w *World) checkModel(finals map[string]replica, conflicts map[colKey][]kv.
 		}
 		if len(phantom) > 0 {
 			w.violate(VPhantom, cloudName, k.String(), "column %s", strings.Join(phantom, "; "))
+			w.annotate(VPhantom, k, r, phantomCols)
 		}
 		if len(blanked) > 0 {
 			w.violate(VBlanked, cloudName, k.String(), "written columns missing: %s", strings.Join(blanked, ", "))
 		}
 		if len(split) > 0 {
 			w.violate(VConvergence, "", k.String(), "replicas disagree: %s", strings.Join(split, "; "))
+			w.annotate(VConvergence, k, r, splitCols)
 		}
 		if len(lost) > 0 {
 			w.violate(VLostWrite, "", k.String(), "%s", strings.Join(lost, "; "))
-			if v := &w.violations[len(w.violations)-1]; v.Kind == VLostWrite && v.Row == k.String() {
-				v.History = r.history(w.base, lostCols...)
-				for _, c := range lostCols {
-					v.involved = append(v.involved, r.writers(c)...)
-				}
-			}
+			w.annotate(VLostWrite, k, r, lostCols)
 		}
 	}
 	for _, k := range sortedRowKeys(cloud.cols) {
 		if w.model.row(k) == nil {
 			w.violate(VPhantom, cloudName, k.String(), "a row nobody created: %s", clipRow(rowText(cloud.cols[k])))
+		}
+	}
+}
+
+// annotate gives the violation just recorded (if it was) the model's
+// history of the columns at issue.
+func (w *World) annotate(kind string, k key, r *mrow, cols []string) {
+	if len(w.violations) == 0 {
+		return
+	}
+	if v := &w.violations[len(w.violations)-1]; v.Kind == kind && v.Row == k.String() {
+		v.History = r.history(w.base, cols...)
+		for _, c := range cols {
+			v.involved = append(v.involved, r.writers(c)...)
 		}
 	}
 }

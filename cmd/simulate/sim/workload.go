@@ -505,23 +505,7 @@ func (w *World) editPatient(n *node) {
 	if !ok {
 		return
 	}
-	cols := map[string]codec.Value{}
-	for range 1 + w.work.IntN(2) {
-		switch w.work.IntN(6) {
-		case 0, 1:
-			cols["phone"] = w.phone()
-		case 2:
-			cols["camp"] = codec.String(w.pick(camps))
-		case 3:
-			cols["hometown"] = codec.String(w.pick(hometowns))
-		case 4:
-			cols["additional_data"] = jsonText(map[string]any{"household_size": 1 + w.work.IntN(9), "disability": w.work.IntN(8) == 0})
-		case 5:
-			cols["given_name"] = codec.String(w.pick(givenNames))
-		}
-	}
-	cols["last_modified_by"] = codec.String(n.user)
-	w.update(n, "patients", p, cols)
+	w.update(n, "patients", p, w.edit(n, "patients"))
 }
 
 // fix corrects a clinical record of a patient: a vitals reading, a
@@ -531,32 +515,62 @@ func (w *World) fix(n *node) {
 	if !ok {
 		return
 	}
-	switch w.work.IntN(4) {
-	case 0:
-		if id, ok := w.child(n, p, "patient_vitals", nil); ok {
-			w.update(n, "patient_vitals", id, map[string]codec.Value{
-				"systolic_bp": codec.Int(int64(95 + w.work.IntN(80))), "diastolic_bp": codec.Int(int64(60 + w.work.IntN(45))),
-			})
-		}
-	case 1:
-		if id, ok := w.child(n, p, "events", nil); ok {
-			w.update(n, "events", id, map[string]codec.Value{"form_data": jsonText([]field{
-				{"complaint", "select", "Chief complaint", w.pick(complaints)},
-				{"notes", "text", "Notes", "amended"},
-			})})
-		}
-	case 2:
-		if id, ok := w.child(n, p, "patient_problems", nil); ok {
-			w.update(n, "patient_problems", id, map[string]codec.Value{
-				"clinical_status": codec.String(w.pick([]string{"resolved", "remission", "active"})), "end_date": n.now(),
-				"last_modified": n.now(),
-			})
-		}
-	case 3:
-		if id, ok := w.child(n, p, "visits", nil); ok {
-			w.update(n, "visits", id, map[string]codec.Value{"provider_name": codec.String("Dr. " + w.pick(surnames))})
-		}
+	table := []string{"patient_vitals", "events", "patient_problems", "visits"}[w.work.IntN(4)]
+	if id, ok := w.child(n, p, table, nil); ok {
+		w.update(n, table, id, w.edit(n, table))
 	}
+}
+
+// editable reports whether edit knows how to correct rows of a table.
+func editable(table string) bool {
+	switch table {
+	case "patients", "patient_vitals", "events", "patient_problems", "visits", "appointments":
+		return true
+	}
+	return false
+}
+
+// edit returns the columns a user changes correcting a row of table.
+func (w *World) edit(n *node, table string) map[string]codec.Value {
+	switch table {
+	case "patients":
+		cols := map[string]codec.Value{}
+		for range 1 + w.work.IntN(2) {
+			switch w.work.IntN(6) {
+			case 0, 1:
+				cols["phone"] = w.phone()
+			case 2:
+				cols["camp"] = codec.String(w.pick(camps))
+			case 3:
+				cols["hometown"] = codec.String(w.pick(hometowns))
+			case 4:
+				cols["additional_data"] = jsonText(map[string]any{"household_size": 1 + w.work.IntN(9), "disability": w.work.IntN(8) == 0})
+			case 5:
+				cols["given_name"] = codec.String(w.pick(givenNames))
+			}
+		}
+		cols["last_modified_by"] = codec.String(n.user)
+		return cols
+	case "patient_vitals":
+		return map[string]codec.Value{
+			"systolic_bp": codec.Int(int64(95 + w.work.IntN(80))), "diastolic_bp": codec.Int(int64(60 + w.work.IntN(45))),
+		}
+	case "events":
+		return map[string]codec.Value{"form_data": jsonText([]field{
+			{"complaint", "select", "Chief complaint", w.pick(complaints)},
+			{"notes", "text", "Notes", "amended"},
+		})}
+	case "patient_problems":
+		return map[string]codec.Value{
+			"clinical_status": codec.String(w.pick([]string{"resolved", "remission", "active"})), "end_date": n.now(),
+			"last_modified": n.now(),
+		}
+	case "visits":
+		return map[string]codec.Value{"provider_name": codec.String("Dr. " + w.pick(surnames))}
+	case "appointments":
+		return map[string]codec.Value{"status": codec.String(w.pick([]string{"confirmed", "checked_in", "completed", "cancelled"}))}
+	}
+	panic("sim: no edit for table " + table)
 }
 
 // discard deletes a record entered in error.
