@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/clinicsync/clinicsync/codec"
@@ -117,22 +118,57 @@ func TestBoltLikeMemory(t *testing.T) {
 	}
 }
 
-// TestBrokenMergeCaught shows the checks have teeth: a pull merge that
-// lets remote values win over unpushed local edits loses writes, and
-// the model says so.
-func TestBrokenMergeCaught(t *testing.T) {
-	t.Parallel()
-	o := small(31)
-	o.BreakMerge = true
-	r := run(t, o)
-	if !slices.ContainsFunc(r.Violations, func(v Violation) bool { return v.Kind == VLostWrite }) {
-		var b strings.Builder
-		r.WriteText(&b)
-		t.Fatalf("the broken merge went unnoticed:\n%s", b.String())
+// unbroken caches the reports of small runs without planted bugs, by
+// seed, for the planted-bug tests that run in parallel.
+var unbroken struct {
+	sync.Mutex
+	reports map[uint64]*Report
+}
+
+func unbrokenRun(t *testing.T, seed uint64) *Report {
+	unbroken.Lock()
+	defer unbroken.Unlock()
+	if unbroken.reports == nil {
+		unbroken.reports = map[uint64]*Report{}
 	}
-	o.BreakMerge = false
-	if good := run(t, o); slices.ContainsFunc(good.Violations, func(v Violation) bool { return v.Kind == VLostWrite }) {
-		t.Errorf("the correct merge also loses writes on this seed: %v", good.Violations)
+	if r, ok := unbroken.reports[seed]; ok {
+		return r
+	}
+	r := run(t, small(seed))
+	unbroken.reports[seed] = r
+	return r
+}
+
+// TestPlantedBugsCaught shows the checks have teeth: each --break-*
+// switch breaks one rule, and within 20 seeds a run reports a violation
+// that the same seed without the switch does not have. The unbroken
+// runs of the seeds tried must be clean.
+func TestPlantedBugsCaught(t *testing.T) {
+	for _, b := range BreakNames {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			for seed := uint64(1); seed <= 20; seed++ {
+				o := small(seed)
+				*o.Break(b) = true
+				broken := run(t, o)
+				if broken.OK() {
+					continue
+				}
+				good := unbrokenRun(t, seed)
+				expectClean(t, good)
+				had := map[string]bool{}
+				for _, v := range good.Violations {
+					had[v.Kind+" "+v.Node+" "+v.Row] = true
+				}
+				for _, v := range broken.Violations {
+					if !had[v.Kind+" "+v.Node+" "+v.Row] {
+						t.Logf("--break-%s caught at seed %d: %s", b, seed, v)
+						return
+					}
+				}
+			}
+			t.Errorf("--break-%s went unnoticed in 20 seeds", b)
+		})
 	}
 }
 
