@@ -527,8 +527,19 @@ func lostTo(r *mrow, col string, final *write, v codec.Value, logged []kv.Confli
 				col, clip(v.String()), final.id, final.writer, later.id, later.writer, clip(later.value.String())))
 		}
 	}
+	seenLater := func(wr *write) bool {
+		return slices.ContainsFunc(ws, func(o *write) bool { return o != wr && o.seen[wr.id] })
+	}
 	for _, wr := range ws {
-		if wr == final || wr.value.Equal(v) || slices.ContainsFunc(ws, func(o *write) bool { return o != wr && o.seen[wr.id] }) {
+		if wr == final || wr.value.Equal(v) || seenLater(wr) {
+			continue
+		}
+		// The same value at a higher version, overwritten where it had
+		// been seen: this write's value was not lost (merges log no
+		// conflict between equal values).
+		if slices.ContainsFunc(ws, func(o *write) bool {
+			return o != wr && o.value.Equal(wr.value) && o.version().Compare(wr.version()) > 0 && seenLater(o)
+		}) {
 			continue
 		}
 		if final.version().Compare(wr.version()) < 0 {
