@@ -34,8 +34,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	report := fs.String("report", "", "write an HTML report to this file")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	trace := fs.Bool("trace", false, "print every event of the run to stderr")
-	// Test-only: a deliberately broken merge, to show the checks bite.
-	fs.BoolVar(&d.BreakMerge, "break-merge", false, "")
+	// Test-only: planted bugs, to show the checks bite (hidden).
+	for _, b := range sim.BreakNames {
+		fs.BoolVar(d.Break(b), "break-"+b, false, "")
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: simulate [--seed N | --seeds K] [--clinics C] [--devices D] [--days N] [--faults LIST|all|none] [--mode sim|process] [--store memory|bolt] [--report FILE.html] [--json]\n")
 		fs.VisitAll(func(f *flag.Flag) {

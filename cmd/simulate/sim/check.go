@@ -17,21 +17,22 @@ import (
 
 // Violation kinds.
 const (
-	VConvergence = "convergence"  // a replica differs from the cloud after settling
-	VLiveness    = "liveness"     // not quiet within the bound, or left busy or pending
-	VLostRow     = "lost-row"     // a row created and never deleted is missing on the cloud
-	VResurrected = "resurrection" // a deleted row is alive again
-	VPhantom     = "phantom"      // a value, column or row nobody wrote
-	VBlanked     = "blanked"      // a written column is missing
-	VLostWrite   = "lost-write"   // a column holds a value its writers superseded
-	VCursor      = "cursor"       // a cursor went back
-	VConcurrent  = "concurrent-sync"
-	VDuplicate   = "duplicate"    // a row id twice in one table
-	VEngineError = "engine-error" // the engine refused or failed what it must accept
-	VRejected    = "rejected"     // a valid pushed row was rejected
-	maxRounds    = 8              // settling rounds allowed before liveness fails
-	maxPerKind   = 50             // violations kept per kind
-	maxFirstRows = 5              // divergent rows with history in the summary
+	VConvergence   = "convergence"  // a replica differs from the cloud after settling
+	VLiveness      = "liveness"     // not quiet within the bound, or left busy or pending
+	VLostRow       = "lost-row"     // a row created and never deleted is missing on the cloud
+	VResurrected   = "resurrection" // a deleted row is alive again
+	VPhantom       = "phantom"      // a value, column or row nobody wrote
+	VBlanked       = "blanked"      // a written column is missing
+	VLostWrite     = "lost-write"   // a column holds a value its writers superseded
+	VCursor        = "cursor"       // a cursor went back
+	VConcurrent    = "concurrent-sync"
+	VDuplicate     = "duplicate"      // a row id twice in one table
+	VEngineError   = "engine-error"   // the engine refused or failed what it must accept
+	VRejected      = "rejected"       // a valid pushed row was rejected
+	VServedCreated = "served-created" // a row went back as created to the node whose push created it
+	maxRounds      = 8                // settling rounds allowed before liveness fails
+	maxPerKind     = 50               // violations kept per kind
+	maxFirstRows   = 5                // divergent rows with history in the summary
 )
 
 // Violation is one broken invariant.
@@ -196,9 +197,9 @@ func (w *World) pending() int {
 // scan reads every row of a node once: it hashes the whole replica
 // (rows, tombstones, sync metadata, peers) into h, in table and id
 // order, and returns the node's live rows of the given tables.
-func scan(n *node, tables []string, h io.Writer) (map[key]map[string]codec.Value, error) {
+func scan(n *node, tables []string, h io.Writer) (replica, error) {
 	fmt.Fprintf(h, "node %s\n", n.name)
-	out := map[key]map[string]codec.Value{}
+	out := replica{cols: map[key]map[string]codec.Value{}, vers: map[key]map[string]codec.Version{}}
 	var buf bytes.Buffer
 	for _, t := range n.store.Catalog().Names() {
 		keep := slices.Contains(tables, t)
@@ -219,12 +220,13 @@ func scan(n *node, tables []string, h io.Writer) (map[key]map[string]codec.Value
 			buf.WriteString("}\n")
 			h.Write(buf.Bytes())
 			if keep && !r.Deleted {
-				out[key{t, r.ID}] = r.Cols
+				out.cols[key{t, r.ID}] = r.Cols
+				out.vers[key{t, r.ID}] = r.Versions
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return replica{}, err
 		}
 	}
 	peers, err := n.store.Peers()
@@ -235,6 +237,13 @@ func scan(n *node, tables []string, h io.Writer) (map[key]map[string]codec.Value
 }
 
 var errDuplicate = fmt.Errorf("sim: duplicate row id")
+
+// replica is what a node holds at the end: its live rows (of the tables
+// it receives) with their column versions.
+type replica struct {
+	cols map[key]map[string]codec.Value
+	vers map[key]map[string]codec.Version
+}
 
 // received lists the tables a node gets from its upstream.
 func received(n *node, cat *schema.Catalog) []string {
@@ -305,7 +314,7 @@ func expected(n *node, cloud map[key]map[string]codec.Value, cat *schema.Catalog
 
 // checkFinal runs the end-of-run checks: liveness (idle, nothing
 // pending), convergence of every replica with the cloud, no duplicate
-// ids, and every row and column of the cloud against the model.
+// ids, and every row and column of every replica against the model.
 func (w *World) checkFinal() {
 	cat := w.cloud.store.Catalog()
 	for _, n := range w.all {
@@ -318,17 +327,35 @@ func (w *World) checkFinal() {
 		w.violate(VDuplicate, cloudName, "", "%v", err)
 		return
 	}
-	w.stats.RowsPerNode = map[string]int{cloudName: len(cloud)}
+	w.stats.RowsPerNode = map[string]int{cloudName: len(cloud.cols)}
+	finals := map[string]replica{cloudName: cloud}
 	for _, n := range w.all[1:] {
 		got, err := scan(n, received(n, cat), w.replicas)
 		if err != nil {
 			w.violate(VDuplicate, n.name, "", "%v", err)
 			continue
 		}
-		w.stats.RowsPerNode[n.name] = len(got)
-		w.compare(n, expected(n, cloud, cat), got)
+		finals[n.name] = got
+		w.stats.RowsPerNode[n.name] = len(got.cols)
+		w.compare(n, expected(n, cloud.cols, cat), got.cols)
 	}
-	w.checkModel(cloud)
+	w.checkModel(finals, w.conflictLogs())
+}
+
+// conflictLogs reads every node's conflict log, by row and column.
+func (w *World) conflictLogs() map[colKey][]kv.Conflict {
+	out := map[colKey][]kv.Conflict{}
+	for _, n := range w.all {
+		err := n.store.Conflicts("", "", func(c kv.Conflict) error {
+			ck := colKey{key{c.Table, c.ID}, c.Column}
+			out[ck] = append(out[ck], c)
+			return nil
+		})
+		if err != nil {
+			w.violate(VEngineError, n.name, "", "reading the conflict log: %v", err)
+		}
+	}
+	return out
 }
 
 // compare reports the rows where a replica differs from what it should
@@ -370,22 +397,36 @@ func (w *World) compare(n *node, want, got map[key]map[string]codec.Value) {
 	}
 }
 
-// checkModel checks the cloud's final rows against the model: rows
-// created and never deleted exist, deleted rows are gone everywhere,
-// each column holds a value somebody wrote to it and was not
-// superseded by its own writer, no written column is missing, and no
-// row exists that nobody created.
-func (w *World) checkModel(cloud map[key]map[string]codec.Value) {
+// checkModel checks every replica's final rows against the model
+// (DESIGN.md, invariants 2 and 3). A row somebody deleted is alive
+// nowhere (a delete beats every edit, whatever the order). A row
+// created and never deleted is on the cloud. For each column written:
+// every replica holding the row holds one value, a value written to it
+// with a version given to that write; the final write was not
+// overwritten by a write made where it had been seen; and every other
+// write either has the final value, or was seen by a later write
+// (overwritten knowingly: nothing to log), or was beaten by a write
+// with a higher version and sits in some node's conflict log. No
+// written column is missing on the cloud, none nobody wrote is there,
+// and no row exists that nobody created.
+func (w *World) checkModel(finals map[string]replica, conflicts map[colKey][]kv.Conflict) {
+	cloud := finals[cloudName]
+	var names []string
+	for _, n := range w.all {
+		if _, ok := finals[n.name]; ok {
+			names = append(names, n.name)
+		}
+	}
 	for _, k := range w.model.keys() {
 		r := w.model.row(k)
-		cols, alive := cloud[k]
+		cols, alive := cloud.cols[k]
 		if r.deleted {
 			if alive {
 				w.violate(VResurrected, cloudName, k.String(), "deleted by %s, alive on the cloud: %s", r.deletedBy, clipRow(rowText(cols)))
 			}
-			for _, n := range w.all[1:] {
-				if w.live(n, k.table, k.id) {
-					w.violate(VResurrected, n.name, k.String(), "deleted by %s, alive on this replica", r.deletedBy)
+			for _, name := range names[1:] {
+				if _, ok := finals[name].cols[k]; ok {
+					w.violate(VResurrected, name, k.String(), "deleted by %s, alive on this replica", r.deletedBy)
 				}
 			}
 			continue
@@ -394,66 +435,124 @@ func (w *World) checkModel(cloud map[key]map[string]codec.Value) {
 			w.violate(VLostRow, cloudName, k.String(), "created by %s and never deleted, missing on the cloud", r.creator)
 			continue
 		}
-		var phantom, lost, blanked []string
-		var lostCols []string
+		var phantom, lost, blanked, split, lostCols, phantomCols, splitCols []string
 		for _, c := range sortedKeys(cols) {
-			v := cols[c]
-			switch {
-			case len(r.cols[c]) == 0:
-				phantom = append(phantom, fmt.Sprintf("%s=%s that nobody wrote", c, clip(v.String())))
-			case !r.wrote(c, v):
-				phantom = append(phantom, fmt.Sprintf("%s=%s is no value anybody wrote to it", c, clip(v.String())))
-			case !lastOfAWriter(r, c, v):
-				lostCols = append(lostCols, c)
-				lost = append(lost, fmt.Sprintf("%s=%s, but %s", c, clip(v.String()), superseded(r, c)))
+			if len(r.cols[c]) == 0 {
+				phantom = append(phantom, fmt.Sprintf("%s=%s that nobody wrote", c, clip(cols[c].String())))
 			}
 		}
 		for _, c := range sortedKeys(r.cols) {
-			if _, ok := cols[c]; !ok {
-				blanked = append(blanked, fmt.Sprintf("%s (last written %s)", c, clip(r.cols[c][len(r.cols[c])-1].value.String())))
+			v, ok := cols[c]
+			if !ok {
+				last := r.cols[c][len(r.cols[c])-1]
+				blanked = append(blanked, fmt.Sprintf("%s (last written %s)", c, clip(last.value.String())))
+				continue
+			}
+			// Every replica holding the row holds the same value.
+			var vals []string
+			for _, name := range names {
+				if rv, ok := finals[name].cols[k][c]; ok && !rv.Equal(v) {
+					vals = append(vals, fmt.Sprintf("%s has %s", name, clip(rv.String())))
+				}
+			}
+			if len(vals) > 0 {
+				splitCols = append(splitCols, c)
+				split = append(split, fmt.Sprintf("%s: the cloud has %s, %s", c, clip(v.String()), strings.Join(vals, ", ")))
+			}
+			final := r.resolve(c, cloud.vers[k][c], v)
+			if final == nil {
+				phantomCols = append(phantomCols, c)
+				phantom = append(phantom, fmt.Sprintf("%s=%s at version %s is no write of it", c, clip(v.String()), cloud.vers[k][c]))
+				continue
+			}
+			if !final.value.Equal(v) {
+				phantomCols = append(phantomCols, c)
+				phantom = append(phantom, fmt.Sprintf("%s=%s at the version of write #%d, which typed %s", c, clip(v.String()), final.id, clip(final.value.String())))
+				for _, o := range r.cols[c] {
+					if o != final && slices.Contains(o.versions, cloud.vers[k][c]) {
+						phantom = append(phantom, fmt.Sprintf("version %s was issued to two writes, #%d and #%d", cloud.vers[k][c], final.id, o.id))
+					}
+				}
+			}
+			if p := lostTo(r, c, final, v, conflicts[colKey{k, c}]); p != "" {
+				lost = append(lost, p)
+				lostCols = append(lostCols, c)
 			}
 		}
 		if len(phantom) > 0 {
 			w.violate(VPhantom, cloudName, k.String(), "column %s", strings.Join(phantom, "; "))
+			w.annotate(VPhantom, k, r, phantomCols)
 		}
 		if len(blanked) > 0 {
 			w.violate(VBlanked, cloudName, k.String(), "written columns missing: %s", strings.Join(blanked, ", "))
 		}
+		if len(split) > 0 {
+			w.violate(VConvergence, "", k.String(), "replicas disagree: %s", strings.Join(split, "; "))
+			w.annotate(VConvergence, k, r, splitCols)
+		}
 		if len(lost) > 0 {
-			w.violate(VLostWrite, cloudName, k.String(), "column %s", strings.Join(lost, "; "))
-			if v := &w.violations[len(w.violations)-1]; v.Kind == VLostWrite && v.Row == k.String() {
-				v.History = r.history(w.base, lostCols...)
-				for _, c := range lostCols {
-					v.involved = append(v.involved, r.writers(c)...)
-				}
-			}
+			w.violate(VLostWrite, "", k.String(), "%s", strings.Join(lost, "; "))
+			w.annotate(VLostWrite, k, r, lostCols)
 		}
 	}
-	for _, k := range sortedRowKeys(cloud) {
+	for _, k := range sortedRowKeys(cloud.cols) {
 		if w.model.row(k) == nil {
-			w.violate(VPhantom, cloudName, k.String(), "a row nobody created: %s", clipRow(rowText(cloud[k])))
+			w.violate(VPhantom, cloudName, k.String(), "a row nobody created: %s", clipRow(rowText(cloud.cols[k])))
 		}
 	}
 }
 
-// lastOfAWriter reports whether v is the last value one of the
-// column's writers wrote: with one writer, that writer's last value;
-// with several, a value its own writer overwrote later never wins.
-func lastOfAWriter(r *mrow, col string, v codec.Value) bool {
-	for _, wr := range r.writers(col) {
-		if r.lastBy(col, wr).Equal(v) {
-			return true
+// annotate gives the violation just recorded (if it was) the model's
+// history of the columns at issue.
+func (w *World) annotate(kind string, k key, r *mrow, cols []string) {
+	if len(w.violations) == 0 {
+		return
+	}
+	if v := &w.violations[len(w.violations)-1]; v.Kind == kind && v.Row == k.String() {
+		v.History = r.history(w.base, cols...)
+		for _, c := range cols {
+			v.involved = append(v.involved, r.writers(c)...)
 		}
 	}
-	return false
 }
 
-func superseded(r *mrow, col string) string {
-	writers := r.writers(col)
-	if len(writers) == 1 {
-		return "its only writer " + writers[0] + " wrote a later value"
+// lostTo checks invariant 2 for one column whose final value v came
+// from write final: it returns what was lost ("" if nothing).
+func lostTo(r *mrow, col string, final *write, v codec.Value, logged []kv.Conflict) string {
+	var out []string
+	ws := r.cols[col]
+	for _, later := range ws {
+		if later.seen[final.id] && later != final && !later.value.Equal(v) {
+			out = append(out, fmt.Sprintf("%s=%s (#%d by %s) is final, but #%d by %s (%s) was written after its replica had it",
+				col, clip(v.String()), final.id, final.writer, later.id, later.writer, clip(later.value.String())))
+		}
 	}
-	return "each of its writers (" + strings.Join(writers, ", ") + ") wrote a later value"
+	seenLater := func(wr *write) bool {
+		return slices.ContainsFunc(ws, func(o *write) bool { return o != wr && o.seen[wr.id] })
+	}
+	for _, wr := range ws {
+		if wr == final || wr.value.Equal(v) || seenLater(wr) {
+			continue
+		}
+		// The same value at a higher version, overwritten where it had
+		// been seen: this write's value was not lost (merges log no
+		// conflict between equal values).
+		if slices.ContainsFunc(ws, func(o *write) bool {
+			return o != wr && o.value.Equal(wr.value) && o.version().Compare(wr.version()) > 0 && seenLater(o)
+		}) {
+			continue
+		}
+		if final.version().Compare(wr.version()) < 0 {
+			out = append(out, fmt.Sprintf("%s=%s (#%d by %s, version %s) is final, but #%d by %s (%s) has the higher version %s",
+				col, clip(v.String()), final.id, final.writer, final.version(), wr.id, wr.writer, clip(wr.value.String()), wr.version()))
+			continue
+		}
+		if !slices.ContainsFunc(logged, func(c kv.Conflict) bool { return c.Value.Equal(wr.value) && r.resolve(col, c.Version, c.Value) == wr }) {
+			out = append(out, fmt.Sprintf("%s: #%d by %s (%s, version %s) lost to #%d by %s (%s) and is in no conflict log",
+				col, wr.id, wr.writer, clip(wr.value.String()), wr.version(), final.id, final.writer, clip(v.String())))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func sortedRowKeys(m map[key]map[string]codec.Value) []key {

@@ -46,8 +46,12 @@
 // other due events run, which interleaves nodes' syncs and puts writes
 // inside pushes), crashes (client before a request or after an answer,
 // server before or after handling: the machine and any run in flight
-// are dropped and the store reopened from its backend), and a second
-// sync triggered on the caller while its sync is in flight.
+// are dropped and the store reopened from its backend), a second sync
+// triggered on the caller while its sync is in flight, and late pushes
+// (a device's push held back and delivered after its next push: a late
+// duplicate, or reordered with the original lost and a record it creates
+// deleted meanwhile, so the delete reaches the server first). Users
+// also edit, now and then, a row of a push in flight.
 //
 // # Checks
 //
@@ -60,15 +64,27 @@
 // quiet, idle and with nothing pending within the bound; convergence is
 // every replica's live rows equal to the cloud's, restricted to the
 // tables and clinic scope it receives (devices without secret columns).
-// The model (a map (table, id) → column → writes) then checks the
-// cloud: every row created and never deleted exists; every deleted row
-// is gone everywhere; every column holds a value somebody wrote to it;
-// no written column is missing; and each column holds the last value of
-// one of its writers — with a single writer, its last value.
+// The model (a map (table, id) → column → writes) records what the
+// workload typed, never what the store returned: each write's value and
+// writer, the versions the engine gave it (learnt when it leaves the
+// device, as kv.ClampPending may date it anew), and the writes of that
+// column its replica had already received (the value shown, and what
+// that value and the replica had seen). Then, for every replica: a row
+// somebody deleted is alive nowhere (a delete beats every edit); a row
+// created and never deleted is on the cloud; every replica holding a row
+// holds the same value in each column, which is a value written there,
+// at a version given to that write; the final write was not overwritten
+// by a write made where it had been seen (that one must win); every
+// other write has the final value, or was seen by a later write, or lost
+// to a higher version and is in some node's conflict log. During the
+// run, a pull (not a full one, nor a force download) never serves a row
+// as created to the node whose push created it on that server.
 //
-// The model does not know the sync order, so it cannot tell which of
-// several writers of a column should win; it accepts any writer's last
-// value. It does not check referential integrity (a visit created for a
-// patient deleted meanwhile stays, as the protocol allows), nor values
-// on replicas beyond their equality with the cloud.
+// Planted bugs (Options.Break*, hidden --break-* switches) break one
+// rule each inside the simulator: the pull merge (local edits, versions,
+// deletes), the pushes on the wire (a delete of an unknown row
+// stripped), the pulled pages (every row created), the device's writes
+// (a second unpushed edit dropped) and marking synced. The model does
+// not check referential integrity (a visit created for a patient deleted
+// meanwhile stays, as the protocol allows).
 package sim

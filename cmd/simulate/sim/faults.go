@@ -155,4 +155,10 @@ func (w *World) heal() {
 	w.net.Heal()
 	w.down, w.oneway, w.uplink = map[string]bool{}, map[string]string{}, map[string]bool{}
 	w.tracef("heal: every fault ends")
+	// Pushes still held arrive now, after every newer one.
+	for len(w.late) > 0 {
+		lp := w.late[0]
+		w.late = w.late[1:]
+		w.deliverLate(lp)
+	}
 }

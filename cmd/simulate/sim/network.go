@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -47,7 +48,7 @@ func (w *World) syncNode(n *node, trigger actors.Trigger, since int64, why strin
 		return actors.Result{Outcome: actors.OutcomeError, Err: err}
 	}
 	srv := w.nodes[peer.ID]
-	f := &flight{node: n, epoch: n.epoch}
+	f := &flight{node: n, epoch: n.epoch, force: trigger == actors.ForceDownload || trigger == actors.ForceUpload}
 	concurrent := n.inflight != nil
 	if !concurrent {
 		n.inflight = f
@@ -61,6 +62,9 @@ func (w *World) syncNode(n *node, trigger actors.Trigger, since int64, why strin
 	res := run.Drive(func(s actors.Step) (*pb.PullResponse, *pb.PushResponse, error) {
 		return w.send(f, srv, tr, s)
 	})
+	if w.opts.BreakMarkSynced && res.Outcome == actors.OutcomeOK && n.epoch == f.epoch {
+		w.markAllSynced(n, f.pushed)
+	}
 	if n.inflight == f {
 		n.inflight = nil
 	}
@@ -121,6 +125,7 @@ func (w *World) send(f *flight, srv *node, tr actors.Transport, s actors.Step) (
 	op := "pull"
 	if s.Push != nil {
 		op = "push"
+		w.learnVersions(n, s.Push)
 	}
 	if w.faulty() && w.chance(w.plan.Crash) {
 		w.crash(n, FaultCrash, "before "+op)
@@ -145,6 +150,21 @@ func (w *World) send(f *flight, srv *node, tr actors.Transport, s actors.Step) (
 		if srv == w.cloud {
 			w.checkCloudPush(c)
 		}
+		// Pushes of this client held back arrive now, after this newer one.
+		for i := 0; i < len(w.late); {
+			if lp := w.late[i]; lp.from == n && lp.to == srv {
+				w.late = slices.Delete(w.late, i, i+1)
+				w.deliverLate(lp)
+				continue
+			}
+			i++
+		}
+	}
+	if err == nil && s.Pull != nil {
+		w.served(n, srv, s.Pull, pull, f.force)
+	}
+	if err == nil && s.Push != nil && n.epoch == f.epoch {
+		f.pushed = append(f.pushed, pushedRows(s.Push, push)...)
 	}
 	if c.handled {
 		w.checkCursors(srv)
@@ -193,9 +213,18 @@ func (w *World) hook(ac actors.Call) actors.Fault {
 			}
 		}
 	}
+	if w.faulty() && c.push != nil && c.from.kind == kindMobile {
+		if !c.cut && fault == actors.Deliver && w.chance(w.plan.Late) {
+			fault = w.holdBack(c, fault)
+		}
+		if w.chance(w.plan.MidPush) {
+			w.writeDuringPush(c)
+		}
+	}
 	c.fault = fault
 	c.handled = !c.cut && fault != actors.DropRequest
 	if c.handled && c.push != nil {
+		w.arriving(c.from, c.to, c.push)
 		w.countConflicts(c)
 	}
 	return fault
@@ -237,6 +266,7 @@ func (w *World) duplicate(c *call) {
 	w.stats.fault(FaultDup, w.clock.now)
 	w.tracef("fault dup: %s push to %s delivered twice", c.from.name, c.to.name)
 	req := proto.Clone(c.push).(*pb.PushRequest)
+	w.arriving(c.from, c.to, req)
 	_, err := c.to.server.Push(c.from.caller(c.to.name), req)
 	if err != nil && !errors.Is(err, fsm.ErrConflict) {
 		w.violate(VEngineError, c.to.name, "", "duplicate push from %s: %v", c.from.name, err)
@@ -319,4 +349,236 @@ func brokenMerge(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
 		out.Record.Changed = cur.Changed
 	}
 	return out, err
+}
+
+// learnVersions tells the model how a device dated its own edits in a
+// push: kv.ClampPending may have dated them anew since they were
+// written (the model learns the version of each edit the first time it
+// leaves the device).
+func (w *World) learnVersions(n *node, req *pb.PushRequest) {
+	cs, err := codec.ChangesetFromProto(req.GetChanges(), nil)
+	if err != nil {
+		return
+	}
+	for _, c := range fsm.Changes(cs) {
+		r := w.model.row(key{c.Table, c.ID})
+		if r == nil || c.Delete {
+			continue
+		}
+		for col, v := range c.Versions {
+			if v.Node == n.name {
+				r.resolve(col, v, c.Cols[col])
+			}
+		}
+	}
+}
+
+// latePush is a push held back by the network, to arrive after a newer
+// push of the same client.
+type latePush struct {
+	from, to *node
+	req      *pb.PushRequest
+	dup      bool // the original arrived too
+}
+
+// holdBack keeps a copy of a device's push to deliver after its next
+// push to the same server: with dup faults on, half the time the
+// original arrives as well (a late duplicate); otherwise the original
+// is lost (the pushes arrive reordered), and the user soon deletes a
+// record the held push creates, so that the delete reaches the server
+// before the create.
+func (w *World) holdBack(c *call, fault actors.Fault) actors.Fault {
+	lp := &latePush{from: c.from, to: c.to, req: proto.Clone(c.push).(*pb.PushRequest)}
+	lp.dup = w.opts.has(FaultDup) && w.fault.IntN(2) == 0
+	w.late = append(w.late, lp)
+	w.stats.fault(FaultDelay, w.clock.now)
+	if lp.dup {
+		w.tracef("fault late: %s push to %s delivered, and again after its next push", c.from.name, c.to.name)
+		return fault
+	}
+	w.tracef("fault late: %s push to %s held until after its next push", c.from.name, c.to.name)
+	var victims []key
+	for _, t := range c.push.GetChanges().GetTables() {
+		if !slices.Contains(discardable, t.GetTable()) {
+			continue
+		}
+		for _, r := range t.GetCreated() {
+			victims = append(victims, key{t.GetTable(), r.GetId()})
+		}
+	}
+	if len(victims) > 0 && w.fault.IntN(2) == 0 {
+		k, n := victims[w.fault.IntN(len(victims))], c.from
+		w.at(w.clock.now+30_000+w.fault.Int64N(3*minMs), func() {
+			if w.live(n, k.table, k.id) {
+				w.tracef("%s deletes %s, whose create is held back", n.name, k)
+				w.remove(n, k.table, k.id)
+			}
+		})
+	}
+	return actors.DropRequest
+}
+
+// discardable are the tables whose records users delete when entered in
+// error.
+var discardable = []string{"patient_vitals", "events", "patient_problems", "appointments", "patient_additional_attributes"}
+
+// deliverLate hands a held-back push to its server.
+func (w *World) deliverLate(lp *latePush) {
+	w.tracef("late push from %s arrives at %s", lp.from.name, lp.to.name)
+	w.arriving(lp.from, lp.to, lp.req)
+	_, err := lp.to.server.Push(lp.from.caller(lp.to.name), lp.req)
+	if err != nil && !errors.Is(err, fsm.ErrConflict) {
+		w.violate(VEngineError, lp.to.name, "", "late push from %s: %v", lp.from.name, err)
+	}
+	if lp.to == w.cloud {
+		w.checkCloudPush(&call{from: lp.from, to: lp.to, op: "push", push: lp.req})
+	}
+	w.checkCursors(lp.to)
+}
+
+// writeDuringPush is a user editing, while its push is in flight, a row
+// the push carries (the engine must push that edit next time).
+func (w *World) writeDuringPush(c *call) {
+	n := c.from
+	var rows []key
+	for _, t := range c.push.GetChanges().GetTables() {
+		for _, r := range slices.Concat(t.GetCreated(), t.GetUpdated()) {
+			if editable(t.GetTable()) && w.live(n, t.GetTable(), r.GetId()) {
+				rows = append(rows, key{t.GetTable(), r.GetId()})
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	k := rows[w.work.IntN(len(rows))]
+	w.tracef("%s edits %s during its push to %s", n.name, k, c.to.name)
+	w.update(n, k.table, k.id, w.edit(n, k.table))
+}
+
+// arriving notes what a push that reaches a server creates there, and,
+// with --break-unknown-delete, strips its deletes of rows the server
+// does not know (so that they leave no tombstone).
+func (w *World) arriving(from, to *node, req *pb.PushRequest) {
+	for _, t := range req.GetChanges().GetTables() {
+		for _, r := range t.GetCreated() {
+			k := key{t.GetTable(), r.GetId()}
+			if w.createdBy[to.name] == nil {
+				w.createdBy[to.name] = map[key]map[string]bool{}
+			}
+			if _, err := to.store.Get(k.table, k.id); errors.Is(err, kv.ErrNotFound) {
+				if w.createdBy[to.name][k] == nil {
+					w.createdBy[to.name][k] = map[string]bool{}
+				}
+				w.createdBy[to.name][k][from.name] = true
+			}
+		}
+		if w.opts.BreakUnknownDelete {
+			t.Deleted = slices.DeleteFunc(t.Deleted, func(id string) bool {
+				_, err := to.store.Get(t.GetTable(), id)
+				return errors.Is(err, kv.ErrNotFound)
+			})
+		}
+	}
+}
+
+// served checks a pulled page: a row whose creation the puller pushed
+// to this server comes back to it as updated, never as created (except
+// on a full pull, since 0, and on a force download, which re-pulls
+// since any time). With --break-serve-created every row of the page is
+// made created first.
+func (w *World) served(n, srv *node, req *pb.PullRequest, resp *pb.PullResponse, force bool) {
+	for _, t := range resp.GetChanges().GetTables() {
+		if w.opts.BreakServeCreated {
+			t.Created, t.Updated = append(t.Created, t.Updated...), nil
+		}
+		if req.GetLastPulledAt() == 0 || force {
+			continue
+		}
+		for _, r := range t.GetCreated() {
+			k := key{t.GetTable(), r.GetId()}
+			if w.createdBy[srv.name][k][n.name] {
+				w.violate(VServedCreated, n.name, k.String(), "served as created by %s (since %d), although this node's push created it there", srv.name, req.GetLastPulledAt())
+			}
+		}
+	}
+}
+
+// pushedRows lists the rows of an acknowledged push, less the rejected.
+func pushedRows(req *pb.PushRequest, resp *pb.PushResponse) []key {
+	rejected := map[key]bool{}
+	for _, rj := range resp.GetRejected() {
+		rejected[key{rj.GetTable(), rj.GetId()}] = true
+	}
+	var out []key
+	for _, t := range req.GetChanges().GetTables() {
+		for _, r := range slices.Concat(t.GetCreated(), t.GetUpdated()) {
+			if k := (key{t.GetTable(), r.GetId()}); !rejected[k] {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// markAllSynced is --break-mark-synced: the rows a sync pushed are
+// marked synced at their current write version, so an edit made during
+// the push is never pushed.
+func (w *World) markAllSynced(n *node, rows []key) {
+	var refs []kv.Ref
+	for _, k := range rows {
+		if r, err := n.store.Get(k.table, k.id); err == nil && r.Status.Pending() {
+			refs = append(refs, kv.RefOf(r))
+		}
+	}
+	if _, err := n.store.MarkSynced(refs); err != nil {
+		w.violate(VEngineError, n.name, "", "marking synced: %v", err)
+	}
+}
+
+// plantedMerge is the pull merge of a run: fsm.ApplyPulled, or a
+// deliberately broken one for the --break-* switches that break it.
+func plantedMerge(o Options) kv.Merge {
+	var merge kv.Merge
+	switch {
+	case o.BreakMerge:
+		merge = brokenMerge
+	case o.BreakVersions:
+		merge = versionlessMerge
+	}
+	if o.BreakPullDelete {
+		inner := merge
+		if inner == nil {
+			inner = fsm.ApplyPulled
+		}
+		merge = func(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
+			if in.Delete {
+				return codec.Outcome{Op: codec.Skip}, nil
+			}
+			return inner(cur, in)
+		}
+	}
+	return merge
+}
+
+// versionlessMerge is --break-versions: the pull merge of old, by sync
+// order: remote values win over every column but the local unpushed
+// edits, whatever the versions say.
+func versionlessMerge(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
+	if in.Delete || cur == nil || cur.Deleted {
+		return fsm.ApplyPulled(cur, in)
+	}
+	r := *cur
+	r.Cols, r.Versions = maps.Clone(cur.Cols), maps.Clone(cur.Versions)
+	if r.Versions == nil {
+		r.Versions = map[string]codec.Version{}
+	}
+	for _, col := range in.Columns() {
+		if cur.Status == codec.Created || slices.Contains(cur.Changed, col) {
+			continue
+		}
+		r.Cols[col], r.Versions[col] = in.Cols[col], in.Versions[col]
+	}
+	r.CreatedCursor = 0
+	return codec.Outcome{Op: codec.Write, Record: r}, nil
 }

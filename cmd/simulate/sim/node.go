@@ -56,8 +56,10 @@ type node struct {
 
 // flight is a sync run in progress on a node.
 type flight struct {
-	node  *node
-	epoch int
+	node   *node
+	epoch  int
+	pushed []key // rows of the acknowledged pushes
+	force  bool  // a force upload or download
 }
 
 // open creates or reopens the node's store over its backend. In bolt

@@ -84,9 +84,26 @@ type Options struct {
 	// Dir holds the bbolt stores (a temporary directory, removed after
 	// the run, when empty).
 	Dir string
-	// BreakMerge swaps in a deliberately wrong pull merge (remote values
-	// win over local unpushed edits), to show the checks catch it.
+	// Planted bugs (hidden --break-* switches), each breaking one rule
+	// inside the simulator, to show the checks catch it:
+	// BreakMerge: pulled values win over local unpushed edits.
 	BreakMerge bool
+	// BreakPullDelete: pulled deletes (and mirror deletions) are dropped.
+	BreakPullDelete bool
+	// BreakUnknownDelete: a pushed delete of a row the server does not
+	// know leaves no tombstone (the network strips it from the push).
+	BreakUnknownDelete bool
+	// BreakSecondEdit: a device's second edit of a column it has not
+	// pushed yet is not stored (the model still records it).
+	BreakSecondEdit bool
+	// BreakServeCreated: every pulled row is served as created.
+	BreakServeCreated bool
+	// BreakVersions: the pull merge ignores versions (sync order wins:
+	// remote values over everything but local unpushed edits).
+	BreakVersions bool
+	// BreakMarkSynced: after a push, the pushed rows are marked synced
+	// whatever was written to them during the push.
+	BreakMarkSynced bool
 	// Trace, when set, receives every event of the run, one per line.
 	Trace io.Writer
 }
@@ -126,8 +143,43 @@ func (o Options) ReplayCommand() string {
 	if o.Store != StoreMemory {
 		s += " --store " + o.Store
 	}
-	if o.BreakMerge {
-		s += " --break-merge"
+	for _, b := range o.Breaks() {
+		s += " --break-" + b
 	}
 	return s
+}
+
+// BreakNames lists the planted bugs, as --break-NAME switches name them.
+var BreakNames = []string{"merge", "pull-delete", "unknown-delete", "second-edit", "serve-created", "versions", "mark-synced"}
+
+// Break returns the option field of a planted bug by name (nil if none).
+func (o *Options) Break(name string) *bool {
+	switch name {
+	case "merge":
+		return &o.BreakMerge
+	case "pull-delete":
+		return &o.BreakPullDelete
+	case "unknown-delete":
+		return &o.BreakUnknownDelete
+	case "second-edit":
+		return &o.BreakSecondEdit
+	case "serve-created":
+		return &o.BreakServeCreated
+	case "versions":
+		return &o.BreakVersions
+	case "mark-synced":
+		return &o.BreakMarkSynced
+	}
+	return nil
+}
+
+// Breaks lists the planted bugs these options switch on.
+func (o Options) Breaks() []string {
+	var out []string
+	for _, b := range BreakNames {
+		if *o.Break(b) {
+			out = append(out, b)
+		}
+	}
+	return out
 }

@@ -29,6 +29,12 @@ type Plan struct {
 	HealGap time.Duration
 	// Per-call probabilities of the network and crash faults.
 	Loss, Dup, Delay, Crash, Concurrent float64
+	// Late is the chance that a device's push is held back and delivered
+	// after a newer push of the same client (delay: the original is lost
+	// meanwhile, a reordering; dup: the original arrives too, a late
+	// duplicate). MidPush is the chance that the user edits a row of a
+	// push while it is in flight (workload, not a fault).
+	Late, MidPush float64
 	// Per-day counts of the scheduled faults.
 	Partitions, OneWays, Restarts, Jumps int
 }
@@ -111,6 +117,8 @@ func derivePlan(o Options, rng *rand.Rand) Plan {
 	p.OneWays = count(FaultOneWay, 1, 3)
 	p.Restarts = count(FaultRestart, 1, 2)
 	p.Jumps = count(FaultJump, 1, 3)
+	p.Late = rate(FaultDelay, 0.03, 0.08)
+	p.MidPush = 0.05 + rng.Float64()*0.10
 	return p
 }
 
@@ -168,7 +176,7 @@ func (p Plan) Lines() []string {
 	if p.Offline != "" {
 		out = append(out, fmt.Sprintf("offline: %s until the heal, %s after the last day", p.Offline, days(p.HealGap)))
 	}
-	out = append(out, fmt.Sprintf("per call: loss=%.3f dup=%.3f delay=%.3f crash=%.4f concurrent=%.3f", p.Loss, p.Dup, p.Delay, p.Crash, p.Concurrent))
+	out = append(out, fmt.Sprintf("per call: loss=%.3f dup=%.3f delay=%.3f crash=%.4f concurrent=%.3f late=%.3f midpush=%.3f", p.Loss, p.Dup, p.Delay, p.Crash, p.Concurrent, p.Late, p.MidPush))
 	out = append(out, fmt.Sprintf("per day: partitions=%d oneway=%d restarts=%d jumps=%d", p.Partitions, p.OneWays, p.Restarts, p.Jumps))
 	return out
 }

@@ -93,6 +93,8 @@ type ReportOpts struct {
 	Faults     string `json:"faults"`
 	Store      string `json:"store"`
 	BreakMerge bool   `json:"break_merge,omitempty"`
+	// Breaks are the planted bugs switched on (--break-NAME).
+	Breaks []string `json:"breaks,omitempty"`
 }
 
 // OK reports whether every invariant held.
@@ -103,7 +105,7 @@ func (w *World) report(wall time.Duration) *Report {
 	o := w.opts
 	r := &Report{
 		Seed:       o.Seed,
-		Options:    ReportOpts{o.Clinics, o.Devices, o.Days, FaultList(o.Faults), o.Store, o.BreakMerge},
+		Options:    ReportOpts{o.Clinics, o.Devices, o.Days, FaultList(o.Faults), o.Store, o.BreakMerge, o.Breaks()},
 		Plan:       w.plan.Lines(),
 		Violations: slices.Clone(w.violations),
 		Dropped:    w.stats.Dropped,
@@ -165,8 +167,8 @@ func (r *Report) WriteText(out io.Writer) {
 	o := r.Options
 	fmt.Fprintf(out, "clinicsync simulation, seed %d: %d clinics × (1 hub + %d devices), %d day(s), faults %s, %s store\n",
 		r.Seed, o.Clinics, o.Devices, o.Days, o.Faults, o.Store)
-	if o.BreakMerge {
-		fmt.Fprintf(out, "  (deliberately broken pull merge)\n")
+	if len(o.Breaks) > 0 {
+		fmt.Fprintf(out, "  (planted bugs: %s)\n", strings.Join(o.Breaks, ", "))
 	}
 	fmt.Fprintf(out, "  nodes              %d (1 cloud, %d hubs, %d devices)\n", r.Nodes, o.Clinics, o.Clinics*o.Devices)
 	fmt.Fprintf(out, "  simulated time     %s\n", duration(r.SimulatedMs))

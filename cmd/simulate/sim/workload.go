@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -87,42 +88,85 @@ func complete(t *schema.Table, cols map[string]codec.Value, now codec.Value) {
 	}
 }
 
-// create is a local create on n, recorded in the model.
+// create is a local create on n, recorded in the model with the values
+// the workload typed (created_at and updated_at too, from n's clock, as
+// the app sets them).
 func (w *World) create(n *node, table, id string, cols map[string]codec.Value, patient string) bool {
 	t, _ := n.store.Catalog().Table(table)
-	complete(t, cols, n.now())
+	now := n.now()
+	complete(t, cols, now)
+	for _, c := range []string{"created_at", "updated_at"} {
+		if _, ok := t.Column(c); ok && !has(cols, c) {
+			cols[c] = now
+		}
+	}
 	rec, err := n.store.Put(table, id, cols)
 	if err != nil {
 		w.violate(VEngineError, n.name, table+"/"+id, "local create refused: %v", err)
 		return false
 	}
-	w.model.created(n.writer(), w.clock.now, table, id, rec.Cols, patient, n.clinic)
+	w.model.created(n.writer(), w.clock.now, table, id, cols, rec.Versions, patient, n.clinic)
 	w.stats.RowsWritten++
 	w.tracef("%s create %s/%s", n.name, table, id)
 	return true
 }
 
-// update is a local update of some columns on n, recorded in the model
-// with the updated_at the store stamped.
+// update is a local update of some columns on n (and updated_at, from
+// n's clock, when the table has it), recorded in the model with the
+// values typed and the writes n's replica showed in those columns.
 func (w *World) update(n *node, table, id string, cols map[string]codec.Value) bool {
-	rec, err := n.store.Put(table, id, cols)
-	if err != nil {
-		w.violate(VEngineError, n.name, table+"/"+id, "local update refused: %v", err)
-		return false
-	}
-	written := map[string]codec.Value{}
-	for c := range cols {
-		written[c] = rec.Cols[c]
-	}
+	typed := maps.Clone(cols)
 	if t, _ := n.store.Catalog().Table(table); t != nil {
-		if _, ok := t.Column("updated_at"); ok {
-			written["updated_at"] = rec.Cols["updated_at"]
+		if _, ok := t.Column("updated_at"); ok && !has(typed, "updated_at") {
+			typed["updated_at"] = n.now()
 		}
 	}
-	w.model.updated(n.writer(), w.clock.now, table, id, written)
+	before := map[string]int{}
+	cur, err := n.store.Get(table, id)
+	r := w.model.row(key{table, id})
+	if err == nil && r != nil {
+		for c := range typed {
+			if v, ok := cur.Cols[c]; ok {
+				if wr := r.resolve(c, cur.Versions[c], v); wr != nil {
+					before[c] = wr.id
+				}
+			}
+		}
+	}
+	store := typed
+	if w.opts.BreakSecondEdit && err == nil && n != w.cloud {
+		// --break-second-edit: a column the device changed and has not
+		// pushed yet keeps its first edit; the second one is dropped.
+		store = maps.Clone(typed)
+		for c := range typed {
+			if cur.Status == codec.Created || slices.Contains(cur.Changed, c) {
+				delete(store, c)
+			}
+		}
+	}
+	vers := map[string]codec.Version{}
+	if len(store) > 0 {
+		rec, err := n.store.Put(table, id, store)
+		if err != nil {
+			w.violate(VEngineError, n.name, table+"/"+id, "local update refused: %v", err)
+			return false
+		}
+		vers = rec.Versions
+	}
+	for c := range typed {
+		if _, ok := vers[c]; !ok {
+			vers[c] = codec.Version{Node: n.name + "(dropped)"}
+		}
+	}
+	w.model.updated(n.writer(), w.clock.now, table, id, typed, vers, before)
 	w.stats.RowsWritten++
 	w.tracef("%s update %s/%s %s", n.name, table, id, strings.Join(sortedKeys(cols), ","))
 	return true
+}
+
+func has(cols map[string]codec.Value, c string) bool {
+	_, ok := cols[c]
+	return ok
 }
 
 // remove is a local delete on n, recorded in the model.
@@ -461,23 +505,7 @@ func (w *World) editPatient(n *node) {
 	if !ok {
 		return
 	}
-	cols := map[string]codec.Value{}
-	for range 1 + w.work.IntN(2) {
-		switch w.work.IntN(6) {
-		case 0, 1:
-			cols["phone"] = w.phone()
-		case 2:
-			cols["camp"] = codec.String(w.pick(camps))
-		case 3:
-			cols["hometown"] = codec.String(w.pick(hometowns))
-		case 4:
-			cols["additional_data"] = jsonText(map[string]any{"household_size": 1 + w.work.IntN(9), "disability": w.work.IntN(8) == 0})
-		case 5:
-			cols["given_name"] = codec.String(w.pick(givenNames))
-		}
-	}
-	cols["last_modified_by"] = codec.String(n.user)
-	w.update(n, "patients", p, cols)
+	w.update(n, "patients", p, w.edit(n, "patients"))
 }
 
 // fix corrects a clinical record of a patient: a vitals reading, a
@@ -487,32 +515,62 @@ func (w *World) fix(n *node) {
 	if !ok {
 		return
 	}
-	switch w.work.IntN(4) {
-	case 0:
-		if id, ok := w.child(n, p, "patient_vitals", nil); ok {
-			w.update(n, "patient_vitals", id, map[string]codec.Value{
-				"systolic_bp": codec.Int(int64(95 + w.work.IntN(80))), "diastolic_bp": codec.Int(int64(60 + w.work.IntN(45))),
-			})
-		}
-	case 1:
-		if id, ok := w.child(n, p, "events", nil); ok {
-			w.update(n, "events", id, map[string]codec.Value{"form_data": jsonText([]field{
-				{"complaint", "select", "Chief complaint", w.pick(complaints)},
-				{"notes", "text", "Notes", "amended"},
-			})})
-		}
-	case 2:
-		if id, ok := w.child(n, p, "patient_problems", nil); ok {
-			w.update(n, "patient_problems", id, map[string]codec.Value{
-				"clinical_status": codec.String(w.pick([]string{"resolved", "remission", "active"})), "end_date": n.now(),
-				"last_modified": n.now(),
-			})
-		}
-	case 3:
-		if id, ok := w.child(n, p, "visits", nil); ok {
-			w.update(n, "visits", id, map[string]codec.Value{"provider_name": codec.String("Dr. " + w.pick(surnames))})
-		}
+	table := []string{"patient_vitals", "events", "patient_problems", "visits"}[w.work.IntN(4)]
+	if id, ok := w.child(n, p, table, nil); ok {
+		w.update(n, table, id, w.edit(n, table))
 	}
+}
+
+// editable reports whether edit knows how to correct rows of a table.
+func editable(table string) bool {
+	switch table {
+	case "patients", "patient_vitals", "events", "patient_problems", "visits", "appointments":
+		return true
+	}
+	return false
+}
+
+// edit returns the columns a user changes correcting a row of table.
+func (w *World) edit(n *node, table string) map[string]codec.Value {
+	switch table {
+	case "patients":
+		cols := map[string]codec.Value{}
+		for range 1 + w.work.IntN(2) {
+			switch w.work.IntN(6) {
+			case 0, 1:
+				cols["phone"] = w.phone()
+			case 2:
+				cols["camp"] = codec.String(w.pick(camps))
+			case 3:
+				cols["hometown"] = codec.String(w.pick(hometowns))
+			case 4:
+				cols["additional_data"] = jsonText(map[string]any{"household_size": 1 + w.work.IntN(9), "disability": w.work.IntN(8) == 0})
+			case 5:
+				cols["given_name"] = codec.String(w.pick(givenNames))
+			}
+		}
+		cols["last_modified_by"] = codec.String(n.user)
+		return cols
+	case "patient_vitals":
+		return map[string]codec.Value{
+			"systolic_bp": codec.Int(int64(95 + w.work.IntN(80))), "diastolic_bp": codec.Int(int64(60 + w.work.IntN(45))),
+		}
+	case "events":
+		return map[string]codec.Value{"form_data": jsonText([]field{
+			{"complaint", "select", "Chief complaint", w.pick(complaints)},
+			{"notes", "text", "Notes", "amended"},
+		})}
+	case "patient_problems":
+		return map[string]codec.Value{
+			"clinical_status": codec.String(w.pick([]string{"resolved", "remission", "active"})), "end_date": n.now(),
+			"last_modified": n.now(),
+		}
+	case "visits":
+		return map[string]codec.Value{"provider_name": codec.String("Dr. " + w.pick(surnames))}
+	case "appointments":
+		return map[string]codec.Value{"status": codec.String(w.pick([]string{"confirmed", "checked_in", "completed", "cancelled"}))}
+	}
+	panic("sim: no edit for table " + table)
 }
 
 // discard deletes a record entered in error.

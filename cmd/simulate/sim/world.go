@@ -79,6 +79,12 @@ type World struct {
 	merge kv.Merge
 
 	cloudTombs map[key]bool // rows the cloud holds as deleted
+	// createdBy is, per server, the callers whose push created a row
+	// there (rows served back to them are updated, never created).
+	createdBy map[string]map[key]map[string]bool
+	// late are pushes held back, delivered after a newer push of the
+	// same client to the same server (or at the heal).
+	late []*latePush
 
 	stats      Stats
 	violations []Violation
@@ -145,6 +151,7 @@ func newWorld(o Options) (*World, error) {
 		uplink:     map[string]bool{},
 		model:      newModel(),
 		cloudTombs: map[key]bool{},
+		createdBy:  map[string]map[key]map[string]bool{},
 		trace:      sha256.New(),
 		replicas:   sha256.New(),
 		stats:      newStats(),
@@ -154,9 +161,7 @@ func newWorld(o Options) (*World, error) {
 	if o.Trace != nil {
 		w.traceOut = io.MultiWriter(w.trace, o.Trace)
 	}
-	if o.BreakMerge {
-		w.merge = brokenMerge
-	}
+	w.merge = plantedMerge(o)
 	root := ""
 	if o.Store == StoreBolt {
 		root = o.Dir
