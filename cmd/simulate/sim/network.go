@@ -356,7 +356,7 @@ func brokenMerge(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
 // written (the model learns the version of each edit the first time it
 // leaves the device).
 func (w *World) learnVersions(n *node, req *pb.PushRequest) {
-	cs, err := codec.ChangesetFromProto(req.GetChanges(), nil)
+	cs, _, err := codec.ChangesetFromProto(req.GetChanges(), nil)
 	if err != nil {
 		return
 	}
