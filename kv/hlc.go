@@ -96,12 +96,29 @@ func (s *Store) UpstreamNow() (int64, error) {
 	return s.opts.Clock.Now().UnixMilli() - off.wall, err
 }
 
-// Now is the node's time for dating versions (ms): the clock, but never
-// behind the newest cursor issued, so a clock set back does not date a
-// client's edit before one already served.
+// Now is the node's time for dating and bounding versions (ms): the
+// clock, but never behind the newest cursor issued nor the versions this
+// node issued or received, so a clock set back neither dates a client's
+// edit before one already served nor makes a version this node already
+// holds look like one from the future.
 func (s *Store) Now() (int64, error) {
-	c, err := s.LastCursor()
-	return max(s.opts.Clock.Now().UnixMilli(), c), err
+	now := s.opts.Clock.Now().UnixMilli()
+	err := s.be.View(func(tx Tx) error {
+		c, err := lastCursor(tx)
+		if err != nil {
+			return err
+		}
+		now = max(now, c)
+		for _, key := range [][]byte{kIssued, kSeen} {
+			st, err := readStamp(tx, key)
+			if err != nil {
+				return err
+			}
+			now = max(now, st.wall)
+		}
+		return nil
+	})
+	return now, err
 }
 
 // observe advances the clock past the versions of received rows, so that
@@ -139,9 +156,9 @@ func (s *Store) learnOffset(tx Tx, upstream int64) error {
 
 // ClampPending bounds the versions of this node's own pending edits to
 // limit (ms; the upstream's time plus DefaultMaxDrift) before a push: an
-// edit stamped by a clock far ahead is dated anew, after every version
-// this node clamped or received before and in the same order as the
-// originals, so that this node and its upstream keep one version per
+// edit stamped by a clock far ahead is dated anew, after every own
+// version a push may have sent before and every version received, and
+// in the same order as the originals, so that this node and its upstream keep one version per
 // edit and a later edit still beats an earlier one. Versions of other
 // nodes' edits (relayed) pass on unchanged. It returns how many column
 // versions changed.
@@ -152,9 +169,10 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 		if err != nil {
 			return err
 		}
-		own := func(v codec.Version) bool { return v.Node == s.opts.NodeID && v.Wall > limit }
+		ahead := func(v codec.Version) bool { return v.Node == s.opts.NodeID && v.Wall > limit }
 		var fix []Record
 		var olds []stampT
+		var kept stampT // the highest own pending version within the limit
 		err = pi.Ascend(nil, func(k, _ []byte) (bool, error) {
 			r, err := indexed(tx, bPending, k)
 			if err != nil {
@@ -162,8 +180,11 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 			}
 			found := false
 			for _, v := range r.Versions {
-				if own(v) {
+				switch {
+				case ahead(v):
 					olds, found = append(olds, stampOf(v)), true
+				case v.Node == s.opts.NodeID:
+					kept = later(kept, stampOf(v))
 				}
 			}
 			if found {
@@ -171,9 +192,26 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 			}
 			return true, nil
 		})
-		if err != nil || len(fix) == 0 {
+		if err != nil {
 			return err
 		}
+		// Clamped edits go after every own version that may have left in
+		// a push before (the floor) and every version received (an edit
+		// made after receiving a version must beat it).
+		floor, err := readStamp(tx, kClampFloor)
+		if err != nil {
+			return err
+		}
+		seen, err := readStamp(tx, kSeen)
+		if err != nil {
+			return err
+		}
+		if len(fix) == 0 {
+			// Nothing to clamp: the floor still moves past what this push
+			// sends.
+			return writeStamp(tx, kClampFloor, later(floor, kept))
+		}
+		floor = later(later(floor, seen), later(kept, stampT{limit, 0}))
 		slices.SortFunc(olds, func(a, b stampT) int {
 			if a.less(b) {
 				return -1
@@ -183,22 +221,6 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 			return 0
 		})
 		olds = slices.Compact(olds)
-		// Clamped edits go after every version clamped before (they may
-		// have left already) and every version received (an edit made
-		// after receiving a version must beat it).
-		floor, err := readStamp(tx, kClampFloor)
-		if err != nil {
-			return err
-		}
-		seen, err := readStamp(tx, kSeen)
-		if err != nil {
-			return err
-		}
-		for _, s := range []stampT{seen, {limit, 0}} {
-			if floor.less(s) {
-				floor = s
-			}
-		}
 		renamed := make(map[stampT]stampT, len(olds))
 		for _, o := range olds {
 			floor.counter++
@@ -208,7 +230,7 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 			r := old
 			r.Versions = maps.Clone(old.Versions)
 			for col, v := range r.Versions {
-				if own(v) {
+				if ahead(v) {
 					nv := renamed[stampOf(v)]
 					v.Wall, v.Counter = nv.wall, nv.counter
 					r.Versions[col] = v
@@ -229,4 +251,12 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 	return n, err
 }
 
-var kClampFloor = []byte("hlc-clamped") // the last version ClampPending assigned
+// later returns the later of two stamps.
+func later(a, b stampT) stampT {
+	if a.less(b) {
+		return b
+	}
+	return a
+}
+
+var kClampFloor = []byte("hlc-clamped") // the highest own version ClampPending let go to a push
