@@ -550,7 +550,7 @@ func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller
 			return herr
 		}
 		out.records = countProto(req.GetChanges())
-		out.extra = append(out.extra, "last_pulled_at", req.GetLastPulledAt(), "rejected", len(resp.GetRejected()), "clamped", resp.GetClamped())
+		out.extra = append(out.extra, "last_pulled_at", req.GetLastPulledAt(), "rejected", len(resp.GetRejected()), "ahead", resp.GetAhead())
 		return writeProto(w, resp)
 	}
 
@@ -626,8 +626,8 @@ func (h *CloudHandler) apply(c fsm.Caller, req *pb.PushRequest) (*pb.PushRespons
 	case err != nil:
 		return nil, internal(err)
 	}
-	if n := resp.GetClamped(); n > 0 {
-		h.log.Warn("push versions dated beyond this node's clock were dated back", "caller", c.ID, "versions", n)
+	if n := resp.GetAhead(); n > 0 {
+		h.log.Warn("push carries versions dated beyond this node's clock: the caller's clock (or its devices') runs ahead", "caller", c.ID, "versions", n)
 	}
 	return resp, nil
 }

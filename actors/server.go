@@ -124,8 +124,8 @@ func (s *Server) pageSize() int {
 
 // Push applies a push in one transaction, or nothing: under the strict
 // policy a conflict returns fsm.ErrConflict. Rows the decoder or the
-// merge refuse are answered as rejected; versions from a clock beyond
-// this node's plus kv.DefaultMaxDrift are dated back and counted.
+// merge refuse are answered as rejected; versions dated beyond this
+// node's time plus kv.DefaultMaxDrift are counted in Ahead.
 func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, error) {
 	cs, bad, err := codec.ChangesetFromProto(req.GetChanges(), s.Store.Catalog())
 	if err != nil {
@@ -135,10 +135,10 @@ func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, erro
 	if err != nil {
 		return nil, err
 	}
-	clamped := 0
+	ahead := 0
 	merge := fsm.Push{Caller: c, LastPulledAt: req.GetLastPulledAt(), Policy: s.Policy, Relay: s.Relay,
 		Catalog: s.Store.Catalog(), MaxValueBytes: kv.MaxValueBytes,
-		Now: now, MaxAhead: kv.DefaultMaxDrift.Milliseconds(), Clamped: &clamped}.Merge()
+		Now: now, MaxAhead: kv.DefaultMaxDrift.Milliseconds(), Ahead: &ahead}.Merge()
 	res, err := s.Store.Apply(kv.Batch{Changes: fsm.Changes(cs)}, merge)
 	if err != nil {
 		if errors.Is(err, fsm.ErrConflict) {
@@ -150,7 +150,7 @@ func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, erro
 		ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
 		RequestId:       req.GetRequestId(),
 		Accepted:        uint64(res.Written + res.Purged + res.Skipped),
-		Clamped:         uint64(clamped),
+		Ahead:           uint64(ahead),
 	}
 	for _, r := range bad {
 		resp.Rejected = append(resp.Rejected, &pb.Rejection{Table: r.Table, Id: r.ID, Reason: r.Err.Error()})

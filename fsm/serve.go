@@ -167,12 +167,15 @@ type Push struct {
 	// Now is this node's clock (ms, kv.Store.Now): the latest version
 	// it gives the edits of a client that sends none (0: no bound).
 	Now int64
-	// MaxAhead bounds the versions a pusher sends to Now plus this (ms;
-	// 0: no bound): a version beyond is dated back to the bound, keeping
-	// its counter and node, so a peer whose clock runs far ahead cannot
-	// win every later conflict. Clamped, when set, counts them.
+	// MaxAhead is how far (ms) beyond Now a pushed version may be dated
+	// before it counts in Ahead (when set): a sign that a peer's clock
+	// runs ahead, for the log. Such versions are kept as sent: dating
+	// one back here would give one edit two versions on two nodes, and
+	// the pusher's copy would beat later edits made from this one. A
+	// clinicsync sender bounds its own edits before it pushes (see
+	// kv.Store.ClampPending).
 	MaxAhead int64
-	Clamped  *int
+	Ahead    *int
 }
 
 // Merge returns the merge that applies this push, for the store's
@@ -297,9 +300,8 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 	}
 }
 
-// versions dates the pushed columns: a column with a version keeps it,
-// bounded by MaxAhead (a clinicsync sender bounds its own clock too, see
-// kv.Store.ClampPending);
+// versions dates the pushed columns: a column with a version keeps it
+// (counted in Ahead when beyond MaxAhead);
 // an edit without one (every column when all, else the _changed ones)
 // is dated {min(updated_at, Now), 0, caller}; other columns are the
 // zero version.
@@ -312,11 +314,8 @@ func (p Push) versions(in codec.Change, all bool) map[string]codec.Version {
 	edit := codec.Version{Wall: max(wall, 0), Node: p.Caller.ID}
 	for col := range in.Cols {
 		if v, ok := in.Versions[col]; ok {
-			if bound := p.Now + p.MaxAhead; p.Now > 0 && p.MaxAhead > 0 && v.Wall > bound {
-				v.Wall = bound
-				if p.Clamped != nil {
-					*p.Clamped++
-				}
+			if p.Ahead != nil && p.Now > 0 && v.Wall > p.Now+p.MaxAhead {
+				*p.Ahead++
 			}
 			out[col] = v
 		} else if all || slices.Contains(in.Changed, col) {

@@ -1000,9 +1000,9 @@ type PushResponse struct {
 	RequestId       string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Accepted        uint64                 `protobuf:"varint,3,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	Rejected        []*Rejection           `protobuf:"bytes,4,rep,name=rejected,proto3" json:"rejected,omitempty"`
-	// clamped counts column versions dated beyond the server's clock plus
-	// the allowed drift (the pusher's clock runs ahead), dated back to it.
-	Clamped       uint64 `protobuf:"varint,5,opt,name=clamped,proto3" json:"clamped,omitempty"`
+	// ahead counts column versions dated beyond the server's clock plus
+	// the allowed drift: the pusher's (or its devices') clock runs ahead.
+	Ahead         uint64 `protobuf:"varint,5,opt,name=ahead,proto3" json:"ahead,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1065,9 +1065,9 @@ func (x *PushResponse) GetRejected() []*Rejection {
 	return nil
 }
 
-func (x *PushResponse) GetClamped() uint64 {
+func (x *PushResponse) GetAhead() uint64 {
 	if x != nil {
-		return x.Clamped
+		return x.Ahead
 	}
 	return 0
 }
@@ -1958,14 +1958,14 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\tRejection\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xe4\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xe0\x01\n" +
 	"\fPushResponse\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12\x1a\n" +
 	"\baccepted\x18\x03 \x01(\x04R\baccepted\x124\n" +
-	"\brejected\x18\x04 \x03(\v2\x18.clinicsync.v1.RejectionR\brejected\x12\x18\n" +
-	"\aclamped\x18\x05 \x01(\x04R\aclamped\"\xac\x01\n" +
+	"\brejected\x18\x04 \x03(\v2\x18.clinicsync.v1.RejectionR\brejected\x12\x14\n" +
+	"\x05ahead\x18\x05 \x01(\x04R\x05ahead\"\xac\x01\n" +
 	"\bEnvelope\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1b\n" +
 	"\tsender_id\x18\x02 \x01(\tR\bsenderId\x12\x18\n" +
