@@ -154,7 +154,7 @@ func (s *Store) learnOffset(tx Tx, upstream int64) error {
 	return writeStamp(tx, kOffset, stampT{wall: off})
 }
 
-// ClampPending bounds the versions of this node's own pending edits to
+// ClampPending bounds the versions of this node's own unpushed edits to
 // limit (ms; the upstream's time plus DefaultMaxDrift) before a push: an
 // edit stamped by a clock far ahead is dated anew, after every own
 // version a push may have sent before and every version received, and
@@ -179,8 +179,9 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 				return false, err
 			}
 			found := false
-			for _, v := range r.Versions {
+			for col, v := range r.Versions {
 				switch {
+				case !unpushed(r, col):
 				case ahead(v):
 					olds, found = append(olds, stampOf(v)), true
 				case v.Node == s.opts.NodeID:
@@ -230,7 +231,7 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 			r := old
 			r.Versions = maps.Clone(old.Versions)
 			for col, v := range r.Versions {
-				if ahead(v) {
+				if unpushed(r, col) && ahead(v) {
 					nv := renamed[stampOf(v)]
 					v.Wall, v.Counter = nv.wall, nv.counter
 					r.Versions[col] = v
@@ -249,6 +250,14 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 		return writeStamp(tx, kIssued, floor)
 	})
 	return n, err
+}
+
+// unpushed reports whether a pending row's column holds an edit not yet
+// pushed: every column of a created row, the _changed ones of an
+// updated row. Its other columns went upstream before (or came from
+// it), with their versions.
+func unpushed(r Record, col string) bool {
+	return r.Status == Created || slices.Contains(r.Changed, col)
 }
 
 // later returns the later of two stamps.
