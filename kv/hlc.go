@@ -82,6 +82,18 @@ func (s *Store) stamp(tx Tx) (codec.Version, error) {
 	} else {
 		last.counter++
 	}
+	// A stamp within the clamp floor's millisecond moves the floor, so
+	// that a later clamp never re-dates an edit to a version issued here
+	// before: one version, one edit.
+	floor, err := readStamp(tx, kClampFloor)
+	if err != nil {
+		return codec.Version{}, err
+	}
+	if last.wall == floor.wall && floor.less(last) {
+		if err := writeStamp(tx, kClampFloor, last); err != nil {
+			return codec.Version{}, err
+		}
+	}
 	return codec.Version{Wall: last.wall, Counter: last.counter, Node: s.opts.NodeID}, writeStamp(tx, kIssued, last)
 }
 
@@ -213,6 +225,13 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 			return writeStamp(tx, kClampFloor, later(floor, kept))
 		}
 		floor = later(later(floor, seen), later(kept, stampT{limit, 0}))
+		issued, err := readStamp(tx, kIssued)
+		if err != nil {
+			return err
+		}
+		if issued.wall == floor.wall {
+			floor = later(floor, issued) // never a version issued here before
+		}
 		slices.SortFunc(olds, func(a, b stampT) int {
 			if a.less(b) {
 				return -1
