@@ -28,9 +28,9 @@ type Caller struct {
 //     which returns no tombstones;
 //   - a row created after since is created, otherwise updated, except
 //     that a row goes back to the device whose push created it as
-//     updated (its pull's last_pulled_at is the push's, PushBase), so
-//     WatermelonDB does not resurrect a row the device deleted meanwhile;
-//     a first pull (since 0) gets every row as created.
+//     updated (see pushedBy), so WatermelonDB does not resurrect a row
+//     the device deleted meanwhile; a first pull (since 0) gets every
+//     row as created.
 //
 // The caller sets the timestamp.
 func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *codec.Changeset {
@@ -55,13 +55,21 @@ func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *cod
 			row.Cols = withoutSecrets(t, r.Cols)
 		}
 		tc := cs.Table(r.Table)
-		if since == 0 || r.CreatedCursor > since && since != r.PushBase {
+		if since == 0 || r.CreatedCursor > since && !pushedBy(r, c, since) {
 			tc.Created = append(tc.Created, row)
 		} else {
 			tc.Updated = append(tc.Updated, row)
 		}
 	}
 	return cs
+}
+
+// pushedBy reports whether a pull by c since a time comes from the
+// device whose push created r: c pushed it (Origin), and pulls from at
+// least the last_pulled_at that push carried (PushBase) on, so the push
+// came from this device's store, even when it arrived late.
+func pushedBy(r codec.Record, c Caller, since int64) bool {
+	return r.Origin == c.ID && r.PushBase > 0 && since >= r.PushBase
 }
 
 func withoutSecrets(t *schema.Table, cols map[string]codec.Value) map[string]codec.Value {
