@@ -170,7 +170,8 @@ func (s *Store) learnOffset(tx Tx, upstream int64) error {
 // limit (ms; the upstream's time plus DefaultMaxDrift) before a push: an
 // edit stamped by a clock far ahead is dated anew, after every own
 // version a push may have sent before and every version received, and
-// in the same order as the originals, so that this node and its upstream keep one version per
+// in the same order as the originals; an edit that went through a clamp
+// before keeps its version (a push may have carried it already), so that this node and its upstream keep one version per
 // edit and a later edit still beats an earlier one. Versions of other
 // nodes' edits (relayed) pass on unchanged. It returns how many column
 // versions changed.
@@ -181,7 +182,18 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 		if err != nil {
 			return err
 		}
-		ahead := func(v codec.Version) bool { return v.Node == s.opts.NodeID && v.Wall > limit }
+		// Clamped edits go after every own version that may have left in
+		// a push before (the floor) and every version received (an edit
+		// made after receiving a version must beat it). A version at or
+		// below the floor went through a clamp already (it may have left
+		// with a lost answer): it is never re-dated.
+		floor, err := readStamp(tx, kClampFloor)
+		if err != nil {
+			return err
+		}
+		ahead := func(v codec.Version) bool {
+			return v.Node == s.opts.NodeID && v.Wall > limit && floor.less(stampOf(v))
+		}
 		var fix []Record
 		var olds []stampT
 		var kept stampT // the highest own pending version within the limit
@@ -205,13 +217,6 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 			}
 			return true, nil
 		})
-		if err != nil {
-			return err
-		}
-		// Clamped edits go after every own version that may have left in
-		// a push before (the floor) and every version received (an edit
-		// made after receiving a version must beat it).
-		floor, err := readStamp(tx, kClampFloor)
 		if err != nil {
 			return err
 		}
