@@ -171,10 +171,10 @@ func (s *Store) learnOffset(tx Tx, upstream int64) error {
 // edit stamped by a clock far ahead is dated anew, after every own
 // version a push may have sent before and every version received, and
 // in the same order as the originals; an edit that went through a clamp
-// before keeps its version (a push may have carried it already), so that this node and its upstream keep one version per
-// edit and a later edit still beats an earlier one. Versions of other
-// nodes' edits (relayed) pass on unchanged. It returns how many column
-// versions changed.
+// before keeps its version (a push may have carried it already). So
+// each edit keeps one version on every node, and a later edit still
+// beats an earlier one. Versions of other nodes' edits (relayed) pass
+// on unchanged. It returns how many column versions changed.
 func (s *Store) ClampPending(limit int64) (n int, err error) {
 	err = s.be.Update(func(tx Tx) error {
 		n = 0
