@@ -116,14 +116,9 @@ func (r *Run) Start() Step {
 	pulling, err1 := r.store.Config(fsm.ConfigPullingPeer)
 	pulled, err2 := r.store.Config(fsm.ConfigPulledPeer)
 	b.Mixed = (err1 == nil || err2 == nil) && (pulling != r.peer.ID || pulled != r.peer.ID)
-	up, err := r.store.UpstreamNow()
-	b.UpstreamNow = up
 	step := r.sync.Start(b)
 	if step.Done != nil && step.Done.Skipped {
 		return Step{Done: &Result{Outcome: OutcomeSkipped, Peer: r.peer.ID, Message: ErrSyncInProgress.Error(), Err: ErrSyncInProgress}}
-	}
-	if err != nil {
-		return r.Fail(err)
 	}
 	return r.exec(step)
 }

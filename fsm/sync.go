@@ -62,8 +62,6 @@ type Begin struct {
 	// Mixed: the store may hold rows from another peer (a pull from
 	// another peer applied pages, or one was cut short).
 	Mixed bool
-	// UpstreamNow is the node's estimate of the peer's clock (ms).
-	UpstreamNow int64
 }
 
 // Collect names the records the executor reads for a push.
@@ -114,23 +112,20 @@ type Done struct {
 	Err      error
 }
 
-// Start begins the sync: a pull, or for a force upload the records to
-// send. It is skipped when the machine is not idle.
+// Start begins the sync with a pull. A force upload pulls first too,
+// from its cursor and never mirroring (the peer may lack the very rows
+// it is to receive), so that it pushes merged rows against a fresh
+// last_pulled_at, which a strict peer accepts. It is skipped when the
+// machine is not idle.
 func (s *Sync) Start(b Begin) Step {
 	if err := s.Machine.Fire(StartSync, 0, ""); err != nil {
 		return Step{Done: &Done{Skipped: true, Err: err}}
 	}
 	s.cursor = b.Cursor
 	switch {
-	case s.Direction == UploadOnly:
-		// No pull tells the peer's time: bound own edits by the
-		// estimate from the last one.
-		s.fire(StartResolve, 0)
-		s.from = b.Cursor
-		return Step{Clamp: b.UpstreamNow + s.MaxDrift, Collect: CollectAll}
 	case s.Direction == DownloadOnly:
 		s.from = max(s.Since, 0)
-	case b.Mixed:
+	case b.Mixed && s.Direction == BothWays:
 		// Rows here came from another peer (or from a pull cut short):
 		// mirror this one instead (a full pull; synced rows it does not
 		// have are removed), or a row deleted here before the cursor
@@ -193,7 +188,11 @@ func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
 		return Step{Apply: w, Finish: true}, nil
 	}
 	s.from = resp.GetTimestamp()
-	return Step{Apply: w, Clamp: s.from + s.MaxDrift, Collect: CollectPending}, nil
+	collect := CollectPending
+	if s.Direction == UploadOnly {
+		collect = CollectAll
+	}
+	return Step{Apply: w, Clamp: s.from + s.MaxDrift, Collect: collect}, nil
 }
 
 // Collected takes the records read for the push (and how many versions

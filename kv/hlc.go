@@ -97,17 +97,6 @@ func (s *Store) stamp(tx Tx) (codec.Version, error) {
 	return codec.Version{Wall: last.wall, Counter: last.counter, Node: s.opts.NodeID}, writeStamp(tx, kIssued, last)
 }
 
-// UpstreamNow is this node's estimate of its upstream's clock (ms): the
-// clock less the offset learned from the last completed pull.
-func (s *Store) UpstreamNow() (int64, error) {
-	var off stampT
-	err := s.be.View(func(tx Tx) (err error) {
-		off, err = readStamp(tx, kOffset)
-		return err
-	})
-	return s.opts.Clock.Now().UnixMilli() - off.wall, err
-}
-
 // Now is the node's time for dating and bounding versions (ms): the
 // clock, but never behind the newest cursor issued nor the versions this
 // node issued or received, so a clock set back neither dates a client's
