@@ -1,0 +1,99 @@
+package fsm_test
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/codec/schema"
+	"github.com/clinicsync/clinicsync/fsm"
+	pb "github.com/clinicsync/clinicsync/proto"
+)
+
+func newSync(dir fsm.Direction) *fsm.Sync {
+	n := 0
+	return &fsm.Sync{Machine: fsm.NewMachine(), Catalog: schema.Default(), Peer: "cloud", Direction: dir,
+		PageSize: 2, MaxDrift: 600, RequestID: func() string { n++; return strconv.Itoa(n) }}
+}
+
+// page is a pulled page with p1 (and a continuation when more).
+func page(ts int64, more bool) *pb.PullResponse {
+	cs := codec.NewChangeset()
+	cs.Table("patients").Updated = []codec.Row{{Table: "patients", ID: "p1", Cols: cols("given_name", "Amina")}}
+	resp := &pb.PullResponse{Changes: codec.ChangesetToProto(cs), Timestamp: ts}
+	if more {
+		resp.Continuation = "c"
+	}
+	return resp
+}
+
+func TestSyncSteps(t *testing.T) {
+	s := newSync(fsm.BothWays)
+	step := s.Start(fsm.Begin{Cursor: 50})
+	if step.Pull == nil || step.Pull.LastPulledAt != 50 || step.Pull.PageSize != 2 || s.Machine.State() != fsm.Fetching {
+		t.Fatalf("start: %+v in %s", step, s.Machine.State())
+	}
+	// A page with more to come: apply it, ask for the next; no cursor yet.
+	step, err := s.OnPull(page(90, true))
+	if err != nil || step.Apply == nil || len(step.Apply.Changes) != 1 || step.Apply.Peer != "" || step.Pull.GetContinuation() != "c" {
+		t.Fatalf("first page: %+v, %v", step, err)
+	}
+	// The last page carries the cursor and the clock, then the push's
+	// records are collected after clamping to the peer's time.
+	step, err = s.OnPull(page(100, false))
+	if err != nil || step.Apply.Peer != "cloud" || step.Apply.PullCursor != 100 || step.Apply.UpstreamTime != 100 ||
+		step.Apply.Mirror != nil || step.Clamp != 700 || step.Collect != fsm.CollectPending {
+		t.Fatalf("last page: %+v, %v", step, err)
+	}
+	pending := []codec.Record{{Row: codec.Row{Table: "patients", ID: "p2", Cols: cols("given_name", "Badr")}, Status: codec.Created}}
+	step = s.Collected(pending, 0)
+	if step.Push == nil || step.Push.LastPulledAt != 100 || s.Machine.State() != fsm.Pushing {
+		t.Fatalf("collected: %+v", step)
+	}
+	step = s.OnPush(&pb.PushResponse{Accepted: 1})
+	if len(step.MarkSynced) != 1 || !step.Finish {
+		t.Fatalf("pushed: %+v", step)
+	}
+	step = s.Finished()
+	if d := step.Done; d == nil || d.Pulled != 2 || d.Pushed != 1 || s.Machine.State() != fsm.Idle {
+		t.Fatalf("done: %+v", step.Done)
+	}
+	// A second sync while one runs is skipped.
+	busy := newSync(fsm.BothWays)
+	busy.Start(fsm.Begin{})
+	if step := busy.Start(fsm.Begin{}); step.Done == nil || !step.Done.Skipped {
+		t.Errorf("second start: %+v", step)
+	}
+}
+
+func TestSyncMirrorsAnotherPeer(t *testing.T) {
+	s := newSync(fsm.BothWays)
+	if step := s.Start(fsm.Begin{Cursor: 50, Mixed: true}); step.Pull.LastPulledAt != 0 {
+		t.Fatalf("a mixed store pulls everything: %+v", step.Pull)
+	}
+	step, err := s.OnPull(page(100, false))
+	if err != nil || step.Apply.Mirror == nil {
+		t.Fatalf("last page: %+v, %v", step, err)
+	}
+	brought := codec.Record{Row: codec.Row{Table: "patients", ID: "p1"}}
+	gone := codec.Record{Row: codec.Row{Table: "patients", ID: "p9"}}
+	edited := codec.Record{Row: codec.Row{Table: "patients", ID: "p8"}, Status: codec.Updated}
+	if step.Apply.Mirror(brought) || !step.Apply.Mirror(gone) || step.Apply.Mirror(edited) {
+		t.Error("mirror: deletes exactly the synced rows the pull did not bring")
+	}
+	// A force upload pulls from its cursor without mirroring, then
+	// collects every record.
+	up := newSync(fsm.UploadOnly)
+	if step := up.Start(fsm.Begin{Cursor: 50, Mixed: true}); step.Pull.LastPulledAt != 50 {
+		t.Fatalf("force upload pull: %+v", step.Pull)
+	}
+	if step, _ := up.OnPull(page(100, false)); step.Apply.Mirror != nil || step.Collect != fsm.CollectAll {
+		t.Fatalf("force upload: %+v", step)
+	}
+	// A malformed page is an error; nothing to apply.
+	bad := newSync(fsm.BothWays)
+	bad.Start(fsm.Begin{})
+	if _, err := bad.OnPull(&pb.PullResponse{}); err == nil {
+		t.Error("a last page without a timestamp was taken")
+	}
+}
