@@ -111,12 +111,12 @@ func NewRun(c RunConfig) *Run {
 // Start begins the sync and returns the first request. If a sync
 // already runs, the result is skipped.
 func (r *Run) Start() Step {
-	var b fsm.Begin
-	b.Cursor = r.peer.PullCursor
+	// The store holds rows from another peer when a pull from another
+	// peer applied pages or one was cut short (never pulled: none).
 	pulling, err1 := r.store.Config(fsm.ConfigPullingPeer)
 	pulled, err2 := r.store.Config(fsm.ConfigPulledPeer)
-	b.Mixed = (err1 == nil || err2 == nil) && (pulling != r.peer.ID || pulled != r.peer.ID)
-	step := r.sync.Start(b)
+	mixed := (err1 == nil || err2 == nil) && (pulling != r.peer.ID || pulled != r.peer.ID)
+	step := r.sync.Start(fsm.Begin{Cursor: r.peer.PullCursor, Mixed: mixed})
 	if step.Done != nil && step.Done.Skipped {
 		return Step{Done: &Result{Outcome: OutcomeSkipped, Peer: r.peer.ID, Message: ErrSyncInProgress.Error(), Err: ErrSyncInProgress}}
 	}
