@@ -616,6 +616,15 @@ func TestCloudStrictConflict(t *testing.T) {
 			r := c.call("POST", "/api/v2/sync", nurse, body, "Content-Type", "application/json")
 			p1, _ := c.store.Get("patients", "p1")
 			_, errP2 := c.store.Get("patients", "p2")
+			// A last_pulled_at this server never issued is refused whole.
+			forged := changes(t, 1<<62, "patients", []map[string]any{patientRaw("p3", "c1", nil)}, []map[string]any{bEdit})
+			if f := c.call("POST", "/api/v2/sync", nurse, forged, "Content-Type", "application/json"); f.status != 400 ||
+				!strings.Contains(f.json(t)["error"].(string), "never issued") {
+				t.Fatalf("forged last_pulled_at: %d %s", f.status, f.body)
+			}
+			if _, err := c.store.Get("patients", "p3"); !errors.Is(err, kv.ErrNotFound) {
+				t.Fatalf("a refused push stored p3: %v", err)
+			}
 			if policy == fsm.StrictPolicy {
 				if r.status != 409 || !strings.Contains(r.json(t)["error"].(string), "patients/p1") {
 					t.Fatalf("strict conflict: %d %s", r.status, r.body)

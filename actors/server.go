@@ -131,6 +131,15 @@ func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
+	// A last_pulled_at this node never issued would blind the conflict
+	// rules (strict: everything looks pulled).
+	last, err := s.Store.LastCursor()
+	if err != nil {
+		return nil, err
+	}
+	if lpa := req.GetLastPulledAt(); lpa < 0 || lpa > last {
+		return nil, fmt.Errorf("%w: last_pulled_at %d was never issued by this server: pull, then push", ErrBadRequest, lpa)
+	}
 	now, err := s.Store.Now()
 	if err != nil {
 		return nil, err
