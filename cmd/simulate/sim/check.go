@@ -530,15 +530,18 @@ func lostTo(r *mrow, col string, final *write, v codec.Value, logged []kv.Confli
 	seenLater := func(wr *write) bool {
 		return slices.ContainsFunc(ws, func(o *write) bool { return o != wr && o.seen[wr.id] })
 	}
+	inLog := func(wr *write) bool {
+		return slices.ContainsFunc(logged, func(c kv.Conflict) bool { return c.Value.Equal(wr.value) && r.resolve(col, c.Version, c.Value) == wr })
+	}
 	for _, wr := range ws {
 		if wr == final || wr.value.Equal(v) || seenLater(wr) {
 			continue
 		}
 		// The same value at a higher version, overwritten where it had
-		// been seen: this write's value was not lost (merges log no
-		// conflict between equal values).
+		// been seen or kept in a conflict log: this write's value was not
+		// lost (merges log no conflict between equal values).
 		if slices.ContainsFunc(ws, func(o *write) bool {
-			return o != wr && o.value.Equal(wr.value) && o.version().Compare(wr.version()) > 0 && seenLater(o)
+			return o != wr && o.value.Equal(wr.value) && o.version().Compare(wr.version()) > 0 && (seenLater(o) || inLog(o))
 		}) {
 			continue
 		}
@@ -547,7 +550,7 @@ func lostTo(r *mrow, col string, final *write, v codec.Value, logged []kv.Confli
 				col, clip(v.String()), final.id, final.writer, final.version(), wr.id, wr.writer, clip(wr.value.String()), wr.version()))
 			continue
 		}
-		if !slices.ContainsFunc(logged, func(c kv.Conflict) bool { return c.Value.Equal(wr.value) && r.resolve(col, c.Version, c.Value) == wr }) {
+		if !inLog(wr) {
 			out = append(out, fmt.Sprintf("%s: #%d by %s (%s, version %s) lost to #%d by %s (%s) and is in no conflict log",
 				col, wr.id, wr.writer, clip(wr.value.String()), wr.version(), final.id, final.writer, clip(v.String())))
 		}
