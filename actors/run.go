@@ -111,12 +111,9 @@ func NewRun(c RunConfig) *Run {
 // Start begins the sync and returns the first request. If a sync
 // already runs, the result is skipped.
 func (r *Run) Start() Step {
-	// The store holds rows from another peer when a pull from another
-	// peer applied pages or one was cut short (never pulled: none).
-	pulling, err1 := r.store.Config(fsm.ConfigPullingPeer)
-	pulled, err2 := r.store.Config(fsm.ConfigPulledPeer)
-	mixed := (err1 == nil || err2 == nil) && (pulling != r.peer.ID || pulled != r.peer.ID)
-	step := r.sync.Start(fsm.Begin{Cursor: r.peer.PullCursor, Mixed: mixed})
+	pulled, _ := r.store.Config(fsm.ConfigPulledPeer) // "" if none
+	foreign, _ := r.store.Config(fsm.ConfigForeign)
+	step := r.sync.Start(fsm.Begin{Cursor: r.peer.PullCursor, Pulled: pulled, Foreign: foreign != ""})
 	if step.Done != nil && step.Done.Skipped {
 		return Step{Done: &Result{Outcome: OutcomeSkipped, Peer: r.peer.ID, Message: ErrSyncInProgress.Error(), Err: ErrSyncInProgress}}
 	}

@@ -18,12 +18,13 @@ const (
 	DownloadOnly
 )
 
-// Config keys naming the peer whose pull last applied a page
-// (ConfigPullingPeer, written with the page) and the peer whose pull
-// last completed (ConfigPulledPeer, written with the last page).
+// Config keys, written with the pulled pages: the peer whose pull last
+// completed (ConfigPulledPeer, with the last page), and the peer of a
+// page applied while the store mirrored another one (ConfigForeign,
+// cleared when a mirroring pull completes; "" when none).
 const (
-	ConfigPullingPeer = "pulling_peer"
-	ConfigPulledPeer  = "pulled_peer"
+	ConfigPulledPeer = "pulled_peer"
+	ConfigForeign    = "foreign_pages"
 )
 
 // Sync is one sync with one peer as a pure procedure, in the manner of
@@ -44,8 +45,10 @@ type Sync struct {
 	// be dated (ms; see kv.Store.ClampPending).
 	MaxDrift int64
 
-	from    int64 // last_pulled_at of this sync's pull
-	cursor  int64 // the peer's pull cursor when the sync began
+	from       int64  // last_pulled_at of this sync's pull
+	cursor     int64  // the peer's pull cursor when the sync began
+	pulledPeer string // the peer whose pull last completed
+	mixed      bool   // the store held rows from another peer at the start
 	pulled  int
 	clamped int
 	pushed  []codec.Record
@@ -58,10 +61,11 @@ type Sync struct {
 
 // Begin is the store's state when a sync begins.
 type Begin struct {
-	Cursor int64 // the peer's pull cursor
-	// Mixed: the store may hold rows from another peer (a pull from
-	// another peer applied pages, or one was cut short).
-	Mixed bool
+	Cursor int64  // the peer's pull cursor
+	Pulled string // ConfigPulledPeer ("" if no pull completed)
+	// Foreign: pages from a peer other than Pulled were applied since
+	// (ConfigForeign is set).
+	Foreign bool
 }
 
 // Collect names the records the executor reads for a push.
@@ -121,11 +125,15 @@ func (s *Sync) Start(b Begin) Step {
 	if err := s.Machine.Fire(StartSync, 0, ""); err != nil {
 		return Step{Done: &Done{Skipped: true, Err: err}}
 	}
-	s.cursor = b.Cursor
+	s.cursor, s.pulledPeer = b.Cursor, b.Pulled
+	// The store holds rows from another peer when its last completed
+	// pull was another's, or pages of another peer's pull were applied
+	// since (a pull cut short, whatever came after).
+	s.mixed = b.Foreign || b.Pulled != "" && b.Pulled != s.Peer
 	switch {
 	case s.Direction == DownloadOnly:
 		s.from = max(s.Since, 0)
-	case b.Mixed && s.Direction == BothWays:
+	case s.mixed && s.Direction == BothWays:
 		// Rows here came from another peer (or from a pull cut short):
 		// mirror this one instead (a full pull; synced rows it does not
 		// have are removed), or a row deleted here before the cursor
@@ -160,7 +168,10 @@ func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
 	if last && resp.GetTimestamp() <= 0 {
 		return Step{}, fmt.Errorf("pull timestamp %d is not positive", resp.GetTimestamp())
 	}
-	w := &Writes{Config: map[string]string{ConfigPullingPeer: s.Peer}}
+	w := &Writes{Config: map[string]string{}}
+	if s.Peer != s.pulledPeer {
+		w.Config[ConfigForeign] = s.Peer
+	}
 	for _, c := range Changes(cs) {
 		if t, ok := s.Catalog.Table(c.Table); ok && t.Flow != schema.Local {
 			w.Changes = append(w.Changes, c)
@@ -175,6 +186,9 @@ func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
 	}
 	if s.seen != nil {
 		w.Mirror = Unmirrored(s.seen, s.Catalog)
+	}
+	if s.seen != nil || !s.mixed && s.pulledPeer == "" {
+		w.Config[ConfigForeign] = "" // the store mirrors this peer now
 	}
 	// A force download from a time after the cursor skipped the changes
 	// in between: keep the cursor then.

@@ -68,7 +68,7 @@ func TestSyncSteps(t *testing.T) {
 
 func TestSyncMirrorsAnotherPeer(t *testing.T) {
 	s := newSync(fsm.BothWays)
-	if step := s.Start(fsm.Begin{Cursor: 50, Mixed: true}); step.Pull.LastPulledAt != 0 {
+	if step := s.Start(fsm.Begin{Cursor: 50, Pulled: "hub"}); step.Pull.LastPulledAt != 0 {
 		t.Fatalf("a mixed store pulls everything: %+v", step.Pull)
 	}
 	step, err := s.OnPull(page(100, false))
@@ -81,10 +81,27 @@ func TestSyncMirrorsAnotherPeer(t *testing.T) {
 	if step.Apply.Mirror(brought) || !step.Apply.Mirror(gone) || step.Apply.Mirror(edited) {
 		t.Error("mirror: deletes exactly the synced rows the pull did not bring")
 	}
+	if step.Apply.Config[fsm.ConfigForeign] != "" || step.Apply.Config[fsm.ConfigPulledPeer] != "cloud" {
+		t.Errorf("a completed mirror: config %v", step.Apply.Config)
+	}
+	// Pages of another peer's pull were applied since the last complete
+	// pull from this one (cut short, then another cut short from this
+	// peer): still mixed, so this peer is mirrored.
+	again := newSync(fsm.BothWays)
+	if step := again.Start(fsm.Begin{Cursor: 50, Pulled: "cloud", Foreign: true}); step.Pull.LastPulledAt != 0 {
+		t.Fatalf("foreign pages applied since: %+v", step.Pull)
+	}
+	// A page from a peer other than the mirrored one marks the store.
+	other := newSync(fsm.BothWays)
+	other.Peer = "hub"
+	other.Start(fsm.Begin{Cursor: 50, Pulled: "cloud"})
+	if step, _ := other.OnPull(page(100, true)); step.Apply.Config[fsm.ConfigForeign] != "hub" {
+		t.Errorf("a page from another peer: config %v", step.Apply.Config)
+	}
 	// A force upload pulls from its cursor without mirroring, then
 	// collects every record.
 	up := newSync(fsm.UploadOnly)
-	if step := up.Start(fsm.Begin{Cursor: 50, Mixed: true}); step.Pull.LastPulledAt != 50 {
+	if step := up.Start(fsm.Begin{Cursor: 50, Pulled: "hub", Foreign: true}); step.Pull.LastPulledAt != 50 {
 		t.Fatalf("force upload pull: %+v", step.Pull)
 	}
 	if step, _ := up.OnPull(page(100, false)); step.Apply.Mirror != nil || step.Collect != fsm.CollectAll {
