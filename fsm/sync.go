@@ -49,11 +49,11 @@ type Sync struct {
 	cursor     int64  // the peer's pull cursor when the sync began
 	pulledPeer string // the peer whose pull last completed
 	mixed      bool   // the store held rows from another peer at the start
-	pulled  int
-	clamped int
-	pushed  []codec.Record
-	answer  *pb.PushResponse
-	msg     string
+	pulled     int
+	clamped    int
+	pushed     []codec.Record
+	answer     *pb.PushResponse
+	msg        string
 	// seen collects the rows of a full pull that mirrors a peer other
 	// than the last one synced with (nil otherwise).
 	seen map[string]bool
