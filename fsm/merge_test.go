@@ -310,3 +310,46 @@ func TestPushMergeVersions(t *testing.T) {
 		t.Errorf("a copy without edits changed the row: %+v", o)
 	}
 }
+
+// TestPushScope: a hub scoped to c1 may change a row only when its
+// stored clinic and its resulting clinic are c1, whatever it sends.
+func TestPushScope(t *testing.T) {
+	cat := schema.Default()
+	tbl, _ := cat.Table("patients")
+	clinic := tbl.ClinicColumn
+	push := fsm.Push{Caller: fsm.Caller{ID: "hub1", Hub: true, Clinics: []string{"c1"}}, LastPulledAt: 30, Catalog: cat}.Merge()
+	stored := func(c string) *codec.Record {
+		cols := patientCols("Amina", "111")
+		cols[clinic] = codec.String(c)
+		return &codec.Record{Row: codec.Row{Table: "patients", ID: "p1", Cols: cols, Versions: at(cols, 10, "a")}, Cursor: 20, CreatedCursor: 5}
+	}
+	edit := func(c string, changed ...string) codec.Change {
+		cols := patientCols("Amina", "999")
+		if c == "" {
+			delete(cols, clinic)
+		} else {
+			cols[clinic] = codec.String(c)
+		}
+		in := change(cols, changed...)
+		in.Versions = at(cols, 50, "hub1")
+		return in
+	}
+	for name, c := range map[string]struct {
+		cur *codec.Record
+		in  codec.Change
+	}{
+		"a c2 row, clinic left out": {stored("c2"), edit("", "phone")},
+		"a c2 row, claimed as c1":   {stored("c2"), edit("c1", "phone")},
+		"a c1 row moved to c2":      {stored("c1"), edit("c2", "phone", clinic)},
+		"a c2 row deleted":          {stored("c2"), deleteP1},
+		"a new row in c2":           {nil, edit("c2")},
+	} {
+		o := must(push(c.cur, c.in))
+		if o.Op != codec.Reject || o.Reason == "" {
+			t.Errorf("%s: %s %v", name, o.Op, o.Record.Cols["phone"])
+		}
+	}
+	if o := must(push(stored("c1"), edit("c1", "phone"))); o.Op != codec.Write || o.Record.Cols["phone"].Str != "999" {
+		t.Errorf("a c1 row edited in c1: %+v", o)
+	}
+}

@@ -248,6 +248,9 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 		switch {
 		case cur == nil:
 			cols, versions, _ := WithDefaults(t, in.Cols, p.versions(in, true)) // an older app schema's missing columns
+			if !InScope(t, codec.Row{ID: in.ID, Cols: cols}, p.Caller.Clinics) {
+				return reject("the row would be out of the caller's clinic scope")
+			}
 			r := codec.Record{Row: codec.Row{Cols: cols, Versions: versions}, Status: p.status(codec.Created, nil),
 				Origin: p.Caller.ID, PushBase: p.LastPulledAt}
 			if p.Relay {
@@ -260,6 +263,9 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 			// pulled past the delete, through another peer).
 			return codec.Outcome{Op: codec.Write, Record: codec.Record{
 				Deleted: true, Status: cur.Status, Origin: cur.Origin, PushBase: cur.PushBase}}, nil
+		}
+		if !InScope(t, cur.Row, p.Caller.Clinics) {
+			return reject("the stored row is out of the caller's clinic scope")
 		}
 		versions := p.versions(in, in.Created)
 		r := *cur
@@ -286,6 +292,9 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 				lost = true
 				conflicts = append(conflicts, codec.Conflict{Table: in.Table, ID: in.ID, Column: col, Value: iv, Version: iver, Winner: sver})
 			}
+		}
+		if c := t.ClinicColumn; len(p.Caller.Clinics) > 0 && c != "" && c != "id" && !r.Cols[c].Equal(cur.Cols[c]) {
+			return reject("moving a row to another clinic is refused (%s %s to %s)", c, cur.Cols[c], r.Cols[c])
 		}
 		if !lost && sameCols(r.Cols, cur.Cols) && maps.Equal(r.Versions, cur.Versions) {
 			return codec.Outcome{Op: codec.Skip, Conflicts: conflicts}, nil
