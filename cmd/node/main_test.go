@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -392,7 +393,15 @@ func TestRunServeAndSync(t *testing.T) {
 		t.Errorf("conflicts before any: %q", out)
 	}
 	ok(t, "put", "--data", phone, "--table", "patients", "--id", "p1", "phone=0791111111")
-	time.Sleep(5 * time.Millisecond) // a later wall clock for the hub's edit
+	// The hub's edit is the later one: wait (bounded) for the wall clock
+	// to pass the phone's edit, whose version is stamped at or just
+	// after its updated_at.
+	edited := okJSON(t, "rows", "--data", phone, "--table", "patients", "--id", "p1")["rows"].([]any)[0].(map[string]any)["updated_at"].(float64)
+	for deadline := time.Now().Add(time.Minute); time.Now().UnixMilli() <= int64(edited)+1; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the wall clock does not move")
+		}
+	}
 	ok(t, "put", "--data", hub, "--table", "patients", "--id", "p1", "phone=0793333333")
 	ok(t, "sync", "--data", hub)
 	ok(t, "sync", "--data", phone)
