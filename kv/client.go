@@ -1,13 +1,15 @@
 package kv
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/clinicsync/clinicsync/codec"
+	pb "github.com/clinicsync/clinicsync/proto"
 )
 
 // bClients records the downstream clients a serving node has seen.
-const bClients = "clients" // client key → JSON Client
+const bClients = "clients" // client key → pb.Client
 
 // ClientSeenEvery bounds how often RecordClient rewrites a client whose
 // schema version did not change: its LastSeen may lag by this much.
@@ -18,12 +20,12 @@ const ClientSeenEvery = time.Minute
 // id it names, if any), with the app schema version it last reported
 // (WatermelonDB's schemaVersion; 0: not reported).
 type Client struct {
-	ID            string `json:"id"`               // hub device id or user id
-	Device        string `json:"device,omitempty"` // a user's device, when the app names it
-	Hub           bool   `json:"hub,omitempty"`
-	SchemaVersion int64  `json:"schema_version"`
-	FirstSeen     int64  `json:"first_seen"` // ms
-	LastSeen      int64  `json:"last_seen"`  // ms
+	ID            string // hub device id or user id
+	Device        string // a user's device, when the app names it
+	Hub           bool
+	SchemaVersion int64
+	FirstSeen     int64 // ms
+	LastSeen      int64 // ms
 }
 
 // Key is the client's key: its id, and "/device" for a named device.
@@ -69,7 +71,8 @@ func (s *Store) RecordClient(c Client) error {
 		if old != nil {
 			c.FirstSeen = old.FirstSeen
 		}
-		enc, err := json.Marshal(c)
+		enc, err := codec.Marshal(&pb.Client{Id: c.ID, Device: c.Device, Hub: c.Hub, SchemaVersion: c.SchemaVersion,
+			FirstSeen: c.FirstSeen, LastSeen: c.LastSeen})
 		if err != nil {
 			return err
 		}
@@ -90,11 +93,17 @@ func getClient(tx Tx, key []byte) (*Client, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var c Client
-	if err := json.Unmarshal(v, &c); err != nil {
-		return nil, fmt.Errorf("%w: client %q: %v", ErrCorrupt, key, err)
+	c, err := decodeClient(key, v)
+	return &c, err
+}
+
+func decodeClient(k, v []byte) (Client, error) {
+	var m pb.Client
+	if err := codec.Unmarshal(v, &m); err != nil {
+		return Client{}, fmt.Errorf("%w: client %q: %v", ErrCorrupt, k, err)
 	}
-	return &c, nil
+	return Client{ID: m.GetId(), Device: m.GetDevice(), Hub: m.GetHub(), SchemaVersion: m.GetSchemaVersion(),
+		FirstSeen: m.GetFirstSeen(), LastSeen: m.GetLastSeen()}, nil
 }
 
 // Clients lists the recorded clients by key.
@@ -106,12 +115,9 @@ func (s *Store) Clients() ([]Client, error) {
 			return err
 		}
 		return b.Ascend(nil, func(k, v []byte) (bool, error) {
-			var c Client
-			if err := json.Unmarshal(v, &c); err != nil {
-				return false, fmt.Errorf("%w: client %q: %v", ErrCorrupt, k, err)
-			}
+			c, err := decodeClient(k, v)
 			out = append(out, c)
-			return true, nil
+			return err == nil, err
 		})
 	})
 	return out, err

@@ -1806,6 +1806,91 @@ func (x *Device) GetCreatedAt() int64 {
 	return 0
 }
 
+// Client is a downstream client a serving node has seen pull.
+type Client struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Device        string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	Hub           bool                   `protobuf:"varint,3,opt,name=hub,proto3" json:"hub,omitempty"`
+	SchemaVersion int64                  `protobuf:"varint,4,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
+	FirstSeen     int64                  `protobuf:"varint,5,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"` // ms
+	LastSeen      int64                  `protobuf:"varint,6,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`    // ms
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Client) Reset() {
+	*x = Client{}
+	mi := &file_proto_clinicsync_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Client) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Client) ProtoMessage() {}
+
+func (x *Client) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Client.ProtoReflect.Descriptor instead.
+func (*Client) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Client) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Client) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *Client) GetHub() bool {
+	if x != nil {
+		return x.Hub
+	}
+	return false
+}
+
+func (x *Client) GetSchemaVersion() int64 {
+	if x != nil {
+		return x.SchemaVersion
+	}
+	return 0
+}
+
+func (x *Client) GetFirstSeen() int64 {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return 0
+}
+
+func (x *Client) GetLastSeen() int64 {
+	if x != nil {
+		return x.LastSeen
+	}
+	return 0
+}
+
 // LogEntry is one local write in the append-only event log.
 type LogEntry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1821,7 +1906,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_proto_clinicsync_proto_msgTypes[20]
+	mi := &file_proto_clinicsync_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +1918,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[20]
+	mi := &file_proto_clinicsync_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +1931,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{20}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogEntry) GetSeq() uint64 {
@@ -2045,7 +2130,15 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"apiKeyHash\x12\x16\n" +
 	"\x06status\x18\x05 \x01(\tR\x06status\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\x03R\tcreatedAt\"\x83\x02\n" +
+	"created_at\x18\x06 \x01(\x03R\tcreatedAt\"\xa5\x01\n" +
+	"\x06Client\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06device\x18\x02 \x01(\tR\x06device\x12\x10\n" +
+	"\x03hub\x18\x03 \x01(\bR\x03hub\x12%\n" +
+	"\x0eschema_version\x18\x04 \x01(\x03R\rschemaVersion\x12\x1d\n" +
+	"\n" +
+	"first_seen\x18\x05 \x01(\x03R\tfirstSeen\x12\x1b\n" +
+	"\tlast_seen\x18\x06 \x01(\x03R\blastSeen\"\x83\x02\n" +
 	"\bLogEntry\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x0e\n" +
 	"\x02at\x18\x02 \x01(\x03R\x02at\x12\x16\n" +
@@ -2083,7 +2176,7 @@ func file_proto_clinicsync_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_clinicsync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_proto_clinicsync_proto_goTypes = []any{
 	(ProtocolVersion)(0),      // 0: clinicsync.v1.ProtocolVersion
 	(NodeKind)(0),             // 1: clinicsync.v1.NodeKind
@@ -2108,13 +2201,14 @@ var file_proto_clinicsync_proto_goTypes = []any{
 	(*StoredRow)(nil),         // 20: clinicsync.v1.StoredRow
 	(*Conflict)(nil),          // 21: clinicsync.v1.Conflict
 	(*Device)(nil),            // 22: clinicsync.v1.Device
-	(*LogEntry)(nil),          // 23: clinicsync.v1.LogEntry
-	nil,                       // 24: clinicsync.v1.Row.ColsEntry
-	nil,                       // 25: clinicsync.v1.StoredRow.ColsEntry
-	nil,                       // 26: clinicsync.v1.LogEntry.ChangesEntry
+	(*Client)(nil),            // 23: clinicsync.v1.Client
+	(*LogEntry)(nil),          // 24: clinicsync.v1.LogEntry
+	nil,                       // 25: clinicsync.v1.Row.ColsEntry
+	nil,                       // 26: clinicsync.v1.StoredRow.ColsEntry
+	nil,                       // 27: clinicsync.v1.LogEntry.ChangesEntry
 }
 var file_proto_clinicsync_proto_depIdxs = []int32{
-	24, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
+	25, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
 	4,  // 1: clinicsync.v1.Row.versions:type_name -> clinicsync.v1.VersionGroup
 	5,  // 2: clinicsync.v1.TableChanges.created:type_name -> clinicsync.v1.Row
 	5,  // 3: clinicsync.v1.TableChanges.updated:type_name -> clinicsync.v1.Row
@@ -2133,13 +2227,13 @@ var file_proto_clinicsync_proto_depIdxs = []int32{
 	0,  // 16: clinicsync.v1.HandshakeResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
 	0,  // 17: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
 	1,  // 18: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
-	25, // 19: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
+	26, // 19: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
 	2,  // 20: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
 	4,  // 21: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
 	3,  // 22: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
 	4,  // 23: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
 	4,  // 24: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
-	26, // 25: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
+	27, // 25: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
 	3,  // 26: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
 	3,  // 27: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
 	3,  // 28: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
@@ -2167,7 +2261,7 @@ func file_proto_clinicsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_clinicsync_proto_rawDesc), len(file_proto_clinicsync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
