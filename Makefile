@@ -8,7 +8,7 @@ FUZZTIME    ?= 10s
 BENCHTIME   ?= 1x
 TEST_FLAGS  ?= -timeout 15m
 
-.PHONY: help build test race fuzz bench proto verify demo sim clean
+.PHONY: help build test race fuzz bench resume-1m proto verify demo sim clean
 
 help:
 	@echo "build   bin/node and bin/simulate"
@@ -16,6 +16,7 @@ help:
 	@echo "race    the test suite under the race detector"
 	@echo "fuzz    every fuzz target for FUZZTIME (default $(FUZZTIME))"
 	@echo "bench   benchmarks with their floors"
+	@echo "resume-1m  a 1M-row initial sync, resumed after kill -9 of either side"
 	@echo "proto   regenerate proto/*.pb.go (needs protoc)"
 	@echo "verify  gofmt, go vet, go mod tidy and generated-code drift"
 	@echo "demo    the main job: a seeded clinic simulation, with an HTML report"
@@ -50,6 +51,12 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) ./...
+
+# A 1M-row initial sync against a cloud with default flags, with kill -9
+# of either side mid-pull (make test runs it with 20k rows).
+RESUME_ROWS ?= 1000000
+resume-1m:
+	CLINICSYNC_RESUME_ROWS=$(RESUME_ROWS) $(GO) test -run='^TestResumeAfterKill$$' -v -timeout 90m ./cmd/node/
 
 $(TOOLS)/protoc-gen-go:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)

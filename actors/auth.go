@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -23,6 +25,16 @@ import (
 // ErrUnauthorized: missing, malformed or wrong credentials (HTTP 401).
 var ErrUnauthorized = errors.New("Unauthorized")
 
+// ThrottledError: too many failed sign-ins from an address or for an
+// account (HTTP 429); Wait is when to try again.
+type ThrottledError struct {
+	Wait time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed sign-ins: try again in %s", e.Wait.Round(time.Second))
+}
+
 // HubPeerType is the peerType a hub sends with its device key.
 const HubPeerType = kv.PeerHub
 
@@ -30,8 +42,31 @@ const HubPeerType = kv.PeerHub
 // a store: its users (rows of the synced users table, with a bcrypt
 // hashed_password) and its registered devices (hubs, with the sha256 of
 // their API key).
+//
+// Credentials cost one bcrypt check per sync, not per page: a user's
+// credentials that passed are remembered (by their sha256, never in
+// clear) for CredentialTTL, and only while the user's row is unchanged,
+// so a new password, a deleted user or another email takes effect at
+// once. Users are found through an index by email kept from the users
+// table's changes; device keys through the store's key index.
 type Authenticator struct {
 	Store *kv.Store
+	// Clock dates remembered credentials (nil: the wall clock).
+	Clock kv.Clock
+	// Failures, when set, limits failed sign-ins, per client address
+	// and per account: over it, a request is refused (ErrThrottled)
+	// before any bcrypt, so guessing slows down and costs the server
+	// little, while other callers go on. Remembered credentials are
+	// never refused by it.
+	Failures *RateLimiter
+
+	mu       sync.Mutex
+	users    map[string]userEntry    // by lower-case email (live users with a password)
+	byID     map[string]string       // user id → its email in users
+	seen     int64                   // users index: the cursor read up to
+	verified map[[32]byte]verifiedAt // credentials that passed bcrypt
+	// Bcrypts counts the bcrypt comparisons made (for benchmarks).
+	Bcrypts atomic.Int64
 }
 
 // dummyHash is compared against when the email is unknown, so that an
@@ -44,7 +79,20 @@ var dummyHash = sync.OnceValue(func() []byte {
 	return h
 })
 
-// Authenticate returns who sent r:
+// CredentialTTL is how long credentials that passed a bcrypt check are
+// taken without another.
+const CredentialTTL = 10 * time.Minute
+
+type userEntry struct {
+	id, hash string
+}
+
+type verifiedAt struct {
+	user userEntry
+	at   time.Time
+}
+
+// Authenticate returns who sent r, from client address addr:
 //   - with peerType=sync_hub (query peerType or peer_type), only
 //     "Authorization: Bearer <device key>" is accepted: the key's sha256
 //     must name a registered, active device, which becomes a hub caller
@@ -56,7 +104,28 @@ var dummyHash = sync.OnceValue(func() []byte {
 //
 // Failures wrap ErrUnauthorized with the reason; a store failure is
 // returned as is (a server error, not a refusal).
-func (a *Authenticator) Authenticate(r *http.Request) (fsm.Caller, error) {
+func (a *Authenticator) Authenticate(r *http.Request, addr string) (fsm.Caller, error) {
+	c, err := a.authenticate(r, addr)
+	if errors.Is(err, ErrUnauthorized) && a.Failures != nil {
+		a.Failures.Allow("address:" + addr)
+	}
+	return c, err
+}
+
+// throttled refuses a client address or account over its failures.
+func (a *Authenticator) throttled(keys ...string) error {
+	if a.Failures == nil {
+		return nil
+	}
+	for _, k := range keys {
+		if ok, wait := a.Failures.Peek(k); !ok {
+			return &ThrottledError{Wait: wait}
+		}
+	}
+	return nil
+}
+
+func (a *Authenticator) authenticate(r *http.Request, addr string) (fsm.Caller, error) {
 	q := r.URL.Query()
 	peerType := q.Get("peerType")
 	if peerType == "" {
@@ -74,7 +143,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (fsm.Caller, error) {
 		}
 		return a.device(cred)
 	case strings.EqualFold(scheme, "Basic"):
-		return a.user(cred)
+		return a.user(cred, addr)
 	case strings.EqualFold(scheme, "Bearer"):
 		return fsm.Caller{}, fmt.Errorf("%w: a Bearer device key is accepted only with peerType=sync_hub", ErrUnauthorized)
 	}
@@ -100,7 +169,7 @@ func (a *Authenticator) device(key string) (fsm.Caller, error) {
 	return fsm.Caller{ID: d.ID, Hub: true, Clinics: append([]string(nil), d.ClinicIDs...)}, nil
 }
 
-func (a *Authenticator) user(cred string) (fsm.Caller, error) {
+func (a *Authenticator) user(cred, addr string) (fsm.Caller, error) {
 	raw, err := base64.StdEncoding.DecodeString(cred)
 	if err != nil {
 		return fsm.Caller{}, fmt.Errorf("%w: Basic credentials are not base64", ErrUnauthorized)
@@ -109,33 +178,89 @@ func (a *Authenticator) user(cred string) (fsm.Caller, error) {
 	if !ok {
 		return fsm.Caller{}, fmt.Errorf("%w: Basic credentials are not email:password", ErrUnauthorized)
 	}
-	id, hash, err := findUser(a.Store, strings.ToLower(strings.TrimSpace(email)))
+	email = strings.ToLower(strings.TrimSpace(email))
+	u, err := a.lookup(email)
 	if err != nil {
 		return fsm.Caller{}, err
 	}
-	if id == "" {
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+	key := sha256.Sum256(raw)
+	now := a.now()
+	a.mu.Lock()
+	v, ok := a.verified[key]
+	a.mu.Unlock()
+	if ok && u.id != "" && v.user == u && now.Sub(v.at) < CredentialTTL {
+		return fsm.Caller{ID: u.id}, nil
+	}
+	if err := a.throttled("address:"+addr, "account:"+email); err != nil {
+		return fsm.Caller{}, err
+	}
+	a.Bcrypts.Add(1)
+	hash := []byte(u.hash)
+	if u.id == "" {
+		hash = dummyHash()
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u.id == "" {
+		if a.Failures != nil {
+			a.Failures.Allow("account:" + email)
+		}
 		return fsm.Caller{}, fmt.Errorf("%w: invalid credentials", ErrUnauthorized)
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
-		return fsm.Caller{}, fmt.Errorf("%w: invalid credentials", ErrUnauthorized)
+	a.mu.Lock()
+	if a.verified == nil || len(a.verified) >= maxVerified {
+		a.verified = map[[32]byte]verifiedAt{} // forget all rather than grow without bound
 	}
-	return fsm.Caller{ID: id}, nil
+	a.verified[key] = verifiedAt{u, now}
+	a.mu.Unlock()
+	return fsm.Caller{ID: u.id}, nil
 }
 
-// findUser returns the id and password hash of the live user with that
-// email (compared in lower case), or "" when there is none. A user
-// without a password hash cannot sign in.
-func findUser(st *kv.Store, email string) (id string, hash []byte, err error) {
-	err = st.Rows("users", func(r kv.Record) error {
-		if id != "" || r.Deleted || r.Cols["is_deleted"].Bool {
-			return nil
+// maxVerified bounds the credentials remembered.
+const maxVerified = 100_000
+
+func (a *Authenticator) now() time.Time {
+	if a.Clock == nil {
+		return time.Now()
+	}
+	return a.Clock.Now()
+}
+
+// lookup returns the live user with that email (compared in lower
+// case) and a password hash, or a zero entry. The index is brought up
+// to date first from the users changed since it was last read: a walk
+// of the cursor index from there, not a scan of the users.
+func (a *Authenticator) lookup(email string) (userEntry, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.users == nil {
+		a.users, a.byID = map[string]userEntry{}, map[string]string{}
+	}
+	for {
+		page, err := a.Store.TableChangesSince("users", a.seen, 0, 1000)
+		if err != nil {
+			return userEntry{}, err
 		}
-		e, h := r.Cols["email"], r.Cols["hashed_password"]
-		if e.Kind == codec.KindString && strings.ToLower(e.Str) == email && h.Kind == codec.KindString && h.Str != "" {
-			id, hash = r.ID, []byte(h.Str)
+		for _, r := range page.Records {
+			if old, ok := a.byID[r.ID]; ok {
+				delete(a.users, old)
+				delete(a.byID, r.ID)
+			}
+			if r.Deleted || r.Cols["is_deleted"].Bool {
+				continue
+			}
+			e, h := r.Cols["email"], r.Cols["hashed_password"]
+			if e.Kind != codec.KindString || h.Kind != codec.KindString || h.Str == "" {
+				continue
+			}
+			key := strings.ToLower(e.Str)
+			if _, taken := a.users[key]; taken {
+				continue // two live users with one email: the first keeps it
+			}
+			a.users[key] = userEntry{id: r.ID, hash: h.Str}
+			a.byID[r.ID] = key
 		}
-		return nil
-	})
-	return id, hash, err
+		a.seen = page.Next
+		if !page.More {
+			return a.users[email], nil
+		}
+	}
 }

@@ -49,9 +49,16 @@ type CloudConfig struct {
 	// Relay marks a hub: rows accepted from devices become pending for
 	// its own upstream.
 	Relay bool
-	// RateLimit is the number of requests per minute a client may make
-	// (0: DefaultRateLimit; negative: no limit).
+	// RateLimit is the number of requests per minute an authenticated
+	// caller (or, unauthenticated, an address) may make (0:
+	// DefaultRateLimit; negative: no limit). Over it: 429 with
+	// Retry-After.
 	RateLimit int
+	// LoginFailures is the number of failed sign-ins per minute an
+	// address, and an account, may make before sign-ins from it are
+	// refused without a check (0: DefaultLoginFailures; negative: no
+	// limit).
+	LoginFailures int
 	// TrustForwardedFor rate limits by the first X-Forwarded-For address
 	// instead of the connection's (set it only behind a proxy that
 	// overwrites the header).
@@ -59,11 +66,22 @@ type CloudConfig struct {
 	// MaxBodyBytes bounds a push body (0: DefaultMaxBodyBytes); a larger
 	// one is refused with 413.
 	MaxBodyBytes int64
+	// PushBudgetBytes bounds the push body bytes in flight across
+	// concurrent pushes (0: DefaultPushBudgetFactor × MaxBodyBytes; never
+	// less than MaxBodyBytes). A push reserves its Content-Length (the
+	// body limit when it announces none) before its body is read and
+	// holds it until it is answered; one that would overrun the budget
+	// is refused at once with 503 and Retry-After (PushRetryAfter).
+	// While it is decoded and applied a push holds about 4 times its
+	// body in the heap (BenchmarkPushHeap), so the budget bounds the
+	// heap pushes take to about 4 times itself.
+	PushBudgetBytes int64
 	// PageSize is the number of records read from the store at a time
 	// for a JSON pull, and the largest protobuf pull page (0:
 	// DefaultPageSize).
 	PageSize int
-	// Clock is the rate limiter's clock (nil: the wall clock).
+	// Clock is the rate limiters' and the credential memory's clock
+	// (nil: the wall clock).
 	Clock kv.Clock
 	// Logger gets a line per request and the cause of every 500
 	// (default slog.Default()).
@@ -89,10 +107,11 @@ type CloudConfig struct {
 // logged). A push is applied whole or not at all.
 type CloudHandler struct {
 	server  *Server
-	auth    Authenticator
+	auth    *Authenticator
 	limiter *RateLimiter // nil: no limit
 	trustFF bool
 	maxBody int64
+	budget  *budget // push body bytes in flight
 	log     *slog.Logger
 }
 
@@ -100,7 +119,7 @@ type CloudHandler struct {
 func NewCloudHandler(store *kv.Store, cfg CloudConfig) *CloudHandler {
 	h := &CloudHandler{
 		server:  &Server{Store: store, Policy: cfg.Policy, Relay: cfg.Relay, PageSize: cfg.PageSize},
-		auth:    Authenticator{Store: store},
+		auth:    &Authenticator{Store: store, Clock: cfg.Clock},
 		trustFF: cfg.TrustForwardedFor,
 		maxBody: cfg.MaxBodyBytes,
 		log:     cfg.Logger,
@@ -108,6 +127,8 @@ func NewCloudHandler(store *kv.Store, cfg CloudConfig) *CloudHandler {
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
 	}
+	h.budget = newBudget(budgetLimit(cfg.PushBudgetBytes, h.maxBody))
+	h.server.MaxPushBytes = h.maxBody
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -117,8 +138,18 @@ func NewCloudHandler(store *kv.Store, cfg CloudConfig) *CloudHandler {
 	case cfg.RateLimit > 0:
 		h.limiter = NewRateLimiter(cfg.RateLimit, cfg.Clock)
 	}
+	switch {
+	case cfg.LoginFailures == 0:
+		h.auth.Failures = NewRateLimiter(DefaultLoginFailures, cfg.Clock)
+	case cfg.LoginFailures > 0:
+		h.auth.Failures = NewRateLimiter(cfg.LoginFailures, cfg.Clock)
+	}
 	return h
 }
+
+// BcryptCalls counts the password checks made so far (a benchmark
+// figure: one per sync, not one per page).
+func (h *CloudHandler) BcryptCalls() int64 { return h.auth.Bcrypts.Load() }
 
 // httpError is a refusal with its status and message.
 type httpError struct {
@@ -177,6 +208,9 @@ func (h *CloudHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			herr = notAllowed(rw, r, "GET, HEAD")
 			return
 		}
+		if herr = h.allow(rw, "address:"+ClientAddress(r, h.trustFF)); herr != nil {
+			return
+		}
 		if _, err := h.server.Store.LastCursor(); err != nil {
 			herr = &httpError{status: http.StatusServiceUnavailable, msg: "store unavailable", cause: err}
 			return
@@ -193,31 +227,53 @@ func (h *CloudHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// allow counts a request of a caller or address against the rate limit.
+func (h *CloudHandler) allow(w http.ResponseWriter, key string) *httpError {
+	if h.limiter == nil {
+		return nil
+	}
+	if ok, wait := h.limiter.Allow(key); !ok {
+		return tooMany(w, wait, "Too many requests. Please try again later.")
+	}
+	return nil
+}
+
+// tooMany is a 429 with the seconds to wait in Retry-After.
+func tooMany(w http.ResponseWriter, wait time.Duration, msg string) *httpError {
+	w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(wait.Seconds())), 1)))
+	return refuse(http.StatusTooManyRequests, "%s", msg)
+}
+
+// callerKey names an authenticated caller for the rate limiter.
+func callerKey(c fsm.Caller) string {
+	if c.Hub {
+		return "hub:" + c.ID
+	}
+	return "user:" + c.ID
+}
+
 func notAllowed(w http.ResponseWriter, r *http.Request, allow string) *httpError {
 	w.Header().Set("Allow", allow)
 	return refuse(http.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)
 }
 
-// sync rate limits, authenticates and dispatches a pull or a push.
+// sync authenticates, rate limits and dispatches a pull or a push.
 func (h *CloudHandler) sync(w http.ResponseWriter, r *http.Request, out *outcome) *httpError {
-	if h.limiter != nil {
-		if ok, wait := h.limiter.Allow(ClientAddress(r, h.trustFF)); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			return refuse(http.StatusTooManyRequests, "Too many requests. Please try again later.")
-		}
-	}
-	c, err := h.auth.Authenticate(r)
-	if errors.Is(err, ErrUnauthorized) {
+	c, err := h.auth.Authenticate(r, ClientAddress(r, h.trustFF))
+	var throttled *ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		return tooMany(w, throttled.Wait, "Too many failed sign-ins. Please try again later.")
+	case errors.Is(err, ErrUnauthorized):
 		w.Header().Set("WWW-Authenticate", `Basic realm="clinicsync", charset="UTF-8"`)
 		return refuse(http.StatusUnauthorized, "%v", err)
-	}
-	if err != nil {
+	case err != nil:
 		return internal(fmt.Errorf("authenticating: %w", err))
 	}
-	out.caller = "user:" + c.ID
-	if c.Hub {
-		out.caller = "hub:" + c.ID
+	if herr := h.allow(w, callerKey(c)); herr != nil {
+		return herr
 	}
+	out.caller = callerKey(c)
 	if r.Method == http.MethodGet {
 		return h.pull(w, r, c, out)
 	}
@@ -375,7 +431,11 @@ func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64
 			}
 			if migrating && list == migList {
 				err := eachPage(st, table, 0, since, size, func(recs []kv.Record) error {
-					if tc := fsm.ServeMigration(recs, mig, c, cat).Tables[table]; tc != nil {
+					cs, err := fsm.ServeMigration(recs, mig, c, cat, st.Lookup)
+					if err != nil {
+						return err
+					}
+					if tc := cs.Tables[table]; tc != nil {
 						n, err := writeList(pw, list, tc)
 						out.records += n
 						return err
@@ -387,7 +447,11 @@ func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64
 				}
 			}
 			err := eachPage(st, table, since, ts, size, func(recs []kv.Record) error {
-				if tc := fsm.Serve(recs, since, c, cat).Tables[table]; tc != nil {
+				cs, err := fsm.ServeWith(recs, since, c, cat, st.Lookup)
+				if err != nil {
+					return err
+				}
+				if tc := cs.Tables[table]; tc != nil {
 					more["updated"] = more["updated"] || len(tc.Updated) > 0
 					more["deleted"] = more["deleted"] || len(tc.Deleted) > 0
 					n, err := writeList(pw, list, tc)
@@ -445,48 +509,18 @@ func writeList(pw *codec.PullWriter, list string, tc *codec.TableChanges) (int, 
 	return len(rows), nil
 }
 
-// pullProto answers one protobuf page. The continuation carries the
-// store cursor to go on from, and the running totals:
-// "cursor:total:sent". Total is counted from the cursor index on the
-// first page (records changed since last_pulled_at, an upper bound of
-// what is served); Sent counts the records served up to and including
-// this page, and Total becomes Sent on the last page.
+// pullProto answers one protobuf page (Server.Pull): the continuation
+// is passed through as the client sent it, and checked there.
 func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Caller, since, schemaVersion int64, mig *codec.Migration, out *outcome) *httpError {
 	req := &pb.PullRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, LastPulledAt: since,
 		RequestId: q.Get("request_id"), PeerType: q.Get("peerType"), SchemaVersion: schemaVersion,
-		Migration: codec.MigrationToProto(mig)}
+		Migration: codec.MigrationToProto(mig), Continuation: q.Get("continuation")}
 	if ps := q.Get("page_size"); ps != "" {
 		n, err := strconv.ParseUint(ps, 10, 32)
 		if err != nil {
 			return refuse(http.StatusBadRequest, "query parameter page_size=%q is not a page size", ps)
 		}
 		req.PageSize = uint32(n)
-	}
-	var total, sent uint64
-	if cont := q.Get("continuation"); cont != "" {
-		parts := strings.Split(cont, ":")
-		var errs [3]error
-		var cur int64
-		if len(parts) == 3 {
-			c, _, _ := strings.Cut(parts[0], "/") // Server's own "cursor/timestamp", "mcursor/timestamp" in a migration's walk
-			c, walk := strings.CutPrefix(c, "m")
-			cur, errs[0] = strconv.ParseInt(c, 10, 64)
-			if walk {
-				cur = since // checked by Server.Pull
-			}
-			total, errs[1] = strconv.ParseUint(parts[1], 10, 64)
-			sent, errs[2] = strconv.ParseUint(parts[2], 10, 64)
-		}
-		if len(parts) != 3 || errors.Join(errs[:]...) != nil || cur < since {
-			return refuse(http.StatusBadRequest, "query parameter continuation=%q is not a continuation of this pull", cont)
-		}
-		req.Continuation = parts[0]
-	} else {
-		n, err := h.server.Store.CountSince(since)
-		if err != nil {
-			return internal(err)
-		}
-		total = uint64(n)
 	}
 	resp, err := h.server.Pull(c, req)
 	if errors.Is(err, ErrBadRequest) {
@@ -495,15 +529,6 @@ func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Call
 	if err != nil {
 		return internal(err)
 	}
-	sent += resp.GetSent()
-	resp.Sent = sent
-	if resp.Continuation == "" {
-		total = sent
-	} else {
-		total = max(total, sent)
-		resp.Continuation = fmt.Sprintf("%s:%d:%d", resp.Continuation, total, sent)
-	}
-	resp.Total = total
 	out.records = countProto(resp.GetChanges())
 	out.extra = append(out.extra, "since", since, "timestamp", resp.GetTimestamp(), "more", resp.Continuation != "")
 	return writeProto(w, resp)
@@ -535,22 +560,28 @@ type rejection struct {
 }
 
 func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller, out *outcome) *httpError {
-	body, herr := h.readBody(w, r)
+	body, held, herr := h.readBody(w, r)
 	if herr != nil {
 		return herr
 	}
+	// The budget stays held until the push is answered: the decoded
+	// changeset costs about what its body did. The body itself is not
+	// used past its decoding, so the GC may take it back while the push
+	// applies (decoders copy what they keep).
+	defer h.budget.give(held)
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == ContentTypeProtobuf {
 		req := new(pb.PushRequest)
 		if err := codec.Unmarshal(body, req); err != nil {
 			return refuse(http.StatusBadRequest, "push body: %v", err)
 		}
+		out.records = countProto(req.GetChanges())
+		lpa := req.GetLastPulledAt()
 		resp, herr := h.apply(c, req)
 		if herr != nil {
 			return herr
 		}
-		out.records = countProto(req.GetChanges())
-		out.extra = append(out.extra, "last_pulled_at", req.GetLastPulledAt(), "rejected", len(resp.GetRejected()), "ahead", resp.GetAhead())
+		out.extra = append(out.extra, "last_pulled_at", lpa, "rejected", len(resp.GetRejected()), "ahead", resp.GetAhead())
 		return writeProto(w, resp)
 	}
 
@@ -594,13 +625,14 @@ func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller
 		delete(cs.Tables, name)
 	}
 	out.records = cs.Count() + len(resp.Reasons)
-	presp, herr := h.apply(c, &pb.PushRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
-		LastPulledAt: lpa, Changes: codec.ChangesetToProto(cs)})
+	// The decoded changeset goes to the Server as it is: no protobuf
+	// round trip.
+	res, herr := h.applyChanges(c, lpa, cs)
 	if herr != nil {
 		return herr
 	}
-	for _, rj := range presp.GetRejected() {
-		resp.reject(rj.GetTable(), rj.GetId(), rj.GetReason())
+	for _, rj := range res.Rejected {
+		resp.reject(rj.Table, rj.ID, rj.Reason)
 	}
 	out.extra = append(out.extra, "last_pulled_at", lpa, "rejected", len(resp.Reasons))
 	writeJSON(w, http.StatusOK, resp)
@@ -615,38 +647,82 @@ func (p *pushResponse) reject(table, id, reason string) {
 	p.Reasons = append(p.Reasons, rejection{table, id, reason})
 }
 
-// apply runs a push through the Server: all of it or nothing.
+// apply runs a protobuf push through the Server: all of it or nothing.
 func (h *CloudHandler) apply(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, *httpError) {
 	resp, err := h.server.Push(c, req)
-	switch {
-	case errors.Is(err, fsm.ErrConflict):
-		return nil, refuse(http.StatusConflict, "%v: pull, merge and push again", err)
-	case errors.Is(err, ErrBadRequest):
-		return nil, refuse(http.StatusBadRequest, "push body: %v", err)
-	case err != nil:
-		return nil, internal(err)
+	if err != nil {
+		return nil, pushRefusal(err)
 	}
-	if n := resp.GetAhead(); n > 0 {
-		h.log.Warn("push carries versions dated beyond this node's clock: the caller's clock (or its devices') runs ahead", "caller", c.ID, "versions", n)
-	}
+	h.warnAhead(c, int(resp.GetAhead()))
 	return resp, nil
 }
 
-// readBody reads a push body up to the size limit.
-func (h *CloudHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *httpError) {
+// applyChanges runs a decoded push through the Server: all of it or
+// nothing.
+func (h *CloudHandler) applyChanges(c fsm.Caller, lpa int64, cs *codec.Changeset) (PushResult, *httpError) {
+	res, err := h.server.PushChanges(c, lpa, cs)
+	if err != nil {
+		return PushResult{}, pushRefusal(err)
+	}
+	h.warnAhead(c, res.Ahead)
+	return res, nil
+}
+
+func pushRefusal(err error) *httpError {
+	switch {
+	case errors.Is(err, fsm.ErrConflict):
+		return refuse(http.StatusConflict, "%v: pull, merge and push again", err)
+	case errors.Is(err, ErrBadRequest):
+		return refuse(http.StatusBadRequest, "push body: %v", err)
+	}
+	return internal(err)
+}
+
+func (h *CloudHandler) warnAhead(c fsm.Caller, versions int) {
+	if versions > 0 {
+		h.log.Warn("push carries versions dated beyond this node's clock: the caller's clock (or its devices') runs ahead", "caller", c.ID, "versions", versions)
+	}
+}
+
+// readBody reserves a push body's bytes in the push budget, then reads
+// the body up to the size limit. It returns the bytes it holds in the
+// budget, to give back once the push is answered: the body's
+// Content-Length, or, when it announces none, the size limit until the
+// body is read and its size after. A push the budget cannot take now is
+// refused before its body is read: 503 with Retry-After.
+func (h *CloudHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int64, *httpError) {
 	tooLarge := refuse(http.StatusRequestEntityTooLarge, "request body is over the %d-byte limit", h.maxBody)
 	if r.ContentLength > h.maxBody {
-		return nil, tooLarge
+		return nil, 0, tooLarge
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	held := r.ContentLength
+	if held < 0 {
+		held = h.maxBody
+	}
+	if !h.budget.take(held) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(PushRetryAfter/time.Second)))
+		return nil, 0, refuse(http.StatusServiceUnavailable, "The server is busy with other pushes. Please try again in a few seconds.")
+	}
+	body, err := readAll(http.MaxBytesReader(w, r.Body, h.maxBody), r.ContentLength)
 	var mbe *http.MaxBytesError
+	var herr *httpError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, tooLarge
+		herr = tooLarge
+	case timedOut(err):
+		herr = refuse(http.StatusRequestTimeout, "the request body did not arrive in time")
 	case err != nil:
-		return nil, refuse(http.StatusBadRequest, "reading the request body: %v", err)
+		herr = refuse(http.StatusBadRequest, "reading the request body: %v", err)
 	}
-	return body, nil
+	if herr != nil {
+		h.budget.give(held)
+		return nil, 0, herr
+	}
+	if n := int64(len(body)); n < held {
+		h.budget.give(held - n)
+		held = n
+	}
+	return body, held, nil
 }
 
 // ---- writing ----

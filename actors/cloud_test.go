@@ -43,15 +43,16 @@ const (
 // cloud is a CloudHandler over an in-memory store, served by httptest
 // on 127.0.0.1:0.
 type cloud struct {
-	t     *testing.T
+	t     testing.TB
 	clock *kv.ManualClock
 	be    *hookBackend
 	store *kv.Store
 	srv   *httptest.Server
+	h     *actors.CloudHandler
 	logs  *syncBuffer
 }
 
-func newCloud(t *testing.T, cfg actors.CloudConfig) *cloud {
+func newCloud(t testing.TB, cfg actors.CloudConfig) *cloud {
 	t.Helper()
 	c := &cloud{t: t, clock: kv.NewManualClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)),
 		be: &hookBackend{Backend: kv.NewMemory()}, logs: &syncBuffer{}}
@@ -89,8 +90,12 @@ func newCloud(t *testing.T, cfg actors.CloudConfig) *cloud {
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = -1
 	}
+	if cfg.LoginFailures == 0 {
+		cfg.LoginFailures = -1
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c.srv = httptest.NewServer(actors.NewCloudHandler(st, cfg))
+	c.h = actors.NewCloudHandler(st, cfg)
+	c.srv = httptest.NewServer(c.h)
 	t.Cleanup(c.srv.Close)
 	return c
 }
@@ -183,7 +188,7 @@ type reply struct {
 	body   []byte
 }
 
-func (r reply) json(t *testing.T) map[string]any {
+func (r reply) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -647,39 +652,54 @@ func TestCloudStrictConflict(t *testing.T) {
 // TestCloudRateLimit: over the limit a client gets 429 with Retry-After
 // until its allowance refills; clients are told apart by their
 // address, X-Forwarded-For only when trusted.
+// Sync requests count per authenticated caller, whatever the address;
+// unauthenticated requests (health checks) per address.
 func TestCloudRateLimit(t *testing.T) {
 	t.Parallel()
 	for _, trust := range []bool{false, true} {
 		t.Run(fmt.Sprint("trust=", trust), func(t *testing.T) {
 			c := newCloud(t, actors.CloudConfig{RateLimit: 3, TrustForwardedFor: trust})
-			from := func(ip string) reply {
-				return c.call("GET", "/api/v2/sync", nurse, "", "X-Forwarded-For", ip+", 10.0.0.1")
+			from := func(ip, auth string) reply {
+				return c.call("GET", "/api/v2/sync", auth, "", "X-Forwarded-For", ip+", 10.0.0.1")
 			}
 			for i := range 3 {
-				if r := from("192.0.2.1"); r.status != 200 {
+				if r := from("192.0.2.1", nurse); r.status != 200 {
 					t.Fatalf("request %d: %d", i, r.status)
 				}
 			}
-			r := from("192.0.2.1")
+			r := from("192.0.2.1", nurse)
 			if r.status != 429 || r.header.Get("Retry-After") != "20" || r.json(t)["error"] != "Too many requests. Please try again later." {
 				t.Fatalf("over the limit: %d %v %s", r.status, r.header, r.body)
 			}
-			// Another address is another client only behind a trusted proxy.
-			if r := from("192.0.2.2"); (r.status == 200) != trust {
-				t.Errorf("another forwarded address: %d", r.status)
+			// The same user from another address is the same caller.
+			if r := from("192.0.2.2", nurse); r.status != 429 {
+				t.Errorf("the same user from another address: %d", r.status)
+			}
+			// Another caller (the hub's key) is not slowed.
+			if r := c.call("GET", "/api/v2/sync?peerType=sync_hub", "Bearer "+hubKey, ""); r.status != 200 {
+				t.Errorf("another caller: %d %s", r.status, r.body)
 			}
 			// Refused requests do not use up the allowance; 20 s bring one back.
 			c.clock.Add(19 * time.Second)
-			if r := from("192.0.2.1"); r.status != 429 || r.header.Get("Retry-After") != "1" {
+			if r := from("192.0.2.1", nurse); r.status != 429 || r.header.Get("Retry-After") != "1" {
 				t.Errorf("after 19s: %d Retry-After %q", r.status, r.header.Get("Retry-After"))
 			}
 			c.clock.Add(time.Second)
-			if r := from("192.0.2.1"); r.status != 200 {
+			if r := from("192.0.2.1", nurse); r.status != 200 {
 				t.Errorf("after 20s: %d", r.status)
 			}
-			// Health checks are not limited.
-			if r := c.call("GET", "/healthz", "", ""); r.status != 200 {
-				t.Errorf("healthz over the limit: %d", r.status)
+			// Health checks, unauthenticated, count per address.
+			health := func(ip string) int {
+				return c.call("GET", "/healthz", "", "", "X-Forwarded-For", ip).status
+			}
+			for range 3 {
+				health("192.0.2.7")
+			}
+			if got := health("192.0.2.7"); got != 429 {
+				t.Errorf("health checks over the limit: %d", got)
+			}
+			if got := health("192.0.2.8"); (got == 200) != trust {
+				t.Errorf("health check from another forwarded address: %d", got)
 			}
 		})
 	}

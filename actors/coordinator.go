@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"strconv"
 	"time"
 
@@ -42,6 +43,9 @@ type SyncRequest struct {
 	Trigger Trigger
 	// Since is the time (ms) of a force upload or download.
 	Since int64
+	// PageSize is the records to ask for per pulled page (0: the
+	// node's NodeConfig.PageSize); the peer may serve fewer.
+	PageSize int
 }
 
 // ForceResetRequest returns the machine to idle from any state and
@@ -88,6 +92,8 @@ type coordinatorConfig struct {
 	log        *slog.Logger
 	timeout    time.Duration // per peer call
 	pageSize   int
+	retries    int           // automatic retries of a sync that failed on a passing cause
+	backoff    time.Duration // the first retry's wait, doubled for each next one
 	// publish sees every transition of the machine. It runs inside
 	// Receive and must not block.
 	publish func(fsm.Transition)
@@ -126,6 +132,9 @@ type running struct {
 	run       *Run
 	peer      kv.Peer
 	trigger   Trigger
+	since     int64
+	pageSize  int
+	attempt   int        // retries made
 	pid       *actor.PID // the peer actor
 	requester *actor.PID // nil when the request was a plain Send
 	call      uint64     // the outstanding call's seq
@@ -146,6 +155,10 @@ func (c *coordinator) Receive(ctx actor.Context) {
 		c.startSync(ctx, m)
 	case *peerReply:
 		c.onReply(ctx, m)
+	case *retrySync:
+		if c.sync == m.sync { // not abandoned meanwhile
+			c.begin(ctx, m.sync)
+		}
 	case ForceResetRequest:
 		c.forceReset(ctx)
 	case StateRequest:
@@ -172,8 +185,8 @@ func (c *coordinator) startSync(ctx actor.Context, req SyncRequest) {
 		reply(ctx, Result{Outcome: OutcomeSkipped, Peer: s.peer.ID, Message: ErrSyncInProgress.Error(), Err: ErrSyncInProgress})
 		return
 	}
-	if req.Trigger > ForceDownload || req.Since < 0 {
-		err := fmt.Errorf("%w: trigger %d, since %d", ErrInvalidRequest, req.Trigger, req.Since)
+	if req.Trigger > ForceDownload || req.Since < 0 || req.PageSize < 0 {
+		err := fmt.Errorf("%w: trigger %d, since %d, page size %d", ErrInvalidRequest, req.Trigger, req.Since, req.PageSize)
 		c.refuse(ctx, err, "Sync failed: "+err.Error())
 		return
 	}
@@ -186,20 +199,52 @@ func (c *coordinator) startSync(ctx actor.Context, req SyncRequest) {
 		c.refuse(ctx, err, msg)
 		return
 	}
-	s := &running{peer: peer, trigger: req.Trigger, pid: c.peerActor(ctx, peer), requester: ctx.Sender()}
+	s := &running{peer: peer, trigger: req.Trigger, since: req.Since, pageSize: c.cfg.pageSize,
+		pid: c.peerActor(ctx, peer), requester: ctx.Sender()}
+	if req.PageSize > 0 {
+		s.pageSize = req.PageSize
+	}
+	c.sync = s
+	c.begin(ctx, s)
+}
+
+// begin starts (or, after a failure, starts again) a sync's run.
+func (c *coordinator) begin(ctx actor.Context, s *running) {
+	if peer, err := c.cfg.store.Peer(s.peer.ID); err == nil {
+		s.peer = peer // the cursor moved if an earlier attempt pulled
+	}
 	n := 0
-	s.run = NewRun(RunConfig{Store: c.cfg.store, Machine: c.machine, Clock: c.cfg.clock, Peer: peer,
-		Trigger: req.Trigger, Since: req.Since, PageSize: c.cfg.pageSize,
+	s.run = NewRun(RunConfig{Store: c.cfg.store, Machine: c.machine, Clock: c.cfg.clock, Peer: s.peer,
+		Trigger: s.trigger, Since: s.since, PageSize: s.pageSize,
 		RequestID: func() string {
 			n++
 			if id, err := newUUID(); err == nil {
 				return id
 			}
-			return req.Trigger.String() + "-" + strconv.Itoa(n)
+			return s.trigger.String() + "-" + strconv.Itoa(n)
 		}})
-	c.sync = s
-	c.cfg.log.Info("sync started", "peer", peer.ID, "peer_type", peer.Type, "trigger", req.Trigger)
+	c.cfg.log.Info("sync started", "peer", s.peer.ID, "peer_type", s.peer.Type, "trigger", s.trigger, "attempt", s.attempt+1)
 	c.advance(ctx, s.run.Start())
+}
+
+// retrySync starts a failed sync again, once its backoff has passed.
+type retrySync struct{ sync *running }
+
+// retryable reports whether a sync that failed with err may succeed if
+// tried again unchanged: the peer was unreachable, busy or failing, or
+// (strict policy) the push met a newer change, which the next pull
+// brings.
+func retryable(err error) bool {
+	return errors.Is(err, ErrUnreachable) || errors.Is(err, ErrRateLimited) ||
+		errors.Is(err, ErrPeerFailed) || errors.Is(err, fsm.ErrConflict)
+}
+
+// retryDelay is the wait before attempt n+1 (n >= 1): the backoff
+// doubled per attempt, up to a minute, with up to a quarter more of
+// jitter.
+func (c *coordinator) retryDelay(n int) time.Duration {
+	d := min(c.cfg.backoff<<min(n-1, 10), time.Minute)
+	return d + time.Duration(mrand.Int64N(int64(d)/4+1))
 }
 
 // resolve picks the peer: the one asked for, else the selected one in
@@ -269,9 +314,19 @@ func sameEndpoint(a, b kv.Peer) bool {
 // sync.
 func (c *coordinator) advance(ctx actor.Context, step Step) {
 	s := c.sync
-	if step.Done != nil {
+	if d := step.Done; d != nil {
+		if d.Outcome == OutcomeError && retryable(d.Err) && s.attempt < c.cfg.retries {
+			// The sync stays running (others are skipped) while it waits.
+			s.attempt++
+			wait := c.retryDelay(s.attempt)
+			c.cfg.log.Warn("sync failed; trying again", "peer", d.Peer, "trigger", s.trigger, "attempt", s.attempt,
+				"of", c.cfg.retries+1, "in", wait.Round(time.Millisecond).String(), "cause", d.Err)
+			root, self := ctx.ActorSystem().Root, ctx.Self()
+			time.AfterFunc(wait, func() { root.Send(self, &retrySync{s}) })
+			return
+		}
 		c.sync = nil
-		c.finish(ctx, s, *step.Done)
+		c.finish(ctx, s, *d)
 		return
 	}
 	c.seq++

@@ -148,7 +148,7 @@ func newPairWith(t *testing.T, upKind Kind, configure func(*NodeConfig)) *pair {
 		t.Fatal(err)
 	}
 	p.seen = subscribe(t, p.mobile)
-	cfg := NodeConfig{Transports: p.net.Transports(p.mobile.Info().Caller()), Logger: slog.New(p.logs)}
+	cfg := NodeConfig{Transports: p.net.Transports(p.mobile.Info().Caller()), Logger: slog.New(p.logs), Retries: -1}
 	if configure != nil {
 		configure(&cfg)
 	}

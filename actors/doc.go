@@ -7,7 +7,7 @@
 // opens it; Start runs its engine (a protoactor actor system) with a
 // TransportFactory that says how to reach each peer. The embeddable API is
 // the *Node methods: Sync, ForceReset, State, Subscribe, Put, Delete,
-// Rows, Status, AddUser, peers and devices, and the serving side
+// Rows, Import, Status, AddUser, peers and devices, and the serving side
 // (Server, CloudHandler). The node binary is built on it; Example shows a
 // whole sync.
 //
@@ -36,7 +36,9 @@
 // While a node serves, ServeControl listens on DIR/control.sock: the
 // node binary forwards any other command on that directory to it and
 // runs it there against the open node, so commands work whether or not
-// a serve process holds the store.
+// a serve process holds the store. A command's output streams back as
+// it is printed, and its input (import's file) streams to it as it
+// reads (ControlConn.Run, ControlStreamsOf).
 //
 // # Errors
 //

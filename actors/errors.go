@@ -24,6 +24,9 @@ var (
 	// ErrKeyFile: the node's private key file is missing, malformed or
 	// does not match the public key in the store.
 	ErrKeyFile = errors.New("actors: bad node key file")
+	// ErrNotImportable: an import into a table that a push to this
+	// node does not take.
+	ErrNotImportable = errors.New("actors: table not importable")
 )
 
 // Sentinel errors of the sync engine (Node.Start, the coordinator and

@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/fsm"
@@ -56,7 +58,25 @@ type HTTPTransport struct {
 	// (so a new login applies at once). It may return
 	// ErrNoCredentials.
 	Auth func(*http.Request) error
+	// RetryWithin bounds how long one request keeps waiting out 429 and
+	// 503 answers before it fails with them (0: DefaultRetryWithin); the
+	// caller's context bounds it too.
+	RetryWithin time.Duration
+	// Sleep waits d or until ctx ends (nil: a timer). Tests pass one that
+	// advances a manual clock.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
+
+// Waiting out a busy peer: a request answered 429 or 503 is sent again
+// after the Retry-After the peer asked for, or else after a backoff that
+// doubles from retryBase up to retryCap, with up to a quarter more of
+// random jitter so that clients told to wait alike do not come back
+// together.
+const (
+	DefaultRetryWithin = 5 * time.Minute
+	retryBase          = 500 * time.Millisecond
+	retryCap           = 30 * time.Second
+)
 
 // BasicAuth authenticates as a user (the peer checks the bcrypt hash).
 func BasicAuth(email, password string) func(*http.Request) error {
@@ -145,11 +165,48 @@ func (t *HTTPTransport) Push(ctx context.Context, req *pb.PushRequest) (*pb.Push
 	return resp, nil
 }
 
+// do sends a request, waiting out 429 and 503 answers (see RetryWithin),
+// and decodes the answer into into.
 func (t *HTTPTransport) do(hr *http.Request, op string, into proto.Message) error {
+	within := t.RetryWithin
+	if within <= 0 {
+		within = DefaultRetryWithin
+	}
+	sleep := t.Sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	waited := time.Duration(0)
+	for attempt := 0; ; attempt++ {
+		resp, body, err := t.send(hr, op)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode == http.StatusOK {
+			return t.decode(resp, body, op, into)
+		}
+		serr := statusError(op, t.BaseURL, resp, body)
+		busy := resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable
+		wait := retryDelay(resp.Header.Get("Retry-After"), attempt)
+		if !busy || waited+wait > within {
+			return serr
+		}
+		if err := sleep(hr.Context(), wait); err != nil {
+			return fmt.Errorf("%w (gave up waiting: %v)", serr, err)
+		}
+		waited += wait
+		if hr, err = again(hr); err != nil {
+			return err
+		}
+	}
+}
+
+// send makes one request and reads its answer.
+func (t *HTTPTransport) send(hr *http.Request, op string) (*http.Response, []byte, error) {
 	hr.Header.Set("Accept", ContentTypeProtobuf)
 	if t.Auth != nil {
 		if err := t.Auth(hr); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	client := t.Client
@@ -158,16 +215,56 @@ func (t *HTTPTransport) do(hr *http.Request, op string, into proto.Message) erro
 	}
 	resp, err := client.Do(hr)
 	if err != nil {
-		return fmt.Errorf("%w: %s %s: %v", ErrUnreachable, op, t.BaseURL, err)
+		return nil, nil, fmt.Errorf("%w: %s %s: %v", ErrUnreachable, op, t.BaseURL, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return fmt.Errorf("%w: %s %s: reading the answer: %v", ErrUnreachable, op, t.BaseURL, err)
+		return nil, nil, fmt.Errorf("%w: %s %s: reading the answer: %v", ErrUnreachable, op, t.BaseURL, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return statusError(op, t.BaseURL, resp, body)
+	return resp, body, nil
+}
+
+// again returns a copy of a sent request to send once more.
+func again(hr *http.Request) (*http.Request, error) {
+	next := hr.Clone(hr.Context())
+	if hr.GetBody != nil {
+		body, err := hr.GetBody()
+		if err != nil {
+			return nil, fmt.Errorf("actors: re-reading a request body: %w", err)
+		}
+		next.Body = body
 	}
+	return next, nil
+}
+
+// retryDelay is the wait before sending a refused request again: the
+// peer's Retry-After (seconds or an HTTP date) when given, else the
+// backoff of the attempt, plus jitter.
+func retryDelay(retryAfter string, attempt int) time.Duration {
+	d := retryBase << min(attempt, 16)
+	if n, err := strconv.Atoi(strings.TrimSpace(retryAfter)); err == nil && n >= 0 {
+		d = time.Duration(n) * time.Second
+	} else if at, err := http.ParseTime(retryAfter); err == nil {
+		d = time.Until(at)
+	}
+	d = min(max(d, retryBase), retryCap)
+	return d + time.Duration(mrand.Int64N(int64(d)/4+1))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// decode reads a 200 answer.
+func (t *HTTPTransport) decode(resp *http.Response, body []byte, op string, into proto.Message) error {
 	if ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) != ContentTypeProtobuf {
 		return fmt.Errorf("%w: %s %s: answer is %q, not protobuf", ErrBadRequest, op, t.BaseURL, ct)
 	}

@@ -24,6 +24,8 @@ const (
 type Call struct {
 	From, To string // caller id, server address
 	Op       string // "pull" or "push"
+	// Request is the pull or push request (not to be changed).
+	Request proto.Message
 }
 
 // MemNet is an in-memory network of Servers: the transport of tests and
@@ -107,7 +109,7 @@ func (t *memTransport) call(ctx context.Context, op string, req, resp proto.Mess
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnreachable, err)
 	}
-	c := Call{From: t.caller.ID, To: t.addr, Op: op}
+	c := Call{From: t.caller.ID, To: t.addr, Op: op, Request: req}
 	t.net.mu.Lock()
 	srv, hook := t.net.servers[t.addr], t.net.hook
 	cut := t.net.down[c.From] || t.net.down[c.To]

@@ -11,10 +11,20 @@ import (
 	"github.com/clinicsync/clinicsync/kv"
 )
 
-// DefaultRateLimit is the number of sync requests a client may make
-// per minute (reference hikma-sync.md §1.1: 60, shared by pull and
-// push).
-const DefaultRateLimit = 60
+// Default limits, per minute. Sync requests count per authenticated
+// caller (a user, a hub's key), pull pages and pushes alike: enough for
+// a client to pull pages back to back at full speed (a 1M-row initial
+// sync is 500 pages of DefaultPageSize), while a runaway one is slowed.
+// Requests that are not authenticated (/healthz, missing credentials)
+// count per client address under the same limit. Failed sign-ins count
+// per address and per account under DefaultLoginFailures. (The
+// reference server counts 60 requests a minute per address, every page
+// included, so an initial sync of 100k rows never finishes; see
+// README "Rate limits".)
+const (
+	DefaultRateLimit     = 1200
+	DefaultLoginFailures = 10
+)
 
 // RateLimiter allows each client up to a number of requests per minute:
 // a token bucket per client that holds at most that many requests and
@@ -72,6 +82,24 @@ func (l *RateLimiter) Allow(client string) (bool, time.Duration) {
 	}
 	wait := time.Duration((1 - b.tokens) / perSecond * float64(time.Second))
 	return false, max(wait, time.Millisecond)
+}
+
+// Peek reports whether client has a request left, without counting
+// one, and if not how long until it has.
+func (l *RateLimiter) Peek(client string) (bool, time.Duration) {
+	now := l.clock.Now()
+	perSecond := float64(l.perMinute) / 60
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[client]
+	if !ok {
+		return true, 0
+	}
+	tokens := math.Min(float64(l.perMinute), b.tokens+max(now.Sub(b.at).Seconds(), 0)*perSecond)
+	if tokens >= 1 {
+		return true, 0
+	}
+	return false, max(time.Duration((1-tokens)/perSecond*float64(time.Second)), time.Millisecond)
 }
 
 // sweep drops, at most once a minute, the buckets that have refilled.

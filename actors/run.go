@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/clinicsync/clinicsync/codec"
@@ -113,7 +114,8 @@ func NewRun(c RunConfig) *Run {
 func (r *Run) Start() Step {
 	pulled, _ := r.store.Config(fsm.ConfigPulledPeer) // "" if none
 	foreign, _ := r.store.Config(fsm.ConfigForeign)
-	step := r.sync.Start(fsm.Begin{Cursor: r.peer.PullCursor, Pulled: pulled, Foreign: foreign != ""})
+	resume, _ := r.store.Config(fsm.ConfigResume)
+	step := r.sync.Start(fsm.Begin{Cursor: r.peer.PullCursor, Pulled: pulled, Foreign: foreign != "", Resume: resume})
 	if step.Done != nil && step.Done.Skipped {
 		return Step{Done: &Result{Outcome: OutcomeSkipped, Peer: r.peer.ID, Message: ErrSyncInProgress.Error(), Err: ErrSyncInProgress}}
 	}
@@ -208,6 +210,14 @@ func (r *Run) collect(limit int64, what fsm.Collect) ([]codec.Record, int, error
 // Nothing half-done stays behind: every store change was its own
 // transaction.
 func (r *Run) Fail(err error) Step {
+	if errors.Is(err, ErrBadRequest) {
+		// A refused page (a continuation the peer no longer takes, or a
+		// page this node cannot apply) is not asked for again: the next
+		// pull starts over.
+		if cerr := r.store.SetConfig(fsm.ConfigResume, ""); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}
 	msg := UserMessage(r.peer.Type, err)
 	d := r.sync.Fail(err, msg).Done
 	return Step{Done: &Result{Outcome: OutcomeError, Peer: r.peer.ID, Pulled: d.Pulled, Message: msg, Err: err}}

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,17 +45,93 @@ func (n *Node) CloudHandler(cfg CloudConfig) (*CloudHandler, error) {
 	return NewCloudHandler(n.store, cfg), nil
 }
 
-// Serve serves h on l until ctx ends, then stops accepting connections
-// and waits (up to ShutdownTimeout) for the requests in flight to
-// finish before returning. It returns nil after such a shutdown, and
-// the listener's error otherwise.
-func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+// Timeout defaults (ServeConfig).
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultBodyTimeout       = 5 * time.Minute
+	DefaultWriteStallTimeout = 2 * time.Minute
+	DefaultIdleTimeout       = 2 * time.Minute
+)
+
+// ServeConfig bounds what the connections of a served node may hold:
+// time and places. For every field 0 is its default and a negative
+// value lifts the bound.
+//
+// There is no bound on a whole response: a JSON pull streams for as long
+// as its data takes. A response is cut only when the client stops
+// reading it (WriteStallTimeout).
+type ServeConfig struct {
+	// ReadHeaderTimeout bounds reading a request's headers
+	// (DefaultReadHeaderTimeout). It also bounds the wait for the rest
+	// of a body the handler did not read (a refused request's) before
+	// the connection is reused; after it the connection is closed.
+	ReadHeaderTimeout time.Duration
+	// BodyTimeout bounds reading a request's body, from the moment the
+	// handler starts (DefaultBodyTimeout: 32 MiB at about 110 KB/s). A
+	// push whose body takes longer is answered 408 and its connection
+	// closed; a push is idempotent, so the client sends it again.
+	BodyTimeout time.Duration
+	// WriteStallTimeout cuts a response the client stopped reading:
+	// each write must complete within it (DefaultWriteStallTimeout).
+	WriteStallTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that waits this long
+	// for its next request (DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// MaxConns caps the connections open at once (DefaultMaxConns): past
+	// it new connections wait to be accepted. MaxConnsPerAddr caps those
+	// from one client IP address (DefaultMaxConnsPerAddr): past it a new
+	// one is closed at once. See LimitListener.
+	MaxConns        int
+	MaxConnsPerAddr int
+	// Logger says when connections are refused (nil: slog.Default()).
+	Logger *slog.Logger
+}
+
+// orDefault resolves a ServeConfig duration: 0 is def, negative none (0).
+func orDefault[T time.Duration | int](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
 	}
+	return v
+}
+
+// Serve serves h on l with the default ServeConfig.
+func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
+	return ServeConfig{}.Serve(ctx, l, h)
+}
+
+// Serve serves h on l, within cfg's bounds, until ctx ends, then stops
+// accepting connections and waits (up to ShutdownTimeout) for the
+// requests in flight to finish before returning. It returns nil after
+// such a shutdown, and the listener's error otherwise.
+func (cfg ServeConfig) Serve(ctx context.Context, l net.Listener, h http.Handler) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	header := orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	g := &guard{h: h, body: orDefault(cfg.BodyTimeout, DefaultBodyTimeout),
+		stall: orDefault(cfg.WriteStallTimeout, DefaultWriteStallTimeout), drain: header}
+	if g.drain == 0 {
+		g.drain = DefaultReadHeaderTimeout
+	}
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: header,
+		IdleTimeout:       orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateIdle {
+				// The response is out: its write deadline must not
+				// outlive it.
+				c.SetWriteDeadline(time.Time{})
+			}
+		},
+	}
+	l = LimitListener(l, orDefault(cfg.MaxConns, DefaultMaxConns), orDefault(cfg.MaxConnsPerAddr, DefaultMaxConnsPerAddr), log)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	select {
@@ -73,6 +150,117 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 	}
 	return nil
 }
+
+// guard puts each request's body and response writes under deadlines
+// (http.Server's ReadTimeout and WriteTimeout would bound a whole
+// request, and so cut long streamed pulls):
+//   - the body must arrive within body of the handler's start; once it
+//     is in, the read deadline is lifted, and a body the handler left
+//     unread gets drain more to arrive (the server reads it to reuse
+//     the connection);
+//   - each response write must complete within stall: the write
+//     deadline moves on as the response does.
+type guard struct {
+	h                  http.Handler
+	body, stall, drain time.Duration // 0: none
+}
+
+func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	var gb *guardedBody
+	if g.body > 0 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		deadline := time.Now().Add(g.body)
+		if rc.SetReadDeadline(deadline) == nil {
+			gb = &guardedBody{ReadCloser: r.Body, rc: rc, left: r.ContentLength, deadline: deadline}
+			// A copy: the server reads the original's Body after the
+			// handler (to drain what it left).
+			r2 := *r
+			r2.Body = gb
+			r = &r2
+		}
+	}
+	if g.stall > 0 {
+		sw := &stallWriter{ResponseWriter: w, rc: rc, d: g.stall}
+		sw.touch(true)
+		w = sw
+		// The server flushes what the handler left buffered after it
+		// returns: give that a full period too.
+		defer sw.touch(true)
+	}
+	g.h.ServeHTTP(w, r)
+	if gb != nil && !gb.in {
+		rc.SetReadDeadline(minTime(gb.deadline, time.Now().Add(g.drain)))
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// guardedBody lifts the read deadline once the body is in.
+type guardedBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	left     int64 // bytes still to come; -1: unknown (until EOF)
+	deadline time.Time
+	in       bool // the whole body was read
+}
+
+func (b *guardedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.left > 0 {
+		b.left -= int64(n)
+	}
+	// After a failed read (the deadline passed) the deadline stays: the
+	// server then closes the connection rather than wait for the rest.
+	if !b.in && (err == nil && b.left == 0 || err == io.EOF) {
+		b.in = true
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// stallWriter moves the write deadline on as the response is written:
+// a write stalls out only when the client stops reading for d.
+type stallWriter struct {
+	http.ResponseWriter
+	rc       *http.ResponseController
+	d        time.Duration
+	deadline time.Time
+}
+
+// touch sets the write deadline d from now, when less than half of it
+// is left (or always, when forced).
+func (s *stallWriter) touch(force bool) {
+	now := time.Now()
+	if !force && s.deadline.Sub(now) > s.d/2 {
+		return
+	}
+	s.deadline = now.Add(s.d)
+	s.rc.SetWriteDeadline(s.deadline) // http.ErrNotSupported: no deadline to keep
+}
+
+func (s *stallWriter) WriteHeader(code int) {
+	s.touch(false)
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	s.touch(false)
+	return s.ResponseWriter.Write(p)
+}
+
+// Flush flushes the response, as http.Flusher.
+func (s *stallWriter) Flush() {
+	s.touch(false)
+	s.rc.Flush()
+}
+
+// Unwrap gives http.ResponseController the server's ResponseWriter.
+func (s *stallWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // DeviceConfig describes a hub to register with a cloud.
 type DeviceConfig struct {

@@ -3,8 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+	"sync"
 
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/fsm"
@@ -12,8 +11,13 @@ import (
 	pb "github.com/clinicsync/clinicsync/proto"
 )
 
-// DefaultPageSize bounds the records of one pull page.
-const DefaultPageSize = 1000
+// Page sizes: a client asks for DefaultPageSize records a page unless
+// told otherwise (`node sync --page-size`); a server serves at most
+// MaxPageSize (Server.PageSize overrides it).
+const (
+	DefaultPageSize = 2000
+	MaxPageSize     = 10000
+)
 
 // Server answers pulls and pushes from downstream peers over a store:
 // the serving side of a cloud or hub, whatever the transport.
@@ -22,11 +26,24 @@ type Server struct {
 	Policy fsm.Policy
 	// Relay marks a hub: rows accepted from devices become pending for
 	// the hub's own upstream.
-	Relay    bool
+	Relay bool
+	// PageSize is the most records a pull page holds, whatever the
+	// client asks (0: MaxPageSize).
 	PageSize int
+	// MaxPushBytes is the largest push this server takes, told to
+	// clients with every pull (0: not told).
+	MaxPushBytes int64
+
+	keyMu sync.Mutex
+	key   []byte // signs continuations (tokenKeyConfig)
 }
 
-// Pull answers one page of a pull.
+// Pull answers one page of a pull. The first page issues the pull's
+// timestamp T; every page stops at T and ends with a continuation (a
+// signed pullToken) while more remain, so a client can ask for the next
+// page at any time, across restarts of either side. A migration sync
+// first walks the rows at or below last_pulled_at for the migration's
+// rows, then the changes since.
 func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, error) {
 	since := req.GetLastPulledAt()
 	if since < 0 {
@@ -39,34 +56,37 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	if since == 0 || mig.Empty() {
 		mig = nil // a first pull returns every row anyway
 	}
-	// The first page issues the pull's timestamp T; later pages carry it
-	// in the continuation ("cursor/T") and every page stops at T. A
-	// migration sync first walks the rows at or below last_pulled_at for
-	// the migration's rows ("mcursor/T"), then the changes since.
-	from, ts, migrating := since, int64(0), mig != nil
+	key, err := s.tokenKey()
+	if err != nil {
+		return nil, err
+	}
+	var tok pullToken
 	if cont := req.GetContinuation(); cont != "" {
-		c, t, ok := strings.Cut(cont, "/")
-		c, migrating = strings.CutPrefix(c, "m")
-		var err1, err2 error
-		from, err1 = strconv.ParseInt(c, 10, 64)
-		ts, err2 = strconv.ParseInt(t, 10, 64)
+		if tok, err = openToken(key, cont); err != nil {
+			return nil, fmt.Errorf("%w: continuation: %v", ErrBadRequest, err)
+		}
 		switch {
-		case !ok || err1 != nil || err2 != nil || ts < since || migrating && (from < 0 || from > since) || !migrating && (from < since || ts < from):
-			return nil, fmt.Errorf("%w: continuation %q is not cursor/timestamp after last_pulled_at", ErrBadRequest, cont)
-		case migrating && mig == nil:
-			return nil, fmt.Errorf("%w: continuation %q of a migration sync without the migration", ErrBadRequest, cont)
+		case tok.Caller != c.ID || tok.Since != since:
+			return nil, fmt.Errorf("%w: continuation: it belongs to another pull (caller %q, last_pulled_at %d)", ErrBadRequest, tok.Caller, tok.Since)
+		case tok.Migration && mig == nil:
+			return nil, fmt.Errorf("%w: continuation of a migration sync without the migration", ErrBadRequest)
 		}
 	} else {
-		if migrating {
-			from = 0
-		}
 		if err := s.recordClient(c, req.GetSchemaVersion(), ""); err != nil {
 			return nil, err
 		}
-		var err error
-		if ts, err = s.Store.IssueCursor(); err != nil {
+		tok = pullToken{Caller: c.ID, Since: since, From: since, Migration: mig != nil}
+		if tok.Migration {
+			tok.From = 0
+		}
+		if tok.Timestamp, err = s.Store.IssueCursor(); err != nil {
 			return nil, err
 		}
+		n, err := s.Store.CountSince(since)
+		if err != nil {
+			return nil, err
+		}
+		tok.Total = uint64(n)
 	}
 	size := int(req.GetPageSize())
 	if size <= 0 || size > s.pageSize() {
@@ -74,35 +94,55 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	}
 	var page kv.Page
 	var cs *codec.Changeset
-	if migrating {
-		if page, err = s.Store.ChangesSince(from, since, size); err != nil {
+	if tok.Migration {
+		if page, err = s.Store.ChangesSince(tok.From, since, size); err != nil {
 			return nil, err
 		}
-		cs = fsm.ServeMigration(page.Records, mig, c, s.Store.Catalog())
+		if cs, err = fsm.ServeMigration(page.Records, mig, c, s.Store.Catalog(), s.Store.Lookup); err != nil {
+			return nil, err
+		}
 		if !page.More { // on to the changes since last_pulled_at
-			page.More, page.Next = true, since
+			tok.Migration, page.More, page.Next = false, true, since
 		}
 	} else {
-		if page, err = s.Store.ChangesSince(from, ts, size); err != nil {
+		if page, err = s.Store.ChangesSince(tok.From, tok.Timestamp, size); err != nil {
 			return nil, err
 		}
-		cs = fsm.Serve(page.Records, since, c, s.Store.Catalog())
+		if cs, err = fsm.ServeWith(page.Records, since, c, s.Store.Catalog(), s.Store.Lookup); err != nil {
+			return nil, err
+		}
 	}
-	cs.Timestamp = ts
+	cs.Timestamp = tok.Timestamp
+	tok.Sent += uint64(cs.Count())
 	resp := &pb.PullResponse{
 		ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
 		RequestId:       req.GetRequestId(),
 		Changes:         codec.ChangesetToProto(cs),
-		Timestamp:       ts,
-		Sent:            uint64(cs.Count()),
+		Timestamp:       tok.Timestamp,
+		MaxPushBytes:    uint64(max(s.MaxPushBytes, 0)),
 	}
-	switch {
-	case migrating && page.Next < since:
-		resp.Continuation = fmt.Sprintf("m%d/%d", page.Next, ts)
-	case page.More:
-		resp.Continuation = fmt.Sprintf("%d/%d", page.Next, ts)
+	if page.More {
+		tok.From, tok.Total = page.Next, max(tok.Total, tok.Sent)
+		resp.Continuation = tok.seal(key)
+	} else {
+		tok.Total = tok.Sent
 	}
+	resp.Total, resp.Sent = tok.Total, tok.Sent
 	return resp, nil
+}
+
+// tokenKey returns the store's continuation signing secret.
+func (s *Server) tokenKey() ([]byte, error) {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	if s.key == nil {
+		k, err := s.Store.Secret(tokenKeyConfig, 32)
+		if err != nil {
+			return nil, err
+		}
+		s.key = k
+	}
+	return s.key, nil
 }
 
 // recordClient notes the caller's app schema version (0: not given) at
@@ -119,47 +159,27 @@ func (s *Server) pageSize() int {
 	if s.PageSize > 0 {
 		return s.PageSize
 	}
-	return DefaultPageSize
+	return MaxPageSize
 }
 
-// Push applies a push in one transaction, or nothing: under the strict
-// policy a conflict returns fsm.ErrConflict. Rows the decoder or the
-// merge refuse are answered as rejected; versions dated beyond this
-// node's time plus kv.DefaultMaxDrift are counted in Ahead.
+// Push applies a protobuf push: it decodes the changeset and hands it
+// to PushChanges. Rows the decoder refuses are answered as rejected,
+// before those the merge refuses.
 func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, error) {
+	id, lpa := req.GetRequestId(), req.GetLastPulledAt()
 	cs, bad, err := codec.ChangesetFromProto(req.GetChanges(), s.Store.Catalog())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	// A last_pulled_at this node never issued would blind the conflict
-	// rules (strict: everything looks pulled).
-	last, err := s.Store.LastCursor()
+	res, err := s.PushChanges(c, lpa, cs)
 	if err != nil {
 		return nil, err
-	}
-	if lpa := req.GetLastPulledAt(); lpa < 0 || lpa > last {
-		return nil, fmt.Errorf("%w: last_pulled_at %d was never issued by this server: pull, then push", ErrBadRequest, lpa)
-	}
-	now, err := s.Store.Now()
-	if err != nil {
-		return nil, err
-	}
-	ahead := 0
-	merge := fsm.Push{Caller: c, LastPulledAt: req.GetLastPulledAt(), Policy: s.Policy, Relay: s.Relay,
-		Catalog: s.Store.Catalog(), MaxValueBytes: kv.MaxValueBytes,
-		Now: now, MaxAhead: kv.DefaultMaxDrift.Milliseconds(), Ahead: &ahead}.Merge()
-	res, err := s.Store.Apply(kv.Batch{Changes: fsm.Changes(cs)}, merge)
-	if err != nil {
-		if errors.Is(err, fsm.ErrConflict) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("actors: apply push: %w", err)
 	}
 	resp := &pb.PushResponse{
 		ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
-		RequestId:       req.GetRequestId(),
-		Accepted:        uint64(res.Written + res.Purged + res.Skipped),
-		Ahead:           uint64(ahead),
+		RequestId:       id,
+		Accepted:        uint64(res.Accepted),
+		Ahead:           uint64(res.Ahead),
 	}
 	for _, r := range bad {
 		resp.Rejected = append(resp.Rejected, &pb.Rejection{Table: r.Table, Id: r.ID, Reason: r.Err.Error()})
@@ -168,4 +188,58 @@ func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, erro
 		resp.Rejected = append(resp.Rejected, &pb.Rejection{Table: r.Table, Id: r.ID, Reason: r.Reason})
 	}
 	return resp, nil
+}
+
+// PushResult is what PushChanges did.
+type PushResult struct {
+	// Accepted counts the changes stored, or skipped as already there.
+	Accepted int
+	// Rejected are the rows the merge refused, with the reason.
+	Rejected []kv.Rejection
+	// Ahead counts the versions dated beyond this node's time plus
+	// kv.DefaultMaxDrift.
+	Ahead int
+}
+
+// PushChanges applies a decoded push in one transaction, or nothing:
+// under the strict policy a conflict returns fsm.ErrConflict. A
+// last_pulled_at above the newest cursor is refused (ErrBadRequest),
+// and under the strict policy so is one the store knows it never
+// issued to a pull (kv.Store.IssuedTimestamp). A JSON push comes here
+// straight from its decoder; Push is the protobuf entry.
+func (s *Server) PushChanges(c fsm.Caller, lastPulledAt int64, cs *codec.Changeset) (PushResult, error) {
+	// A last_pulled_at this node never issued would blind the conflict
+	// rules (strict: everything looks pulled). One older than the
+	// record of issued timestamps (at or below its floor) is taken: an
+	// older last_pulled_at only makes more rows count as changed since
+	// the pull, so more pushes conflict, never fewer; hiding a recent
+	// edit takes a recent timestamp, which the record knows.
+	iss, err := s.Store.IssuedTimestamp(lastPulledAt)
+	if err != nil {
+		return PushResult{}, err
+	}
+	switch {
+	case lastPulledAt < 0 || lastPulledAt > iss.Last:
+		return PushResult{}, fmt.Errorf("%w: last_pulled_at %d was never issued by this server: pull, then push", ErrBadRequest, lastPulledAt)
+	case s.Policy == fsm.StrictPolicy && iss.Unknown(lastPulledAt):
+		return PushResult{}, fmt.Errorf("%w: last_pulled_at %d was never issued by a pull from this server: pull first, then push", ErrBadRequest, lastPulledAt)
+	}
+	now, err := s.Store.Now()
+	if err != nil {
+		return PushResult{}, err
+	}
+	ahead := 0
+	push := fsm.Push{Caller: c, LastPulledAt: lastPulledAt, Policy: s.Policy, Relay: s.Relay,
+		Catalog: s.Store.Catalog(), MaxValueBytes: kv.MaxValueBytes,
+		Now: now, MaxAhead: kv.DefaultMaxDrift.Milliseconds(), Ahead: &ahead}
+	// The merge reads the parents of scoped rows in the batch's own
+	// transaction, parents applied first (push.Changes).
+	res, err := s.Store.ApplyWith(kv.Batch{Changes: push.Changes(cs)}, func(get kv.Lookup) kv.Merge { return push.MergeWith(get) })
+	if err != nil {
+		if errors.Is(err, fsm.ErrConflict) {
+			return PushResult{}, err
+		}
+		return PushResult{}, fmt.Errorf("actors: apply push: %w", err)
+	}
+	return PushResult{Accepted: res.Written + res.Purged + res.Skipped, Rejected: res.Rejected, Ahead: ahead}, nil
 }

@@ -26,9 +26,23 @@ type NodeConfig struct {
 	// DefaultRequestTimeout).
 	RequestTimeout time.Duration
 	// PageSize is the number of records asked for per pulled page
-	// (default DefaultPageSize).
+	// (default DefaultPageSize; the peer may serve fewer).
 	PageSize int
+	// Retries is how many times a sync that failed on a passing cause
+	// (peer unreachable, busy or failing; a strict conflict) is tried
+	// again before its requester gets the failure (0: DefaultRetries;
+	// negative: none), after RetryBackoff, doubled each time up to a
+	// minute, with jitter (0: DefaultRetryBackoff). A retry resumes
+	// a pull from its last applied page.
+	Retries      int
+	RetryBackoff time.Duration
 }
+
+// Defaults of NodeConfig's retries.
+const (
+	DefaultRetries      = 3
+	DefaultRetryBackoff = time.Second
+)
 
 // askTimeout bounds the wait for the coordinator's answer to a state
 // query or a force reset, which it answers at once.
@@ -62,6 +76,15 @@ func (n *Node) Start(cfg NodeConfig) error {
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
 	}
+	switch {
+	case cfg.Retries == 0:
+		cfg.Retries = DefaultRetries
+	case cfg.Retries < 0:
+		cfg.Retries = 0
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = DefaultRetryBackoff
+	}
 
 	n.engineMu.Lock()
 	defer n.engineMu.Unlock()
@@ -74,7 +97,7 @@ func (n *Node) Start(cfg NodeConfig) error {
 	sysLog := slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return sysLog }))
 	props := coordinatorProps(coordinatorConfig{store: n.store, clock: n.clock, transports: cfg.Transports,
-		log: log, timeout: timeout, pageSize: cfg.PageSize,
+		log: log, timeout: timeout, pageSize: cfg.PageSize, retries: cfg.Retries, backoff: cfg.RetryBackoff,
 		publish: func(t fsm.Transition) {
 			if d := n.feed.publish(t); d > 0 {
 				log.Warn("sync state subscribers too slow: transitions dropped", "dropped", d, "event", t.Event)

@@ -208,3 +208,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// RowSize is the encoded size of a row in a protobuf changeset.
+func RowSize(r Row) int { return proto.Size(rowToProto(r)) }

@@ -31,7 +31,9 @@ type Record struct {
 	Row           // table, id, columns, _changed
 	Status Status // relative to the upstream
 	// Deleted marks a tombstone: a deleted row kept so that the delete
-	// can be pushed upstream or served downstream. Its Cols are empty.
+	// can be pushed upstream or served downstream. Its Cols hold at most
+	// the row's clinic column (schema.Table.ClinicColumn), which the
+	// clinic scope of the rows that follow it needs.
 	Deleted bool
 	// Cursor is the serving cursor of the row's last change;
 	// CreatedCursor the one it was created at (what a server compares
@@ -49,6 +51,11 @@ type Record struct {
 	Origin   string
 	PushBase int64
 }
+
+// Lookup reads one stored row by table and id, tombstones included (nil
+// when there is none): how a sync rule reads rows other than the one it
+// decides, such as the parents a row follows for its clinic scope.
+type Lookup func(table, id string) (*Record, error)
 
 // Change is one incoming row or delete to apply: a row of a pulled page
 // or of an accepted push.

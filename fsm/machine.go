@@ -32,12 +32,19 @@ const (
 	ErrorSync    Event = "error_sync"    // any → error, with the message
 	ClearError   Event = "clear_error"   // error → idle
 	ForceReset   Event = "force_reset"   // any → idle, stats and error cleared
+	// Progress is no transition: fetching or pushing goes on, with the
+	// counts so far (Machine.Progress).
+	Progress Event = "progress"
 )
 
 // Stats are the counts of the sync in progress.
 type Stats struct {
 	Fetched int
 	Pushed  int
+	// Done and Total are the progress of the phase under way: records
+	// fetched or acknowledged so far, and how many there are (when the
+	// peer knows; 0 otherwise).
+	Done, Total int
 }
 
 // Transition is what subscribers see: every accepted event, with the
@@ -51,6 +58,9 @@ type Transition struct {
 
 func (t Transition) String() string {
 	s := fmt.Sprintf("%s: %s -> %s fetched=%d pushed=%d", t.Event, t.From, t.To, t.Stats.Fetched, t.Stats.Pushed)
+	if t.Event == Progress {
+		s += fmt.Sprintf(" done=%d total=%d", t.Stats.Done, t.Stats.Total)
+	}
 	if t.Err != "" {
 		s += fmt.Sprintf(" error=%q", t.Err)
 	}
@@ -115,7 +125,7 @@ func (m *Machine) Fire(ev Event, n int, msg string) error {
 	case StartResolve:
 		m.stats.Fetched = n
 	case StartPush:
-		m.stats = Stats{Pushed: n}
+		m.stats = Stats{Pushed: n, Total: n}
 	case FinishSync:
 		m.stats = Stats{}
 	case ClearError, ForceReset:
@@ -123,11 +133,30 @@ func (m *Machine) Fire(ev Event, n int, msg string) error {
 	case ErrorSync:
 		m.err = msg
 	}
-	t := Transition{Event: ev, From: from, To: m.State(), Stats: m.stats, Err: m.err}
+	m.notify(Transition{Event: ev, From: from, To: m.State(), Stats: m.stats, Err: m.err})
+	return nil
+}
+
+// Progress reports how far the phase under way (fetching or pushing)
+// is: done records of total (0: unknown). Subscribers see it as a
+// Progress event; the state does not change.
+func (m *Machine) Progress(done, total int) error {
+	st := m.State()
+	if st != Fetching && st != Pushing {
+		return fmt.Errorf("%w: %s in state %s", ErrBadEvent, Progress, st)
+	}
+	m.stats.Done, m.stats.Total = done, total
+	if st == Fetching {
+		m.stats.Fetched = done
+	}
+	m.notify(Transition{Event: Progress, From: st, To: st, Stats: m.stats, Err: m.err})
+	return nil
+}
+
+func (m *Machine) notify(t Transition) {
 	for _, fn := range m.subs {
 		fn(t)
 	}
-	return nil
 }
 
 // Diagram renders the machine's transitions as Graphviz dot, sorted so

@@ -21,13 +21,22 @@ import (
 // A serving node reads these from its records with cursor at or below
 // last_pulled_at, so they never repeat a row of the ordinary changes
 // (cursor above it). Tombstones are left out: the device already got
-// them. Scope, served tables and secret columns are as in Serve.
-func ServeMigration(recs []codec.Record, m *codec.Migration, c Caller, cat *schema.Catalog) *codec.Changeset {
+// them. Scope (parents read with get), served tables and secret columns
+// are as in Serve.
+func ServeMigration(recs []codec.Record, m *codec.Migration, c Caller, cat *schema.Catalog, get codec.Lookup) (*codec.Changeset, error) {
 	served := servedTables(cat, c)
+	scope := Scope{Catalog: cat, Clinics: c.Clinics, Lookup: memo(get)}
 	cs := codec.NewChangeset()
 	for _, r := range recs {
 		t, ok := cat.Table(r.Table)
-		if !ok || !served[r.Table] || r.Deleted || !InScope(t, r.Row, c.Clinics) {
+		if !ok || !served[r.Table] || r.Deleted {
+			continue
+		}
+		why, err := scope.Check(t, r.Row)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
 			continue
 		}
 		created := m.NewTable(r.Table)
@@ -45,7 +54,7 @@ func ServeMigration(recs []codec.Record, m *codec.Migration, c Caller, cat *sche
 			tc.Updated = append(tc.Updated, row)
 		}
 	}
-	return cs
+	return cs, nil
 }
 
 // MigrationTable reports whether a migration adds rows of table to a

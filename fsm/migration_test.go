@@ -35,11 +35,17 @@ func TestServeMigration(t *testing.T) {
 		}
 		return s
 	}
-	dev := fsm.ServeMigration(recs, m, fsm.Caller{ID: "u1"}, cat)
+	dev, err := fsm.ServeMigration(recs, m, fsm.Caller{ID: "u1"}, cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got, want := show(dev), "appointments created=[a1] updated=[] deleted=[]; patients created=[] updated=[p1 p3 p4] deleted=[]; "; got != want {
 		t.Errorf("device:\n got %s\nwant %s", got, want)
 	}
-	hub := fsm.ServeMigration(recs, m, fsm.Caller{ID: "h1", Hub: true, Clinics: []string{"c1"}}, cat)
+	hub, err := fsm.ServeMigration(recs, m, fsm.Caller{ID: "h1", Hub: true, Clinics: []string{"c1"}}, cat, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got, want := show(hub), "appointments created=[a1] updated=[] deleted=[]; patients created=[] updated=[p1 p3] deleted=[]; users created=[u1] updated=[] deleted=[]; "; got != want {
 		t.Errorf("hub:\n got %s\nwant %s", got, want)
 	}

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,16 +13,26 @@ import (
 type Caller struct {
 	ID  string // peer or device id; rows it creates carry it as Origin
 	Hub bool   // a sync hub (gets the hub tables and secret columns)
-	// Clinics scopes a hub: rows whose clinic column names another
-	// clinic are neither served to it nor accepted from it. Empty means
-	// unscoped.
+	// Clinics scopes a hub: rows out of them (see Scope) are neither
+	// served to it nor accepted from it. Empty means unscoped.
 	Clinics []string
 }
 
-// Serve builds the changeset answering a pull with last_pulled_at
+// Serve is ServeWith finding no parents: rows that follow them are
+// left out for a scoped caller. Servers use ServeWith.
+func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *codec.Changeset {
+	cs, err := ServeWith(recs, since, c, cat, nil)
+	if err != nil {
+		panic("fsm: Serve failed without reading anything: " + err.Error())
+	}
+	return cs
+}
+
+// ServeWith builds the changeset answering a pull with last_pulled_at
 // since, from the records changed after it (in cursor order):
 //   - only the tables served to the caller; secret columns only to hubs;
-//     rows outside a hub's clinics left out;
+//     rows out of a hub's clinics (Scope, reading parents with get)
+//     left out;
 //   - a tombstone is a deleted id, except on a first pull (since 0),
 //     which returns no tombstones;
 //   - a row created after since is created, otherwise updated, except
@@ -32,9 +41,10 @@ type Caller struct {
 //     the device deleted meanwhile; a first pull (since 0) gets every
 //     row as created.
 //
-// The caller sets the timestamp.
-func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *codec.Changeset {
+// The caller sets the timestamp. An error is a failed read of a parent.
+func ServeWith(recs []codec.Record, since int64, c Caller, cat *schema.Catalog, get codec.Lookup) (*codec.Changeset, error) {
 	served := servedTables(cat, c)
+	scope := Scope{Catalog: cat, Clinics: c.Clinics, Lookup: memo(get)}
 	cs := codec.NewChangeset()
 	for _, r := range recs {
 		t, ok := cat.Table(r.Table)
@@ -47,7 +57,11 @@ func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *cod
 			}
 			continue
 		}
-		if !InScope(t, r.Row, c.Clinics) {
+		why, err := scope.Check(t, r.Row)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
 			continue
 		}
 		row := codec.Row{Table: r.Table, ID: r.ID, Cols: r.Cols, Versions: r.Versions}
@@ -61,7 +75,7 @@ func Serve(recs []codec.Record, since int64, c Caller, cat *schema.Catalog) *cod
 			tc.Updated = append(tc.Updated, row)
 		}
 	}
-	return cs
+	return cs, nil
 }
 
 // pushedBy reports whether a pull by c since a time comes from the
@@ -83,40 +97,6 @@ func withoutSecrets(t *schema.Table, cols map[string]codec.Value) map[string]cod
 		}
 	}
 	return out
-}
-
-// InScope reports whether a row belongs to one of the clinics (always,
-// when clinics is empty or the table is not scoped). A null clinic
-// column is in every scope; event_forms.clinic_ids is a JSON array
-// where null or [] means every clinic.
-func InScope(t *schema.Table, r codec.Row, clinics []string) bool {
-	if len(clinics) == 0 || t.ClinicColumn == "" {
-		return true
-	}
-	if t.ClinicColumn == "id" {
-		return slices.Contains(clinics, r.ID)
-	}
-	v := r.Cols[t.ClinicColumn]
-	switch v.Kind {
-	case codec.KindNull:
-		return true
-	case codec.KindString:
-		return slices.Contains(clinics, v.Str)
-	case codec.KindJSON:
-		var ids []string
-		if json.Unmarshal([]byte(v.Str), &ids) != nil {
-			return false
-		}
-		if len(ids) == 0 {
-			return true
-		}
-		for _, id := range ids {
-			if slices.Contains(clinics, id) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Policy is how a serving node treats a pushed row that changed on the
@@ -203,18 +183,41 @@ type Push struct {
 // latest state goes to the conflict log too.
 //
 // A deleted row is never resurrected: a delete of an unknown id leaves
-// a tombstone, so the row cannot be created later by a push that was
+// a tombstone (of the caller's clinic, for a caller of one clinic: see
+// ownClinic), so the row cannot be created later by a push that was
 // delayed elsewhere, and a push of a deleted row re-serves its delete.
 // A created row lacking catalog columns (an app on an older schema)
 // gets their defaults (WithDefaults); an update leaves them as stored.
-// Invalid rows, rows outside the caller's scope and rows of tables not
-// accepted from the caller are rejected (and stay pending on the
-// device); device-local tables (peers, event_logs) are ignored.
+// Invalid rows and rows of tables not accepted from the caller are
+// rejected (and stay pending on the device); device-local tables
+// (peers, event_logs) are ignored.
+//
+// A scoped caller (Caller.Clinics) may write a row only when the stored
+// row and the resulting one are both in its Scope, and what it sends
+// names no clinic or parent out of it (Scope.Names): a change to a
+// stored row out of scope (delete included), a new row out of scope,
+// and an edit that would take a row out of scope (an event to another
+// clinic's patient), even one that loses to a newer version, are
+// rejected with the reason, and so is any change of a row's clinic
+// column. This is checked before the strict policy's conflict rule, so
+// that a 409 never tells a caller about a row out of its scope. A
+// tombstone holds no row to check: a change to it that names nothing
+// out of scope only re-serves the delete.
+//
+// Merge finds no parents: rows that follow them (schema.Table.Follows)
+// are out of every scoped caller's scope. MergeWith reads them.
 func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
+	return p.MergeWith(nil)
+}
+
+// MergeWith is Merge reading parents with get, which must see the
+// batch's own writes (kv.Store.ApplyWith), in the order of Changes.
+func (p Push) MergeWith(get codec.Lookup) func(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
 	accepted := map[string]bool{}
 	for _, name := range p.Catalog.PushTables(p.Caller.Hub) {
 		accepted[name] = true
 	}
+	scope := Scope{Catalog: p.Catalog, Clinics: p.Caller.Clinics, Lookup: get}
 	return func(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
 		t, ok := p.Catalog.Table(in.Table)
 		switch {
@@ -225,6 +228,19 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 		case !accepted[in.Table]:
 			return reject("table %s is not accepted in a push", in.Table)
 		}
+		if cur != nil && !cur.Deleted {
+			// Before the conflict rule, or a 409 would tell the caller the
+			// row exists and changed; the reason leaves out why, which
+			// would describe the row.
+			if why, err := scope.Check(t, cur.Row); err != nil || why != "" {
+				return outOfScope(err, "the stored row is out of the caller's clinic scope")
+			}
+		}
+		if !in.Delete {
+			if why, err := scope.Names(t, in.Row); err != nil || why != "" {
+				return outOfScope(err, "out of the caller's clinic scope: "+why)
+			}
+		}
 		conflict := cur != nil && cur.Cursor > p.LastPulledAt
 		if conflict && p.Policy == StrictPolicy {
 			return codec.Outcome{}, fmt.Errorf("%w: %s/%s", ErrConflict, in.Table, in.ID)
@@ -232,12 +248,10 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 		if in.Delete {
 			switch {
 			case cur == nil:
-				return codec.Outcome{Op: codec.Write, Record: codec.Record{
+				return codec.Outcome{Op: codec.Write, Record: codec.Record{Row: codec.Row{Cols: p.ownClinic(t)},
 					Deleted: true, Status: p.status(codec.Deleted, nil), Origin: p.Caller.ID}}, nil
 			case cur.Deleted:
 				return codec.Outcome{Op: codec.Skip}, nil
-			case !InScope(t, cur.Row, p.Caller.Clinics):
-				return reject("out of the caller's clinic scope")
 			}
 			return codec.Outcome{Op: codec.Write, Record: codec.Record{
 				Deleted: true, Status: p.status(codec.Deleted, cur), Origin: cur.Origin}}, nil
@@ -248,8 +262,8 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 		switch {
 		case cur == nil:
 			cols, versions, _ := WithDefaults(t, in.Cols, p.versions(in, true)) // an older app schema's missing columns
-			if !InScope(t, codec.Row{ID: in.ID, Cols: cols}, p.Caller.Clinics) {
-				return reject("the row would be out of the caller's clinic scope")
+			if why, err := scope.Check(t, codec.Row{Table: in.Table, ID: in.ID, Cols: cols}); err != nil || why != "" {
+				return outOfScope(err, "out of the caller's clinic scope: "+why)
 			}
 			r := codec.Record{Row: codec.Row{Cols: cols, Versions: versions}, Status: p.status(codec.Created, nil),
 				Origin: p.Caller.ID, PushBase: p.LastPulledAt}
@@ -263,9 +277,6 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 			// pulled past the delete, through another peer).
 			return codec.Outcome{Op: codec.Write, Record: codec.Record{
 				Deleted: true, Status: cur.Status, Origin: cur.Origin, PushBase: cur.PushBase}}, nil
-		}
-		if !InScope(t, cur.Row, p.Caller.Clinics) {
-			return reject("the stored row is out of the caller's clinic scope")
 		}
 		versions := p.versions(in, in.Created)
 		r := *cur
@@ -295,6 +306,9 @@ func (p Push) Merge() func(cur *codec.Record, in codec.Change) (codec.Outcome, e
 		}
 		if c := t.ClinicColumn; len(p.Caller.Clinics) > 0 && c != "" && c != "id" && !r.Cols[c].Equal(cur.Cols[c]) {
 			return reject("moving a row to another clinic is refused (%s %s to %s)", c, cur.Cols[c], r.Cols[c])
+		}
+		if why, err := scope.Check(t, r.Row); err != nil || why != "" {
+			return outOfScope(err, "the row would be out of the caller's clinic scope: "+why)
 		}
 		if !lost && sameCols(r.Cols, cur.Cols) && maps.Equal(r.Versions, cur.Versions) {
 			return codec.Outcome{Op: codec.Skip, Conflicts: conflicts}, nil
@@ -355,10 +369,10 @@ func (p Push) status(want codec.Status, cur *codec.Record) codec.Status {
 	return want
 }
 
-// invalid checks a pushed row against the catalog and the caller's
-// scope, and returns why it is refused ("" if it is valid). Unknown
-// columns from a newer client are kept; missing ones are no reason
-// (an older app schema: see WithDefaults).
+// invalid checks a pushed row against the catalog and returns why it is
+// refused ("" if it is valid). Unknown columns from a newer client are
+// kept; missing ones are no reason (an older app schema: see
+// WithDefaults). Scope is checked apart (Scope.Names, Scope.Check).
 func (p Push) invalid(t *schema.Table, r codec.Row) string {
 	for name, v := range r.Cols {
 		col, ok := t.Column(name)
@@ -369,10 +383,64 @@ func (p Push) invalid(t *schema.Table, r codec.Row) string {
 			return err.Error()
 		}
 	}
-	if !InScope(t, r, p.Caller.Clinics) {
-		return "out of the caller's clinic scope"
-	}
 	return ""
+}
+
+// Changes lists a push's changes in the order its merge needs: the
+// deletes first, children before parents (a tombstone keeps its clinic,
+// so a row may follow a parent deleted earlier in the push, as a
+// patient created and deleted downstream while a device wrote its
+// events); then created and updated rows table by table in
+// Catalog.PushTables order, parents before the rows that follow them (a
+// new patient, then its events); other tables last.
+func (p Push) Changes(cs *codec.Changeset) []codec.Change {
+	order := p.Catalog.PushTables(p.Caller.Hub)
+	for _, name := range cs.TableNames() {
+		if !slices.Contains(order, name) {
+			order = append(order, name)
+		}
+	}
+	var out []codec.Change
+	for _, name := range slices.Backward(order) {
+		if tc := cs.Tables[name]; tc != nil {
+			for _, id := range tc.Deleted {
+				out = append(out, codec.Change{Row: codec.Row{Table: name, ID: id}, Delete: true})
+			}
+		}
+	}
+	for _, name := range order {
+		if tc := cs.Tables[name]; tc != nil {
+			for i, rows := range [][]codec.Row{tc.Created, tc.Updated} {
+				for _, r := range rows {
+					r.Table = name
+					out = append(out, codec.Change{Row: r, Created: i == 0})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// ownClinic is the clinic a tombstone of an id never stored here keeps
+// (see kv.Store): the caller's, when it has exactly one, since it could
+// hold the row only in its scope; none otherwise.
+func (p Push) ownClinic(t *schema.Table) map[string]codec.Value {
+	if len(p.Caller.Clinics) != 1 {
+		return nil
+	}
+	if col, ok := t.Column(t.ClinicColumn); ok && col.Type == schema.String {
+		return map[string]codec.Value{col.Name: codec.String(p.Caller.Clinics[0])}
+	}
+	return nil
+}
+
+// outOfScope fails the push on a failed read (err), else rejects the
+// row with reason.
+func outOfScope(err error, reason string) (codec.Outcome, error) {
+	if err != nil {
+		return codec.Outcome{}, err
+	}
+	return codec.Outcome{Op: codec.Reject, Reason: reason}, nil
 }
 
 func reject(format string, a ...any) (codec.Outcome, error) {

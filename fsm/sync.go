@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/clinicsync/clinicsync/codec"
@@ -25,7 +26,40 @@ const (
 const (
 	ConfigPulledPeer = "pulled_peer"
 	ConfigForeign    = "foreign_pages"
+	// ConfigResume is where an interrupted pull stopped (a Resume, as
+	// JSON), written with each page it applied; every page of any pull
+	// rewrites it ("" when that pull cannot be resumed or is complete).
+	ConfigResume = "pull_resume"
 )
+
+// Resume is the position of a pull cut short after some pages: the next
+// sync with the same peer, while the peer's cursor is still From, asks
+// for the page after the last applied one instead of starting over.
+// Only pulls that do not mirror are resumed (a mirroring pull needs
+// every row it saw, which is not kept).
+type Resume struct {
+	Peer         string `json:"peer"`
+	From         int64  `json:"from"` // the pull's last_pulled_at
+	Continuation string `json:"continuation"`
+	Pulled       int    `json:"pulled"` // records received so far
+}
+
+// ParseResume reads a ConfigResume value ("" or unreadable: none).
+func ParseResume(s string) (Resume, bool) {
+	var r Resume
+	if s == "" || json.Unmarshal([]byte(s), &r) != nil || r.Peer == "" || r.Continuation == "" {
+		return Resume{}, false
+	}
+	return r, true
+}
+
+func (r Resume) String() string {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic("fsm: marshalling a Resume: " + err.Error())
+	}
+	return string(b)
+}
 
 // Sync is one sync with one peer as a pure procedure, in the manner of
 // etcd raft's Ready: each call takes what the peer or the store
@@ -44,15 +78,23 @@ type Sync struct {
 	// MaxDrift bounds how far ahead of the peer's clock own edits may
 	// be dated (ms; see kv.Store.ClampPending).
 	MaxDrift int64
+	// MaxPushRows bounds the records of one push (0: DefaultPushRows).
+	MaxPushRows int
 
 	from       int64  // last_pulled_at of this sync's pull
 	cursor     int64  // the peer's pull cursor when the sync began
 	pulledPeer string // the peer whose pull last completed
 	mixed      bool   // the store held rows from another peer at the start
 	pulled     int
+	total      int // records of the pull, as the peer counts them
+	resumable  bool
+	maxPush    int // the peer's push body limit (0: not told)
 	clamped    int
-	pushed     []codec.Record
-	answer     *pb.PushResponse
+	pending    map[string]codec.Record // the records a push sends, by table and id
+	chunks     []*codec.Changeset      // chunks of the push not yet acknowledged
+	sent       int                     // records of the push acknowledged
+	accepted   int
+	rejected   []*pb.Rejection
 	msg        string
 	// seen collects the rows of a full pull that mirrors a peer other
 	// than the last one synced with (nil otherwise).
@@ -66,6 +108,8 @@ type Begin struct {
 	// Foreign: pages from a peer other than Pulled were applied since
 	// (ConfigForeign is set).
 	Foreign bool
+	// Resume is ConfigResume.
+	Resume string
 }
 
 // Collect names the records the executor reads for a push.
@@ -142,6 +186,14 @@ func (s *Sync) Start(b Begin) Step {
 	default:
 		s.from = b.Cursor
 	}
+	s.resumable = s.Direction == BothWays && s.seen == nil
+	if r, ok := ParseResume(b.Resume); ok && s.Direction == BothWays && r.Peer == s.Peer && r.From == b.Cursor {
+		// The pages applied so far are this peer's, cursor unchanged:
+		// go on after the last one (its pages marked the store foreign
+		// only when it was a first pull, which mirrors nothing).
+		s.from, s.pulled, s.seen, s.mixed, s.resumable = r.From, r.Pulled, nil, false, true
+		return Step{Pull: s.pullRequest(r.Continuation)}
+	}
 	return Step{Pull: s.pullRequest("")}
 }
 
@@ -181,9 +233,19 @@ func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
 		}
 	}
 	s.pulled += cs.Count()
+	s.total = max(int(resp.GetTotal()), s.pulled)
+	if n := resp.GetMaxPushBytes(); n > 0 {
+		s.maxPush = int(min(n, 1<<40))
+	}
 	if !last {
+		w.Config[ConfigResume] = ""
+		if s.resumable {
+			w.Config[ConfigResume] = Resume{Peer: s.Peer, From: s.from, Continuation: resp.GetContinuation(), Pulled: s.pulled}.String()
+		}
+		s.Machine.Progress(s.pulled, s.total)
 		return Step{Apply: w, Pull: s.pullRequest(resp.GetContinuation())}, nil
 	}
+	w.Config[ConfigResume] = ""
 	if s.seen != nil {
 		w.Mirror = Unmirrored(s.seen, s.Catalog)
 	}
@@ -210,8 +272,8 @@ func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
 }
 
 // Collected takes the records read for the push (and how many versions
-// the clamp changed): the push, or the end when there is nothing to
-// send.
+// the clamp changed): the push's first chunk (see pushChunks), or the
+// end when there is nothing to send.
 func (s *Sync) Collected(recs []codec.Record, clamped int) Step {
 	s.clamped = clamped
 	var cs *codec.Changeset
@@ -219,38 +281,85 @@ func (s *Sync) Collected(recs []codec.Record, clamped int) Step {
 		// A force upload leaves sync status alone: nothing to mark.
 		cs = ForceUploadSet(recs, s.Since, s.Catalog)
 	} else {
-		cs, s.pushed = PushSet(recs, s.Catalog), recs
+		cs = PushSet(recs, s.Catalog)
+		s.pending = make(map[string]codec.Record, len(recs))
+		for _, r := range recs {
+			s.pending[r.Table+"\x00"+r.ID] = r
+		}
 	}
 	n := cs.Count()
 	if n == 0 {
 		return Step{Finish: true}
 	}
+	rows, bytes := s.MaxPushRows, DefaultPushBytes
+	if rows <= 0 {
+		rows = DefaultPushRows
+	}
+	if s.maxPush > 0 {
+		bytes = s.maxPush / 4 * 3
+	}
+	s.chunks = pushChunks(cs, s.Catalog, rows, bytes)
 	s.fire(StartPush, n)
-	return Step{Push: &pb.PushRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
-		RequestId: s.RequestID(), LastPulledAt: s.from, Changes: codec.ChangesetToProto(cs)}}
+	return Step{Push: s.pushRequest()}
 }
 
-// OnPush takes the push's answer: the acknowledged rows to mark synced
-// (the store keeps those written since they were collected pending),
-// all but those the peer rejected.
+func (s *Sync) pushRequest() *pb.PushRequest {
+	return &pb.PushRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
+		RequestId: s.RequestID(), LastPulledAt: s.from, Changes: codec.ChangesetToProto(s.chunks[0])}
+}
+
+// OnPush takes the answer to a chunk: its acknowledged rows to mark
+// synced (the store keeps those written since they were collected
+// pending), all but those the peer rejected; then the next chunk, or
+// the end. Each chunk is applied whole by the peer: a sync cut short
+// between chunks has marked what was acknowledged, and the next sync
+// sends the rest.
 func (s *Sync) OnPush(resp *pb.PushResponse) Step {
 	rejected := map[string][]string{}
 	for _, rj := range resp.GetRejected() {
 		rejected[rj.GetTable()] = append(rejected[rj.GetTable()], rj.GetId())
 	}
-	s.answer = resp
-	return Step{MarkSynced: Acknowledged(s.pushed, rejected), Finish: true}
+	s.accepted += int(resp.GetAccepted())
+	s.rejected = append(s.rejected, resp.GetRejected()...)
+	chunk := s.chunks[0]
+	s.chunks = s.chunks[1:]
+	var acked []codec.Record
+	if s.pending != nil {
+		var sent []codec.Record
+		for _, name := range chunk.TableNames() {
+			tc := chunk.Tables[name]
+			for _, rows := range [][]codec.Row{tc.Created, tc.Updated} {
+				for _, r := range rows {
+					sent = append(sent, s.pending[name+"\x00"+r.ID])
+				}
+			}
+			for _, id := range tc.Deleted {
+				sent = append(sent, s.pending[name+"\x00"+id])
+			}
+		}
+		acked = Acknowledged(sent, rejected)
+	}
+	s.sent += chunk.Count()
+	if len(s.chunks) > 0 {
+		s.Machine.Progress(s.sent, s.sent+countAll(s.chunks))
+		return Step{MarkSynced: acked, Push: s.pushRequest()}
+	}
+	return Step{MarkSynced: acked, Finish: true}
+}
+
+func countAll(chunks []*codec.Changeset) int {
+	n := 0
+	for _, c := range chunks {
+		n += c.Count()
+	}
+	return n
 }
 
 // Finished ends a sync that went through, once the executor recorded
 // its time.
 func (s *Sync) Finished() Step {
 	s.fire(FinishSync, 0)
-	d := &Done{Pulled: s.pulled, Clamped: s.clamped}
-	if s.answer != nil {
-		d.Pushed, d.Rejected = int(s.answer.GetAccepted()), s.answer.GetRejected()
-	}
-	return Step{Done: d}
+	return Step{Done: &Done{Pulled: s.pulled, Clamped: s.clamped, Pushed: s.accepted, Rejected: s.rejected}}
 }
 
 // Fail ends the sync with an error: the machine goes to error with msg

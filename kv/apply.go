@@ -55,6 +55,16 @@ type Result struct {
 // advances past the received versions; the values the merge reports as
 // beaten go to the conflict log.
 func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
+	return s.ApplyWith(b, func(Lookup) Merge { return merge })
+}
+
+// ApplyWith is Apply with a merge that reads other rows: newMerge is
+// called once, inside the batch's transaction, with a Lookup bound to
+// it, which sees the changes applied before in the batch (a pushed
+// patient, then its events). The Lookup is valid only while the batch
+// applies; a second transaction cannot be opened meanwhile (bbolt would
+// deadlock), so this is the only way for a merge to read.
+func (s *Store) ApplyWith(b Batch, newMerge func(get Lookup) Merge) (Result, error) {
 	for _, c := range b.Changes {
 		if _, err := s.table(c.Table); err != nil {
 			return Result{}, err
@@ -66,6 +76,12 @@ func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
 	var res Result
 	err := s.be.Update(func(tx Tx) error {
 		res = Result{}
+		merge := newMerge(func(table, id string) (*Record, error) {
+			if _, err := s.table(table); err != nil {
+				return nil, err // a read-write Bucket would create it
+			}
+			return getRecord(tx, table, id)
+		})
 		if err := observe(tx, b.Changes); err != nil {
 			return err
 		}

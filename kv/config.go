@@ -1,6 +1,8 @@
 package kv
 
 import (
+	"bytes"
+	"crypto/rand"
 	"fmt"
 
 	"github.com/clinicsync/clinicsync/codec"
@@ -68,4 +70,27 @@ func (s *Store) Log(from uint64, fn func(LogEntry) error) error {
 			return true, fn(LogEntry{m.Seq, m.At, m.Action, m.Table, m.RowId, changes})
 		})
 	})
+}
+
+// Secret returns the random secret stored under key, creating it (n
+// bytes from crypto/rand) in the same transaction when there is none:
+// every caller gets the same secret, across restarts.
+func (s *Store) Secret(key string, n int) ([]byte, error) {
+	var out []byte
+	err := s.be.Update(func(tx Tx) error {
+		b, err := tx.Bucket(bConfig)
+		if err != nil {
+			return err
+		}
+		if v := b.Get([]byte(key)); v != nil {
+			out = bytes.Clone(v)
+			return nil
+		}
+		out = make([]byte, n)
+		if _, err := rand.Read(out); err != nil {
+			return fmt.Errorf("kv: reading randomness: %w", err)
+		}
+		return b.Put([]byte(key), out)
+	})
+	return out, err
 }

@@ -19,7 +19,8 @@
 // serving cursor. A local write (Put, Delete) validates against the
 // schema catalog, sets the status and Changed, and appends to the event
 // log. A delete leaves a tombstone: a row with Deleted set and no
-// columns.
+// columns but its clinic column (schema.Table.ClinicColumn), which the
+// clinic scope of the rows that follow it still needs (fsm.Scope).
 //
 // # Cursors
 //
@@ -29,6 +30,12 @@
 // does and across restarts. The cursor index maps each cursor to its
 // row, so ChangesSince costs O(changes since), and its Timestamp is read
 // in the same transaction as the rows.
+//
+// A pull's timestamp comes from IssueCursor, which records it in the
+// same transaction; IssuedTimestamp tells a timestamp the store issued
+// from one it never did. The record keeps the last 90 days of pull
+// timestamps, at most 2^20 of them (Options.IssuedAge, IssuedMax),
+// dropping the oldest as pulls come; below its floor it cannot tell.
 //
 // # Pushing upstream
 //
@@ -45,7 +52,9 @@
 // accepted push) in one transaction, with the merge rules passed in as a
 // function: the store decides nothing about conflicts (package fsm
 // does). A batch can carry a peer's new pull cursor, committed with the
-// rows or not at all.
+// rows or not at all. ApplyWith hands the merge a Lookup bound to the
+// batch's transaction, for rules that read other rows (a pushed event's
+// patient, which may come earlier in the same batch).
 //
 // # Caveats
 //

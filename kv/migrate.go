@@ -5,8 +5,12 @@ import (
 )
 
 // The store format: 0 before column versions existed; 1 when every
-// stored column carries one.
-const formatVersions = 1
+// stored column carries one; 2 with the index of device keys.
+const (
+	formatVersions  = 1
+	formatDeviceIdx = 2
+	formatCurrent   = formatDeviceIdx
+)
 
 var kFormat = []byte("format")
 
@@ -32,9 +36,30 @@ func (s *Store) migrate() error {
 	if err := s.be.View(func(tx Tx) (err error) { format, err = readFormat(tx); return err }); err != nil {
 		return err
 	}
-	if format >= formatVersions {
+	if format < formatVersions {
+		if err := s.addVersions(); err != nil {
+			return err
+		}
+	}
+	if format < formatDeviceIdx {
+		if err := s.be.Update(indexDeviceKeys); err != nil {
+			return err
+		}
+	}
+	if format >= formatCurrent {
 		return nil
 	}
+	return s.be.Update(func(tx Tx) error {
+		b, err := tx.Bucket(bMeta)
+		if err != nil {
+			return err
+		}
+		return b.Put(kFormat, u64b(formatCurrent))
+	})
+}
+
+// addVersions gives every stored column without a version one.
+func (s *Store) addVersions() error {
 	var tables []string
 	if err := s.be.View(func(tx Tx) error { tables = tx.Buckets(rowsPfx); return nil }); err != nil {
 		return err
@@ -81,13 +106,7 @@ func (s *Store) migrate() error {
 			}
 		}
 	}
-	return s.be.Update(func(tx Tx) error {
-		b, err := tx.Bucket(bMeta)
-		if err != nil {
-			return err
-		}
-		return b.Put(kFormat, u64b(formatVersions))
-	})
+	return nil
 }
 
 func versionless(r Record) bool {

@@ -124,7 +124,7 @@ func TestMigrateGivesOldRowsVersions(t *testing.T) {
 		t.Fatalf("edit version %v not above the migrated %v", after.Versions["phone"], r.Versions["phone"])
 	}
 	var format uint64
-	if err := be.View(func(tx Tx) (err error) { format, err = readFormat(tx); return err }); err != nil || format != formatVersions {
+	if err := be.View(func(tx Tx) (err error) { format, err = readFormat(tx); return err }); err != nil || format != formatCurrent {
 		t.Fatalf("format %d, %v", format, err)
 	}
 }

@@ -2,7 +2,6 @@ package kv
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"fmt"
 	"slices"
 
@@ -186,7 +185,43 @@ func (s *Store) PutDevice(d Device) error {
 		if err != nil {
 			return err
 		}
+		idx, err := tx.Bucket(bDeviceKey)
+		if err != nil {
+			return err
+		}
+		if old := b.Get([]byte(d.ID)); old != nil {
+			var m pb.Device
+			if err := codec.Unmarshal(old, &m); err != nil {
+				return fmt.Errorf("%w: device %q: %v", ErrCorrupt, d.ID, err)
+			}
+			if err := idx.Delete(m.ApiKeyHash); err != nil {
+				return err
+			}
+		}
+		if err := idx.Put(d.KeyHash, []byte(d.ID)); err != nil {
+			return err
+		}
 		return b.Put([]byte(d.ID), enc)
+	})
+}
+
+// indexDeviceKeys builds the device key index of a store from before it
+// (format 2).
+func indexDeviceKeys(tx Tx) error {
+	b, err := tx.Bucket(bDevices)
+	if err != nil {
+		return err
+	}
+	idx, err := tx.Bucket(bDeviceKey)
+	if err != nil {
+		return err
+	}
+	return b.Ascend(nil, func(k, v []byte) (bool, error) {
+		var m pb.Device
+		if err := codec.Unmarshal(v, &m); err != nil {
+			return false, fmt.Errorf("%w: device %q: %v", ErrCorrupt, k, err)
+		}
+		return true, idx.Put(m.ApiKeyHash, k)
 	})
 }
 
@@ -211,18 +246,34 @@ func (s *Store) Devices() ([]Device, error) {
 	return out, err
 }
 
-// DeviceByKeyHash finds the device whose API key hashes to hash,
-// comparing in constant time. Revoked devices are found too: callers
-// check Status.
+// DeviceByKeyHash finds the device whose API key hashes to hash, by
+// the key index. Revoked devices are found too: callers check Status.
 func (s *Store) DeviceByKeyHash(hash []byte) (Device, error) {
-	devs, err := s.Devices()
-	if err != nil {
-		return Device{}, err
-	}
-	for _, d := range devs {
-		if subtle.ConstantTimeCompare(d.KeyHash, hash) == 1 {
-			return d, nil
+	var d Device
+	err := s.be.View(func(tx Tx) error {
+		idx, err := tx.Bucket(bDeviceKey)
+		if err != nil {
+			return err
 		}
-	}
-	return Device{}, fmt.Errorf("%w: no device with that key", ErrNotFound)
+		b, err := tx.Bucket(bDevices)
+		if err != nil {
+			return err
+		}
+		id := idx.Get(hash)
+		v := b.Get(id)
+		if id == nil || v == nil {
+			return fmt.Errorf("%w: no device with that key", ErrNotFound)
+		}
+		var m pb.Device
+		if err := codec.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("%w: device %q: %v", ErrCorrupt, id, err)
+		}
+		if !bytes.Equal(m.ApiKeyHash, hash) {
+			return fmt.Errorf("%w: device key index names %q, whose key differs", ErrCorrupt, id)
+		}
+		d = Device{ID: m.DeviceId, Name: m.Name, ClinicIDs: m.ClinicIds,
+			KeyHash: m.ApiKeyHash, Status: m.Status, CreatedAt: m.CreatedAt}
+		return nil
+	})
+	return d, err
 }

@@ -15,6 +15,7 @@ type (
 	Change  = codec.Change
 	Op      = codec.Op
 	Outcome = codec.Outcome
+	Lookup  = codec.Lookup
 )
 
 const (

@@ -59,9 +59,29 @@ func (s *Store) save(tx Tx, old, r *Record) error {
 		}
 	}
 	if r.Deleted {
-		r.Cols, r.Versions = nil, nil
+		r.Cols, r.Versions = s.keptClinic(old, r), nil
 	}
 	return s.put(tx, old, r)
+}
+
+// keptClinic is what tombstone r keeps: the value of its table's clinic
+// column in the row it replaces (old), else in r as the merge wrote it
+// (for an id never stored), if any, so that the clinic scope of the
+// rows that follow it (a deleted patient's events) stays known.
+func (s *Store) keptClinic(old, r *Record) map[string]codec.Value {
+	t, ok := s.cat.Table(r.Table)
+	if !ok || t.ClinicColumn == "" || t.ClinicColumn == "id" {
+		return nil
+	}
+	for _, from := range []*Record{old, r} {
+		if from == nil {
+			continue
+		}
+		if v, ok := from.Cols[t.ClinicColumn]; ok && !v.IsNull() {
+			return map[string]codec.Value{t.ClinicColumn: v}
+		}
+	}
+	return nil
 }
 
 // put writes r without stamping and maintains the indexes.
@@ -283,6 +303,45 @@ func (s *Store) Rows(table string, fn func(Record) error) error {
 			return true, fn(r)
 		})
 	})
+}
+
+// RowsPage returns up to limit rows of a table (limit <= 0: all),
+// tombstones included, in id order, starting after the id after (""
+// starts at the first row), read in one read transaction of their own,
+// and whether rows remain after them. Reading a table page by page
+// (after the last id of the previous page) holds one page in memory and
+// no transaction in between; each page is as of its own read.
+func (s *Store) RowsPage(table, after string, limit int) (rows []Record, more bool, err error) {
+	if _, err := s.table(table); err != nil {
+		return nil, false, err
+	}
+	var from []byte
+	if after != "" {
+		from = []byte(after + "\x00") // the first key above after (ids hold no NUL)
+	}
+	err = s.be.View(func(tx Tx) error {
+		rows, more = nil, false
+		b, err := rowsBucket(tx, table)
+		if err != nil {
+			return err
+		}
+		return b.Ascend(from, func(k, v []byte) (bool, error) {
+			if limit > 0 && len(rows) == limit {
+				more = true
+				return false, nil
+			}
+			r, err := decodeRecord(table, string(k), v)
+			if err != nil {
+				return false, err
+			}
+			rows = append(rows, r)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return rows, more, nil
 }
 
 // Count returns the number of live rows and of tombstones of a table.

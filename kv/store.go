@@ -32,6 +32,11 @@ type Options struct {
 	// DefaultConflictMax and DefaultConflictAge).
 	ConflictMax int
 	ConflictAge time.Duration
+	// IssuedMax and IssuedAge bound the record of issued pull
+	// timestamps (defaults DefaultIssuedMax and DefaultIssuedAge; see
+	// IssuedTimestamp).
+	IssuedMax int
+	IssuedAge time.Duration
 }
 
 // Store is a node's database: rows with sync metadata and their
@@ -78,6 +83,12 @@ func New(be Backend, opts Options) (*Store, error) {
 	if opts.ConflictAge <= 0 {
 		opts.ConflictAge = DefaultConflictAge
 	}
+	if opts.IssuedMax <= 0 {
+		opts.IssuedMax = DefaultIssuedMax
+	}
+	if opts.IssuedAge <= 0 {
+		opts.IssuedAge = DefaultIssuedAge
+	}
 	s := &Store{be: be, opts: opts, cat: opts.Catalog}
 	entries, err := catalogEntries(s.cat)
 	if err != nil {
@@ -93,14 +104,14 @@ func New(be Backend, opts Options) (*Store, error) {
 			return err
 		}
 		f, err := readFormat(tx)
-		ready = ready && c > 0 && f >= formatVersions
+		ready = ready && c > 0 && f >= formatCurrent
 		return err
 	})
 	if err != nil || ready {
 		return s, err
 	}
 	if err := s.migrate(); err != nil {
-		return nil, fmt.Errorf("kv: migrating the store to column versions: %w", err)
+		return nil, fmt.Errorf("kv: migrating the store to format %d: %w", formatCurrent, err)
 	}
 	err = be.Update(func(tx Tx) error {
 		b, err := tx.Bucket(bCatalog)
@@ -138,15 +149,16 @@ func (s *Store) Backend() Backend { return s.be }
 
 // Bucket names. Rows of table T live in "t/T".
 const (
-	bMeta      = "meta"      // cursor, version, log sequence
-	bCatalog   = "catalog"   // table name → JSON column list
-	bCursor    = "cursor"    // cursor (8 bytes) → table \x00 id
-	bPending   = "pending"   // table \x00 id → version (8 bytes)
-	bPeers     = "peers"     // peer id → pb.Peer
-	bDevices   = "devices"   // device id → pb.Device
-	bConfig    = "config"    // key → value
-	bLog       = "log"       // seq (8 bytes) → pb.LogEntry
-	bConflicts = "conflicts" // seq (8 bytes) → pb.Conflict
+	bMeta      = "meta"        // cursor, version, log sequence
+	bCatalog   = "catalog"     // table name → JSON column list
+	bCursor    = "cursor"      // cursor (8 bytes) → table \x00 id
+	bPending   = "pending"     // table \x00 id → version (8 bytes)
+	bPeers     = "peers"       // peer id → pb.Peer
+	bDevices   = "devices"     // device id → pb.Device
+	bDeviceKey = "device_keys" // sha256 of an API key → device id
+	bConfig    = "config"      // key → value
+	bLog       = "log"         // seq (8 bytes) → pb.LogEntry
+	bConflicts = "conflicts"   // seq (8 bytes) → pb.Conflict
 	rowsPfx    = "t/"
 )
 
@@ -238,11 +250,15 @@ func lastCursor(tx Tx) (int64, error) {
 // IssueCursor issues a fresh cursor that no row carries: a pull's
 // timestamp. Every row changed before it has a smaller cursor, every
 // later change a greater one, and no two pulls share a timestamp, so a
-// server can tell a pusher's own last pull from another device's.
+// server can tell a pusher's own last pull from another device's. It is
+// recorded in the same transaction, so that IssuedTimestamp can tell it
+// from a timestamp the store never issued.
 func (s *Store) IssueCursor() (c int64, err error) {
 	err = s.be.Update(func(tx Tx) error {
-		c, err = s.nextCursor(tx)
-		return err
+		if c, err = s.nextCursor(tx); err != nil {
+			return err
+		}
+		return s.recordIssued(tx, c)
 	})
 	return c, err
 }

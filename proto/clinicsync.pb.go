@@ -779,10 +779,13 @@ type PullResponse struct {
 	Changes         *Changeset             `protobuf:"bytes,3,opt,name=changes,proto3" json:"changes,omitempty"`
 	// timestamp, sent back as last_pulled_at, yields everything after this
 	// pull; valid once the last page (empty continuation) is applied.
-	Timestamp     int64  `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	Continuation  string `protobuf:"bytes,5,opt,name=continuation,proto3" json:"continuation,omitempty"`
-	Total         uint64 `protobuf:"varint,6,opt,name=total,proto3" json:"total,omitempty"` // records in the whole pull
-	Sent          uint64 `protobuf:"varint,7,opt,name=sent,proto3" json:"sent,omitempty"`   // records up to and including this page
+	Timestamp    int64  `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Continuation string `protobuf:"bytes,5,opt,name=continuation,proto3" json:"continuation,omitempty"`
+	Total        uint64 `protobuf:"varint,6,opt,name=total,proto3" json:"total,omitempty"` // records in the whole pull
+	Sent         uint64 `protobuf:"varint,7,opt,name=sent,proto3" json:"sent,omitempty"`   // records up to and including this page
+	// max_push_bytes is the largest push body the server takes (0: not
+	// said); a client splits its pushes under it.
+	MaxPushBytes  uint64 `protobuf:"varint,8,opt,name=max_push_bytes,json=maxPushBytes,proto3" json:"max_push_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -862,6 +865,13 @@ func (x *PullResponse) GetTotal() uint64 {
 func (x *PullResponse) GetSent() uint64 {
 	if x != nil {
 		return x.Sent
+	}
+	return 0
+}
+
+func (x *PullResponse) GetMaxPushBytes() uint64 {
+	if x != nil {
+		return x.MaxPushBytes
 	}
 	return 0
 }
@@ -2024,7 +2034,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\acolumns\x18\x03 \x03(\v2\x1f.clinicsync.v1.MigrationColumnsR\acolumns\"B\n" +
 	"\x10MigrationColumns\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x18\n" +
-	"\acolumns\x18\x02 \x03(\tR\acolumns\"\x98\x02\n" +
+	"\acolumns\x18\x02 \x03(\tR\acolumns\"\xbe\x02\n" +
 	"\fPullResponse\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
@@ -2033,7 +2043,8 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\ttimestamp\x18\x04 \x01(\x03R\ttimestamp\x12\"\n" +
 	"\fcontinuation\x18\x05 \x01(\tR\fcontinuation\x12\x14\n" +
 	"\x05total\x18\x06 \x01(\x04R\x05total\x12\x12\n" +
-	"\x04sent\x18\a \x01(\x04R\x04sent\"\xd1\x01\n" +
+	"\x04sent\x18\a \x01(\x04R\x04sent\x12$\n" +
+	"\x0emax_push_bytes\x18\b \x01(\x04R\fmaxPushBytes\"\xd1\x01\n" +
 	"\vPushRequest\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +

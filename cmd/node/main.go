@@ -46,6 +46,8 @@ Available:
   node put      --data DIR --table T [--id ID] COL=VALUE ...
   node delete   --data DIR --table T --id ID
   node rows     --data DIR --table T [--id ID]
+  node import   --data DIR --table T [--batch N] FILE.ndjson|-
+                (bulk load: one JSON object a line, as a push's created rows)
   node status   --data DIR
   node conflicts --data DIR [--table T] [--id ID]
                 (values that lost to a newer edit, oldest first)
@@ -73,6 +75,13 @@ type env struct {
 	// goes away or serve stops.
 	ctx context.Context
 	out io.Writer
+	// errOut is where a command shows progress (stderr); terminal says
+	// that it is a terminal.
+	errOut   io.Writer
+	terminal bool
+	// in is the input a control socket's client sent with the command
+	// (import's file); nil elsewhere.
+	in io.Reader
 	// open returns the node of a --data directory, with its sync engine
 	// running when engine is set, and the function that lets it go.
 	open func(dir string, engine bool) (n *actors.Node, release func() error, err error)
@@ -100,6 +109,7 @@ func init() {
 		"rows":           cmdRows,
 		"status":         cmdStatus,
 		"conflicts":      cmdConflicts,
+		"import":         cmdImport,
 		"serve":          cmdServe,
 		"device":         cmdDevice,
 		"peer":           cmdPeer,
@@ -122,19 +132,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // runContext is run in ctx: serve stops when it ends.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, out: stdout, open: openLocal}
+	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr), open: openLocal}
 	code, fwd := runEnv(e, args, stderr)
 	if fwd == nil {
 		return code
 	}
-	resp, err := fwd.conn.Call(args)
+	if fwd.input != nil {
+		defer fwd.input.Close()
+	}
+	// The command's output streams back as it prints it, and its input
+	// (import's file) goes with it.
+	st := actors.ControlStreams{Stdout: stdout, Stderr: stderr, Terminal: e.terminal}
+	if fwd.input != nil {
+		st.Stdin = fwd.input
+	}
+	code, err := fwd.conn.Run(args, st)
 	if err != nil {
 		fmt.Fprintln(stderr, oneLine(fmt.Sprintf("node %s: %v (the node is served by another process)", fwd.cmd, err)))
 		return 1
 	}
-	io.WriteString(stdout, resp.Stdout)
-	io.WriteString(stderr, resp.Stderr)
-	return resp.Code
+	return code
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // runEnv runs the command line args in e and returns its exit status,
@@ -190,6 +217,9 @@ func runEnv(e *env, args []string, stderr io.Writer) (int, *forward) {
 type forward struct {
 	conn *actors.ControlConn
 	cmd  string // the command, as errors name it
+	// input is what the command reads (import's file), sent with it
+	// and closed after; nil for the others.
+	input io.ReadCloser
 }
 
 func (f *forward) Error() string { return "the node is served by another process" }

@@ -1,9 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
+	"io"
 	"strings"
 
 	"github.com/clinicsync/clinicsync/actors"
@@ -76,6 +77,11 @@ func cmdDelete(e *env, name string, args []string) error {
 }
 
 // cmdRows: node rows --data DIR --table T [--id ID]
+//
+// A table is read and printed a page at a time (rowsPage rows, each
+// page its own read transaction), so a node serving the command holds
+// one page, whatever the table's size, and the client prints as the
+// pages come.
 func cmdRows(e *env, name string, args []string) error {
 	f := e.flags(name)
 	table := f.String("table", "", "the table")
@@ -84,46 +90,95 @@ func cmdRows(e *env, name string, args []string) error {
 	if err != nil {
 		return err
 	}
-	var rows []kv.Record
-	err = f.withNode(func(n *actors.Node) (err error) {
-		rows, err = n.Rows(*table, *id)
-		return err
+	return f.withNode(func(n *actors.Node) error {
+		if *id != "" {
+			rows, err := n.Rows(*table, *id)
+			if err != nil {
+				return err
+			}
+			return printRows(e.out, f.json, func(yield func([]kv.Record) error) error { return yield(rows) })
+		}
+		return printRows(e.out, f.json, func(yield func([]kv.Record) error) error {
+			after := ""
+			for {
+				page, more, err := n.Store().RowsPage(*table, after, rowsPage)
+				if err != nil {
+					return err
+				}
+				if rowsPageRead != nil {
+					rowsPageRead(page)
+				}
+				if err := yield(page); err != nil {
+					return err
+				}
+				if !more || len(page) == 0 {
+					return nil
+				}
+				if err := e.ctx.Err(); err != nil {
+					return err
+				}
+				after = page[len(page)-1].ID
+			}
+		})
+	})
+}
+
+// rowsPage is how many rows `rows` reads at a time.
+var rowsPage = 1000
+
+// rowsPageRead, when set (by tests), is called with each page `rows`
+// reads, before it is printed.
+var rowsPageRead func(page []kv.Record)
+
+// printRows prints the pages that each yields, each as it comes: rows
+// as blocks of aligned pairs separated by blank lines ("(no rows)" for
+// none), or with asJSON one JSON document, {"rows":[...]}, on one line.
+// Nothing is printed before the first page, so that a failure to read
+// it prints nothing.
+func printRows(out io.Writer, asJSON bool, each func(yield func([]kv.Record) error) error) error {
+	w := bufio.NewWriterSize(out, 64<<10)
+	n := 0
+	err := each(func(page []kv.Record) error {
+		for _, r := range page {
+			if asJSON {
+				obj, err := rowJSON(r)
+				if err != nil {
+					return err
+				}
+				if n == 0 {
+					w.WriteString(`{"rows":[`)
+				} else {
+					w.WriteByte(',')
+				}
+				w.Write(obj)
+			} else {
+				if n > 0 {
+					w.WriteByte('\n')
+				}
+				pairs := [][2]string{{"id", r.ID}, {"_status", rowStatus(r)}, {"_changed", strings.Join(r.Changed, ",")}}
+				for _, col := range r.Columns() {
+					pairs = append(pairs, [2]string{col, r.Cols[col].String()})
+				}
+				if err := writePairs(w, pairs); err != nil {
+					return err
+				}
+			}
+			n++
+		}
+		return w.Flush() // the page goes out before the next is read
 	})
 	if err != nil {
 		return err
 	}
-	if f.json {
-		objs := make([]json.RawMessage, 0, len(rows))
-		for _, r := range rows {
-			obj, err := rowJSON(r)
-			if err != nil {
-				return err
-			}
-			objs = append(objs, obj)
-		}
-		return writeJSON(e.out, struct {
-			Rows []json.RawMessage `json:"rows"`
-		}{objs})
+	switch {
+	case asJSON && n == 0:
+		w.WriteString(`{"rows":[]}` + "\n")
+	case asJSON:
+		w.WriteString("]}\n")
+	case n == 0:
+		w.WriteString("(no rows)\n")
 	}
-	if len(rows) == 0 {
-		_, err := fmt.Fprintln(e.out, "(no rows)")
-		return err
-	}
-	for i, r := range rows {
-		if i > 0 {
-			if _, err := fmt.Fprintln(e.out); err != nil {
-				return err
-			}
-		}
-		pairs := [][2]string{{"id", r.ID}, {"_status", rowStatus(r)}, {"_changed", strings.Join(r.Changed, ",")}}
-		for _, col := range r.Columns() {
-			pairs = append(pairs, [2]string{col, r.Cols[col].String()})
-		}
-		if err := writePairs(e.out, pairs); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w.Flush()
 }
 
 // rowStatus is a row's _status as shown: a tombstone is "deleted" even

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ var serveLog io.Writer = os.Stderr
 
 // cmdServe: node serve --data DIR [--http ADDR] [--push-policy merge|strict]
 // [--rate-limit N] [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
+// [--push-budget BYTES] [--body-timeout D] [--max-conns N] [--max-conns-per-addr N]
 func cmdServe(e *env, name string, args []string) error {
 	f := e.flags(name)
 	addr := f.String("http", "127.0.0.1:8080", "`address` to serve /api/v2/sync on (host:port; port 0 picks one)")
@@ -29,7 +31,11 @@ func cmdServe(e *env, name string, args []string) error {
 	rate := f.Int("rate-limit", actors.DefaultRateLimit, "sync requests per minute per client address (0: no limit)")
 	trustFF := f.Bool("trust-forwarded-for", false, "rate limit by the first X-Forwarded-For address (behind a reverse proxy only)")
 	maxBody := f.Int64("max-body", actors.DefaultMaxBodyBytes, "largest push body in `bytes`")
-	pageSize := f.Int("page-size", actors.DefaultPageSize, "records per store read and per protobuf pull page")
+	pageSize := f.Int("page-size", actors.MaxPageSize, "the most records a pull page holds, whatever the client asks for")
+	budget := f.Int64("push-budget", 0, "push body `bytes` in flight at once, across pushes; past it a push gets 503 with Retry-After (0: 4 × --max-body)")
+	bodyTimeout := f.Duration("body-timeout", actors.DefaultBodyTimeout, "time a request body may take to arrive (then 408)")
+	maxConns := f.Int("max-conns", actors.DefaultMaxConns, "open connections at once; past it new ones wait to be accepted (0: no cap)")
+	perAddr := f.Int("max-conns-per-addr", actors.DefaultMaxConnsPerAddr, "open connections from one client IP address; past it new ones are closed (0: no cap; with --trust-forwarded-for, no cap unless given)")
 	rpc := f.String("rpc", "", "native RPC address (not available yet)")
 	metrics := f.String("metrics", "", "metrics address (not available yet)")
 	verbose := f.Bool("v", false, "log health checks too")
@@ -47,6 +53,18 @@ func cmdServe(e *env, name string, args []string) error {
 	if *rate < 0 || *maxBody <= 0 || *pageSize <= 0 {
 		return usageErr(name, "--rate-limit must be >= 0, --max-body and --page-size > 0")
 	}
+	if *budget != 0 && *budget < *maxBody || *budget < 0 {
+		return usageErr(name, "--push-budget must be 0 (4 × --max-body) or at least --max-body (%d)", *maxBody)
+	}
+	if *bodyTimeout <= 0 || *maxConns < 0 || *perAddr < 0 {
+		return usageErr(name, "--body-timeout must be > 0, --max-conns and --max-conns-per-addr >= 0")
+	}
+	perAddrGiven := false
+	f.Visit(func(fl *flag.Flag) { perAddrGiven = perAddrGiven || fl.Name == "max-conns-per-addr" })
+	if *trustFF && !perAddrGiven {
+		*perAddr = 0 // behind a proxy every connection comes from the proxy
+	}
+	scfg := actors.ServeConfig{BodyTimeout: *bodyTimeout, MaxConns: noCap(*maxConns), MaxConnsPerAddr: noCap(*perAddr)}
 	if *rate == 0 {
 		*rate = -1 // CloudConfig: negative is no limit
 	}
@@ -59,12 +77,21 @@ func cmdServe(e *env, name string, args []string) error {
 	if err != nil {
 		return err
 	}
+	scfg.Logger = log
 	err = serveNode(e, f, n, actors.CloudConfig{Policy: pol, RateLimit: *rate, TrustForwardedFor: *trustFF,
-		MaxBodyBytes: *maxBody, PageSize: *pageSize, Logger: log}, *addr, log)
+		MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, Logger: log}, scfg, *addr, log)
 	if cerr := n.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// noCap maps a flag's 0 (no cap) to ServeConfig's negative.
+func noCap(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // openToServe opens the node in dir in this process, refusing one that
@@ -95,7 +122,7 @@ func alreadyServed(dir string) error {
 // addr, and the control socket, through which the node's other
 // commands run here, against n, with its sync engine (a hub syncs
 // upstream that way while it serves its devices).
-func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, addr string, log *slog.Logger) error {
+func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg actors.ServeConfig, addr string, log *slog.Logger) error {
 	h, err := n.CloudHandler(cfg)
 	if err != nil {
 		return err
@@ -126,7 +153,8 @@ func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, addr st
 	}
 	info := n.Info()
 	log.Info("serving", "node", info.NodeID, "kind", info.Kind, "url", url, "control", actors.ControlPath(n.Dir()),
-		"push_policy", cfg.Policy.String(), "rate_limit", cfg.RateLimit, "max_body", cfg.MaxBodyBytes)
+		"push_policy", cfg.Policy.String(), "rate_limit", cfg.RateLimit, "max_body", cfg.MaxBodyBytes,
+		"push_budget", h.PushBudget().Limit, "max_conns", scfg.MaxConns, "max_conns_per_addr", scfg.MaxConnsPerAddr)
 	// serve runs until SIGINT or SIGTERM (or the end of e.ctx).
 	sctx, stop := signal.NotifyContext(e.ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -140,7 +168,7 @@ func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, addr st
 		cancel()
 		ctlDone <- err
 	}()
-	err = actors.Serve(ctx, l, h)
+	err = scfg.Serve(ctx, l, h)
 	cancel()
 	if cerr := <-ctlDone; err == nil {
 		err = cerr
@@ -162,7 +190,14 @@ func controlHandler(n *actors.Node, s *serving, log *slog.Logger) actors.Control
 	}
 	return func(ctx context.Context, args []string) actors.ControlResponse {
 		var out, errOut bytes.Buffer
-		code, _ := runEnv(&env{ctx: ctx, out: &out, open: open, serving: s}, args, &errOut)
+		e := &env{ctx: ctx, out: &out, errOut: &errOut, open: open, serving: s}
+		if st, ok := actors.ControlStreamsOf(ctx); ok { // printed as it goes, not held here
+			if st.Stdout != nil {
+				e.out, e.errOut = st.Stdout, st.Stderr
+			}
+			e.in, e.terminal = st.Stdin, st.Terminal
+		}
+		code, _ := runEnv(e, args, e.errOut)
 		log.Info("command", "command", args[0], "code", code) // its flags may hold a password
 		return actors.ControlResponse{Stdout: out.String(), Stderr: errOut.String(), Code: code}
 	}

@@ -16,15 +16,17 @@ import (
 // syncFlags are the flags of the commands that run a sync.
 type syncFlags struct {
 	*flags
-	peer    *string
-	timeout *time.Duration
+	peer     *string
+	timeout  *time.Duration
+	pageSize *int
 }
 
 func (e *env) syncFlags(name string) syncFlags {
 	f := e.flags(name)
 	return syncFlags{f,
 		f.String("peer", "", "the peer `id` to sync with (default: the selected one, else the first active hub, else cloud)"),
-		f.Duration("timeout", 10*time.Minute, "give up waiting after this long")}
+		f.Duration("timeout", 10*time.Minute, "give up waiting after this long"),
+		f.Int("page-size", actors.DefaultPageSize, "records to ask for per pulled page (the peer may serve fewer)")}
 }
 
 // cmdSync: node sync --data DIR [--peer ID]
@@ -81,6 +83,10 @@ func cmdLogin(e *env, name string, args []string) error {
 // with the reason on stderr (and, with --json, the report on stdout).
 func (f syncFlags) run(do func(context.Context, *actors.Node) (actors.Result, error), req actors.SyncRequest) error {
 	out := f.env.out
+	if *f.pageSize <= 0 {
+		return usageErr(f.name, "--page-size %d: want a number of records > 0", *f.pageSize)
+	}
+	req.PageSize = *f.pageSize
 	var res actors.Result
 	err := f.withEngine(func(n *actors.Node) error {
 		if n.Info().Kind == actors.KindCloud {

@@ -53,7 +53,12 @@
 // Catalog.ServedTables lists what a pull returns. HubOnly tables (users)
 // are served only to hubs. ClinicColumn names the column hub clinic
 // scoping matches against; for event_forms it is clinic_ids, a JSON array
-// in which null or [] means every clinic.
+// in which null or [] means every clinic. Follows lists the links (a
+// column holding a parent's id) of a row without a clinic of its own:
+// events, patient_vitals and patient_problems follow their patient and
+// visit, patient_additional_attributes its patient, and a prescription
+// without a pickup clinic its patient and visit. Tables with neither
+// (drug_catalogue, app_config) are global. fsm.Scope holds the rule.
 //
 // # Caveats
 //

@@ -85,11 +85,23 @@ type Table struct {
 	// ClinicColumn is the column hub clinic scoping matches against
 	// ("" when the table is not scoped).
 	ClinicColumn string
+	// Follows names the parents whose clinic a row follows when it has
+	// no clinic of its own (no ClinicColumn, or a null one): events
+	// follow their patient and visit. A parent table has a ClinicColumn
+	// and follows nothing itself. The rule is fsm.Scope's.
+	Follows []Link
 	// HubOnly tables are served only to hubs (users).
 	HubOnly bool
 	Columns []Column
 
 	byName map[string]int
+}
+
+// Link is a column holding the id of a row of another table (mobile
+// name): a child's link to its parent.
+type Link struct {
+	Column string
+	Table  string
 }
 
 // Column returns the named column. The implicit id is not a column.
@@ -121,7 +133,9 @@ type Catalog struct {
 
 // NewCatalog builds a catalog and checks it: names are identifiers, no
 // table (by mobile or server name) or column appears twice, every type
-// and flow is known, and ClinicColumn names a column (or "id").
+// and flow is known, ClinicColumn names a column (or "id"), and each
+// Follows link is a column of its table naming a table of the catalog
+// that has a ClinicColumn and follows nothing.
 func NewCatalog(tables ...*Table) (*Catalog, error) {
 	c := &Catalog{tables: map[string]*Table{}, server: map[string]*Table{}}
 	for _, t := range tables {
@@ -159,10 +173,26 @@ func NewCatalog(tables ...*Table) (*Catalog, error) {
 		if t.ClinicColumn != "" && t.ClinicColumn != "id" && !seen[t.ClinicColumn] {
 			return nil, fmt.Errorf("schema: table %s: clinic column %q is not a column", t.Name, t.ClinicColumn)
 		}
+		for _, l := range t.Follows {
+			if !seen[l.Column] {
+				return nil, fmt.Errorf("schema: table %s: follows %s by %q, which is not a column", t.Name, l.Table, l.Column)
+			}
+		}
 		t.index()
 		c.tables[t.Name] = t
 		c.server[t.ServerName] = t
 		c.names = append(c.names, t.Name)
+	}
+	for _, t := range tables {
+		for _, l := range t.Follows {
+			p, ok := c.tables[l.Table]
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("schema: table %s: follows %q, which is not a table", t.Name, l.Table)
+			case p.ClinicColumn == "" || len(p.Follows) > 0:
+				return nil, fmt.Errorf("schema: table %s: follows %s, which has no clinic column of its own", t.Name, l.Table)
+			}
+		}
 	}
 	sort.Strings(c.names)
 	return c, nil

@@ -177,6 +177,45 @@ func TestDefaultClinicColumns(t *testing.T) {
 	}
 }
 
+// TestDefaultFollows: the tables without a clinic of their own that hold
+// patient data follow their patient (and visit); no synced table is left
+// in every clinic's scope but the global ones.
+func TestDefaultFollows(t *testing.T) {
+	pv := "patient_id>patients,visit_id>visits"
+	want := map[string]string{
+		"events":                        pv,
+		"patient_vitals":                pv,
+		"patient_problems":              pv,
+		"prescriptions":                 pv,
+		"patient_additional_attributes": "patient_id>patients",
+	}
+	global := []string{"app_config", "drug_catalogue"}
+	c := Default()
+	for _, n := range c.Names() {
+		tb, _ := c.Table(n)
+		var links []string
+		for _, l := range tb.Follows {
+			links = append(links, l.Column+">"+l.Table)
+		}
+		if got := strings.Join(links, ","); got != want[n] {
+			t.Errorf("%s: Follows = %q, want %q", n, got, want[n])
+		}
+		if tb.Flow != Local && tb.ClinicColumn == "" && len(tb.Follows) == 0 && !slices.Contains(global, n) {
+			t.Errorf("%s: neither a clinic column nor parents: in every clinic's scope", n)
+		}
+	}
+	// A push applies parents before the rows that follow them.
+	order := c.PushTables(true)
+	for _, n := range order {
+		tb, _ := c.Table(n)
+		for _, l := range tb.Follows {
+			if p := slices.Index(order, l.Table); p < 0 || p > slices.Index(order, n) {
+				t.Errorf("push order %v: %s before its parent %s", order, n, l.Table)
+			}
+		}
+	}
+}
+
 func TestServerNames(t *testing.T) {
 	c := Default()
 	tb, ok := c.ServerTable("patient_registration_forms")
@@ -259,6 +298,15 @@ func TestNewCatalogRejects(t *testing.T) {
 		{"type out of range", []*Table{tbl("a", Column{Name: "x", Type: Decimal + 1})}, "unknown type"},
 		{"zero flow", []*Table{{Name: "a"}}, "unknown flow"},
 		{"unknown clinic column", []*Table{{Name: "a", Flow: Synced, ClinicColumn: "clinic_id"}}, "clinic column"},
+		{"follows by an unknown column", []*Table{{Name: "p", Flow: Synced, ClinicColumn: "id"},
+			{Name: "a", Flow: Synced, Follows: []Link{{Column: "p_id", Table: "p"}}}}, "not a column"},
+		{"follows an unknown table", []*Table{{Name: "a", Flow: Synced, Columns: []Column{col("p_id")},
+			Follows: []Link{{Column: "p_id", Table: "p"}}}}, "not a table"},
+		{"follows an unscoped table", []*Table{tbl("p"), {Name: "a", Flow: Synced, Columns: []Column{col("p_id")},
+			Follows: []Link{{Column: "p_id", Table: "p"}}}}, "no clinic column"},
+		{"follows a follower", []*Table{{Name: "p", Flow: Synced, ClinicColumn: "id"},
+			{Name: "b", Flow: Synced, Columns: []Column{col("p_id")}, Follows: []Link{{Column: "p_id", Table: "p"}}},
+			{Name: "a", Flow: Synced, Columns: []Column{col("b_id")}, Follows: []Link{{Column: "b_id", Table: "b"}}}}, "no clinic column"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := NewCatalog(tc.tables...)

@@ -39,6 +39,10 @@ func addServerColumns(t *Table) {
 	}
 }
 
+// patientVisit links a clinical record to the patient and the visit it
+// belongs to: it is in the scope of their clinics (fsm.Scope).
+var patientVisit = []Link{{Column: "patient_id", Table: "patients"}, {Column: "visit_id", Table: "visits"}}
+
 func defaultTables() []*Table {
 	return []*Table{
 		{
@@ -99,7 +103,7 @@ func defaultTables() []*Table {
 			},
 		},
 		{
-			Name: "events", Flow: Synced,
+			Name: "events", Flow: Synced, Follows: patientVisit,
 			Columns: []Column{
 				req("patient_id", String),
 				req("form_id", String),
@@ -167,6 +171,7 @@ func defaultTables() []*Table {
 		},
 		{
 			Name: "patient_additional_attributes", Flow: Synced,
+			Follows: []Link{{Column: "patient_id", Table: "patients"}},
 			Columns: []Column{
 				req("patient_id", String),
 				req("attribute_id", String),
@@ -208,7 +213,9 @@ func defaultTables() []*Table {
 			},
 		},
 		{
-			Name: "prescriptions", Flow: Synced, ClinicColumn: "pickup_clinic_id",
+			// A prescription without a pickup clinic follows its patient
+			// and visit.
+			Name: "prescriptions", Flow: Synced, ClinicColumn: "pickup_clinic_id", Follows: patientVisit,
 			Columns: []Column{
 				req("patient_id", String),
 				req("provider_id", String),
@@ -234,7 +241,7 @@ func defaultTables() []*Table {
 			// waist_circumference_cm, oxygen_saturation and
 			// temperature_celsius as numeric and sends them as strings;
 			// the mobile type is number, so they are Number here.
-			Name: "patient_vitals", Flow: Synced,
+			Name: "patient_vitals", Flow: Synced, Follows: patientVisit,
 			Columns: []Column{
 				req("patient_id", String),
 				opt("visit_id", String),
@@ -262,7 +269,7 @@ func defaultTables() []*Table {
 			},
 		},
 		{
-			Name: "patient_problems", Flow: Synced,
+			Name: "patient_problems", Flow: Synced, Follows: patientVisit,
 			Columns: []Column{
 				req("patient_id", String),
 				opt("visit_id", String),

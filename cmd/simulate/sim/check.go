@@ -261,19 +261,44 @@ func received(n *node, cat *schema.Catalog) []string {
 
 // inClinic is the simulator's own reading of clinic scope: a row is a
 // clinic's when its clinic column names the clinic or is empty (a
-// clinic_ids list: contains it or is empty); tables without a clinic
-// column go everywhere.
-func inClinic(t *schema.Table, id string, cols map[string]codec.Value, clinic string) bool {
-	switch t.ClinicColumn {
-	case "":
-		return true
-	case "id":
+// clinic_ids list: contains it or is empty). A row with no clinic of
+// its own whose table follows parents (events follow their patient and
+// visit) is the clinic's when some parent it names was created and
+// every such parent is the clinic's, as the model recorded it (deleted
+// or not: a parent's clinic outlives it); other tables without a
+// clinic column go everywhere.
+func inClinic(t *schema.Table, id string, cols map[string]codec.Value, clinic string, m *Model, cat *schema.Catalog) bool {
+	own := t.ClinicColumn == "id" || t.ClinicColumn != "" && !cols[t.ClinicColumn].IsNull()
+	if !own {
+		if len(t.Follows) == 0 {
+			return true
+		}
+		some := false
+		for _, l := range t.Follows {
+			pid := cols[l.Column].Str
+			p := m.rows[key{l.Table, pid}]
+			if pid == "" || p == nil {
+				continue
+			}
+			pt, _ := cat.Table(l.Table)
+			// The workload never moves a row to another clinic: its
+			// first clinic is its clinic.
+			pcols := map[string]codec.Value{}
+			if ws := p.cols[pt.ClinicColumn]; len(ws) > 0 {
+				pcols[pt.ClinicColumn] = ws[0].value
+			}
+			if !inClinic(pt, pid, pcols, clinic, m, cat) {
+				return false
+			}
+			some = true
+		}
+		return some
+	}
+	if t.ClinicColumn == "id" {
 		return id == clinic
 	}
 	v := cols[t.ClinicColumn]
 	switch v.Kind {
-	case codec.KindNull:
-		return true
 	case codec.KindJSON:
 		var ids []string
 		if json.Unmarshal([]byte(v.Str), &ids) != nil {
@@ -287,7 +312,7 @@ func inClinic(t *schema.Table, id string, cols map[string]codec.Value, clinic st
 // expected is what a node should hold once settled: the cloud's live
 // rows of the tables it receives, in its clinic, without the secret
 // columns on a device.
-func expected(n *node, cloud map[key]map[string]codec.Value, cat *schema.Catalog) map[key]map[string]codec.Value {
+func expected(n *node, cloud map[key]map[string]codec.Value, m *Model, cat *schema.Catalog) map[key]map[string]codec.Value {
 	tables := received(n, cat)
 	out := map[key]map[string]codec.Value{}
 	for k, cols := range cloud {
@@ -295,7 +320,7 @@ func expected(n *node, cloud map[key]map[string]codec.Value, cat *schema.Catalog
 			continue
 		}
 		t, _ := cat.Table(k.table)
-		if !inClinic(t, k.id, cols, n.clinic) {
+		if !inClinic(t, k.id, cols, n.clinic, m, cat) {
 			continue
 		}
 		if n.kind == kindMobile {
@@ -337,7 +362,7 @@ func (w *World) checkFinal() {
 		}
 		finals[n.name] = got
 		w.stats.RowsPerNode[n.name] = len(got.cols)
-		w.compare(n, expected(n, cloud.cols, cat), got.cols)
+		w.compare(n, expected(n, cloud.cols, w.model, cat), got.cols)
 	}
 	w.checkModel(finals, w.conflictLogs())
 }
@@ -379,11 +404,14 @@ func (w *World) compare(n *node, want, got map[key]map[string]codec.Value) {
 			w.violate(VConvergence, n.name, k.String(), "missing; the cloud has %s", clipRow(rowText(wc)))
 		case !inWant:
 			cr, err := w.cloud.store.Get(k.table, k.id)
-			state := "absent"
-			if err == nil && cr.Deleted {
-				state = "deleted"
+			state := "absent on the cloud"
+			switch {
+			case err == nil && cr.Deleted:
+				state = "deleted on the cloud"
+			case err == nil:
+				state = "out of this node's tables or clinic scope"
 			}
-			w.violate(VConvergence, n.name, k.String(), "alive here, %s on the cloud: %s", state, clipRow(rowText(gc)))
+			w.violate(VConvergence, n.name, k.String(), "alive here, %s: %s", state, clipRow(rowText(gc)))
 		default:
 			if diff, cols := colDiff(wc, gc); diff != "" {
 				w.violate(VConvergence, n.name, k.String(), "differs from the cloud: %s", diff)
