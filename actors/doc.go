@@ -30,6 +30,11 @@
 // Server answers pulls (pages of the cursor index through fsm.Serve) and
 // pushes (one kv transaction through fsm.Push's merge) for a cloud or a
 // hub; CloudHandler puts it behind the Hikma/WatermelonDB HTTP API.
+// ServeConfig.Serve bounds what clients may hold: connections in all
+// and per address (LimitListener), time for headers and bodies and for
+// each response write (never a whole streamed pull); CloudHandler's
+// push budget bounds the push bodies in flight (503 with Retry-After
+// past it).
 //
 // # Control socket
 //

@@ -236,6 +236,7 @@ func EncodePush(w io.Writer, cs *Changeset, lastPulledAt int64, o Options) error
 
 type decoder struct {
 	dec   *json.Decoder
+	data  []byte // the input, which raw values are slices of
 	o     Options
 	rep   *Report
 	max   int
@@ -245,7 +246,7 @@ type decoder struct {
 func newDecoder(data []byte, o Options, rep *Report) *decoder {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	return &decoder{dec: dec, o: o, rep: rep, max: o.maxValueBytes()}
+	return &decoder{dec: dec, data: data, o: o, rep: rep, max: o.maxValueBytes()}
 }
 
 // malformed wraps a json.Decoder error in ErrMalformed.
@@ -281,13 +282,22 @@ func (d *decoder) key() (string, error) {
 	return k, nil
 }
 
+// raw reads the next value as raw JSON, validated by the decoder: a
+// slice of the input, not a copy, so that a large push body is held
+// once.
 func (d *decoder) raw() (json.RawMessage, error) {
-	var raw json.RawMessage
-	if err := d.dec.Decode(&raw); err != nil {
+	start := d.dec.InputOffset()
+	if err := d.dec.Decode(&skipValue{}); err != nil {
 		return nil, malformed(err)
 	}
-	return raw, nil
+	// Before the value: the separator that precedes it, and spaces.
+	return bytes.TrimLeft(d.data[start:d.dec.InputOffset()], " \t\r\n:,"), nil
 }
+
+// skipValue takes any JSON value and keeps nothing.
+type skipValue struct{}
+
+func (*skipValue) UnmarshalJSON([]byte) error { return nil }
 
 // end checks that nothing follows the top-level value.
 func (d *decoder) end() error {

@@ -16,42 +16,31 @@ const (
 )
 
 // pushChunks splits a changeset into chunks of at most maxRows records
-// and maxBytes of encoded rows (a row larger than that goes alone),
-// tables in catalog order, so that parent tables (patients, visits)
-// tend to go before the rows that follow them.
+// and maxBytes of encoded rows (a row larger than that goes alone), in
+// the order a server applies a push (Push.Changes: deletes first, then
+// parents before the rows that follow them), so that a chunk never
+// needs a row of a later one.
 func pushChunks(cs *codec.Changeset, cat *schema.Catalog, maxRows, maxBytes int) []*codec.Changeset {
 	var out []*codec.Changeset
 	cur, rows, size := codec.NewChangeset(), 0, 0
-	add := func(n int) *codec.Changeset {
+	for _, c := range (Push{Catalog: cat, Caller: Caller{Hub: true}}).Changes(cs) {
+		n := len(c.ID) + 4
+		if !c.Delete {
+			n = codec.RowSize(c.Row)
+		}
 		if rows > 0 && (rows+1 > maxRows || size+n > maxBytes) {
 			out = append(out, cur)
 			cur, rows, size = codec.NewChangeset(), 0, 0
 		}
 		rows, size = rows+1, size+n
-		return cur
-	}
-	names := cat.Names()
-	for _, name := range cs.TableNames() {
-		if _, ok := cat.Table(name); !ok {
-			names = append(names, name)
-		}
-	}
-	for _, name := range names {
-		tc := cs.Tables[name]
-		if tc == nil {
-			continue
-		}
-		for _, r := range tc.Created {
-			t := add(codec.RowSize(r)).Table(name)
-			t.Created = append(t.Created, r)
-		}
-		for _, r := range tc.Updated {
-			t := add(codec.RowSize(r)).Table(name)
-			t.Updated = append(t.Updated, r)
-		}
-		for _, id := range tc.Deleted {
-			t := add(len(id) + 4).Table(name)
-			t.Deleted = append(t.Deleted, id)
+		tc := cur.Table(c.Table)
+		switch {
+		case c.Delete:
+			tc.Deleted = append(tc.Deleted, c.ID)
+		case c.Created:
+			tc.Created = append(tc.Created, c.Row)
+		default:
+			tc.Updated = append(tc.Updated, c.Row)
 		}
 	}
 	if rows > 0 {
