@@ -137,7 +137,7 @@ func (n *Node) Import(ctx context.Context, table string, r io.Reader, opts Impor
 // importer is one run of Import. A batch goes through three stages:
 // run reads its lines (into one buffer, reused), a decoder goroutine
 // decodes them, and run applies the rows. Decoding a batch overlaps
-// applying the one before, so at most two batches of rows and one of
+// applying the one before, so about two batches of rows and one of
 // lines are held.
 type importer struct {
 	n      *Node
@@ -216,24 +216,38 @@ func (im *importer) run(ctx context.Context) error {
 			}
 			im.res.Unknown[k] += v
 		}
-		if batch := append(carry, db.rows...); len(batch) > 0 {
+		// Rows held back from the batch before (their id occurred
+		// earlier in it) go first, as their lines precede this batch's,
+		// in transactions of their own until none is left; then this
+		// batch, which may hold some back for the next round.
+		for len(carry) > 0 {
 			var err error
-			if carry, err = im.apply(batch); err != nil {
+			if carry, err = im.apply(carry); err != nil {
 				return err
 			}
-			if im.opts.Progress != nil {
-				im.opts.Progress(im.res.Imported + im.res.Rejected)
+			im.progress()
+		}
+		if len(db.rows) > 0 {
+			var err error
+			if carry, err = im.apply(db.rows); err != nil {
+				return err
 			}
+			im.progress()
 		}
 		if readErr != nil && !decoding {
 			return readErr
 		}
 		if eof && !decoding && len(carry) == 0 {
-			if im.opts.Progress != nil {
-				im.opts.Progress(im.res.Imported + im.res.Rejected)
-			}
+			im.progress()
 			return nil
 		}
+	}
+}
+
+// progress reports the rows done so far.
+func (im *importer) progress() {
+	if im.opts.Progress != nil {
+		im.opts.Progress(im.res.Imported + im.res.Rejected)
 	}
 }
 

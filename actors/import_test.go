@@ -269,6 +269,36 @@ func TestImportStops(t *testing.T) {
 	}
 }
 
+// TestImportRepeatedID: the lines of one id apply in line order, each
+// in a transaction after the one before, within a batch or across.
+func TestImportRepeatedID(t *testing.T) {
+	dir, _ := initNode(t, KindCloud)
+	n := openNode(t, dir)
+	rng := rand.New(rand.NewPCG(8, 0))
+	day := time.Date(2023, 5, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	var in strings.Builder
+	for i, id := range []string{"a", "b", "a", "c", "a", "b"} {
+		in.WriteString(patientLine(rng, id, i, "c1", day+int64(i)*1000))
+	}
+	var progress []int
+	res, err := n.Import(context.Background(), "patients", strings.NewReader(in.String()), ImportOptions{BatchRows: 5,
+		Progress: func(done int) { progress = append(progress, done) }})
+	if err != nil || res.Imported != 6 || res.Rejected != 0 {
+		t.Fatalf("Import: %+v, %v", res, err)
+	}
+	// Batch 1 (lines 1-5): a b c, then a (line 3), then a (line 5);
+	// batch 2 (line 6): b.
+	if want := []int{3, 4, 5, 6, 6}; !slices.Equal(progress, want) {
+		t.Errorf("progress %v, want %v", progress, want)
+	}
+	for id, line := range map[string]int{"a": 4, "b": 5, "c": 3} {
+		r, err := n.Store().Get("patients", id)
+		if u, _ := r.Cols["updated_at"].Int64(); err != nil || u != day+int64(line)*1000 {
+			t.Errorf("%s: updated_at %d, %v; want line %d's", id, u, err, line+1)
+		}
+	}
+}
+
 type iotestErrReader struct{}
 
 func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
