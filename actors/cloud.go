@@ -76,10 +76,16 @@ type CloudConfig struct {
 	// body in the heap (BenchmarkPushHeap), so the budget bounds the
 	// heap pushes take to about 4 times itself.
 	PushBudgetBytes int64
-	// PageSize is the number of records read from the store at a time
-	// for a JSON pull, and the largest protobuf pull page (0:
-	// DefaultPageSize).
+	// PageSize is the most records a pull page holds (protobuf), and
+	// the records read from the store at a time (JSON), whatever the
+	// client asks (0: MaxPageSize).
 	PageSize int
+	// SpoolBytes bounds the encoded rows a JSON pull holds in memory
+	// while it groups them by table (0: codec.DefaultSpoolMemory); past
+	// it they go to a temporary file in SpoolDir ("": the system's
+	// temporary directory), removed when the pull ends.
+	SpoolBytes int
+	SpoolDir   string
 	// Clock is the rate limiters' and the credential memory's clock
 	// (nil: the wall clock).
 	Clock kv.Clock
@@ -97,7 +103,7 @@ type CloudConfig struct {
 //	GET  /healthz      {"status":"ok"} while the store answers
 //
 // JSON pulls answer {"changes":{...},"timestamp":N,"success":true},
-// streamed table by table from the store; pushes answer
+// from one walk of the store's changes (see pullJSON); pushes answer
 // {"success":true}, with experimentalRejectedIds when rows were refused.
 // A request with Accept (pull) or Content-Type (push)
 // application/x-protobuf gets protobuf bodies instead (pb.PullResponse
@@ -112,6 +118,7 @@ type CloudHandler struct {
 	trustFF bool
 	maxBody int64
 	budget  *budget // push body bytes in flight
+	spool   codec.SpoolOptions
 	log     *slog.Logger
 }
 
@@ -129,6 +136,7 @@ func NewCloudHandler(store *kv.Store, cfg CloudConfig) *CloudHandler {
 	}
 	h.budget = newBudget(budgetLimit(cfg.PushBudgetBytes, h.maxBody))
 	h.server.MaxPushBytes = h.maxBody
+	h.spool = codec.SpoolOptions{MaxMemory: cfg.SpoolBytes, Dir: cfg.SpoolDir}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -380,31 +388,40 @@ func accepts(r *http.Request, mediaType string) bool {
 	return false
 }
 
-// pullJSON streams a JSON pull. The timestamp T is read first; then each
-// table served to the caller is walked in the cursor index up to T, a
-// page at a time, once per list it has rows in (created, then updated,
-// then deleted), and each page goes through fsm.Serve. Every row changed
-// at or before T is thus sent once, as it was at T or later (a row
-// changed after T moves above T and comes with the next pull), and
-// memory stays bounded by a page whatever the size of the pull.
+// pullJSON answers a JSON pull from one walk of the cursor index, the
+// walk and serve function of a protobuf pull (Server.servePage). The
+// timestamp T is read first; then the changes with cursors in
+// (since, T] are read a page at a time, each page goes through
+// fsm.ServeWith, and its rows go into a codec.PullSpool, which groups
+// them by table and list as the document needs (each row encoded at
+// once; in memory up to CloudConfig.SpoolBytes, in a temporary file
+// past it) and writes the document once the walk is done. Every row
+// changed at or before T is thus sent once, as it was at T or later (a
+// row changed after T moves above T and comes with the next pull), and
+// memory stays bounded by a page plus the spool's bound whatever the
+// size of the pull.
 //
-// A migration sync (mig) adds, to the list MigrationTable names, the
-// migration's rows among those at or below since: a walk of their own,
-// so none repeats a row of the changes since.
+// A migration sync (mig) first walks the rows at or below since for
+// the migration's rows (fsm.ServeMigration): they come first in their
+// list, and none repeats a row of the changes since.
+//
+// Nothing reaches the response before the walk is done, so a failure
+// during it is a 500. A failure while the document is written cuts the
+// connection: the client sees a truncated document, which it refuses
+// whole.
 func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64, mig *codec.Migration, out *outcome) *httpError {
 	st := h.server.Store
-	cat := st.Catalog()
 	ts, err := st.IssueCursor()
 	if err != nil {
 		return internal(err)
 	}
-	size := h.server.pageSize()
-	w.Header().Set("Content-Type", ContentTypeJSON)
 	tw := &trackingWriter{w: w}
-	pw := codec.NewPullWriter(tw, codec.Options{Catalog: cat, IncludeSecret: c.Hub})
-	// fail answers 500 while nothing was sent; after that the status is
-	// gone, so the connection is cut and the client sees a truncated
-	// document, which it refuses whole.
+	spool := codec.NewPullSpool(tw, codec.Options{Catalog: st.Catalog(), IncludeSecret: c.Hub}, h.spool)
+	defer func() { // also when the response is aborted (a panic)
+		if err := spool.Abort(); err != nil {
+			h.log.Error("sync pull: releasing its spool file", "caller", out.caller, "cause", err)
+		}
+	}()
 	fail := func(err error) *httpError {
 		if !tw.wrote {
 			w.Header().Del("Content-Type")
@@ -413,100 +430,72 @@ func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64
 		h.log.Error("sync pull failed mid-stream; aborting the response", "caller", out.caller, "cause", err)
 		panic(http.ErrAbortHandler)
 	}
-	for _, table := range cat.ServedTables(c.Hub) {
-		if err := pw.Table(table); err != nil {
+	add := func(cs *codec.Changeset) error {
+		n, err := spoolPage(spool, cs)
+		out.records += n
+		return err
+	}
+	if mig != nil {
+		if err := h.eachPage(c, since, mig, 0, since, add); err != nil {
 			return fail(err)
 		}
-		// The created walk also finds out whether the other lists have
-		// rows at all: a first pull, which has only created rows, is
-		// one walk.
-		more := map[string]bool{"created": true}
-		migList, migrating := fsm.MigrationTable(mig, table)
-		if migrating {
-			more[migList] = true
-		}
-		for _, list := range []string{"created", "updated", "deleted"} {
-			if !more[list] {
-				continue
-			}
-			if migrating && list == migList {
-				err := eachPage(st, table, 0, since, size, func(recs []kv.Record) error {
-					cs, err := fsm.ServeMigration(recs, mig, c, cat, st.Lookup)
-					if err != nil {
-						return err
-					}
-					if tc := cs.Tables[table]; tc != nil {
-						n, err := writeList(pw, list, tc)
-						out.records += n
-						return err
-					}
-					return nil
-				})
-				if err != nil {
-					return fail(err)
-				}
-			}
-			err := eachPage(st, table, since, ts, size, func(recs []kv.Record) error {
-				cs, err := fsm.ServeWith(recs, since, c, cat, st.Lookup)
-				if err != nil {
-					return err
-				}
-				if tc := cs.Tables[table]; tc != nil {
-					more["updated"] = more["updated"] || len(tc.Updated) > 0
-					more["deleted"] = more["deleted"] || len(tc.Deleted) > 0
-					n, err := writeList(pw, list, tc)
-					out.records += n
-					return err
-				}
-				return nil
-			})
-			if err != nil {
-				return fail(err)
-			}
-		}
 	}
-	if err := pw.Close(ts); err != nil {
+	if err := h.eachPage(c, since, nil, since, ts, add); err != nil {
 		return fail(err)
 	}
-	out.extra = append(out.extra, "since", since, "timestamp", ts, "bytes", tw.n)
+	w.Header().Set("Content-Type", ContentTypeJSON)
+	err = spool.Close(ts)
+	switch {
+	case errors.Is(err, codec.ErrSpoolRelease): // after the whole document
+		h.log.Error("sync pull: releasing its spool file", "caller", out.caller, "cause", err)
+	case err != nil:
+		return fail(err)
+	}
+	out.extra = append(out.extra, "since", since, "timestamp", ts, "bytes", tw.n, "spilled", spool.Spilled())
 	return nil
 }
 
-// eachPage calls fn with each page of a table's changes with cursors in
-// (from, to].
-func eachPage(st *kv.Store, table string, from, to int64, size int, fn func([]kv.Record) error) error {
+// eachPage serves c the pages of changes with cursors in (from, to]
+// (Server.servePage: the migration's rows when mig is set) and calls fn
+// with each page's changeset.
+func (h *CloudHandler) eachPage(c fsm.Caller, since int64, mig *codec.Migration, from, to int64, fn func(*codec.Changeset) error) error {
+	size := h.server.pageSize()
 	for {
-		page, err := st.TableChangesSince(table, from, to, size)
+		page, cs, err := h.server.servePage(c, since, mig, from, to, size)
 		if err != nil {
 			return err
 		}
-		if err := fn(page.Records); err != nil || !page.More {
+		if err := fn(cs); err != nil || !page.More {
 			return err
 		}
 		from = page.Next
 	}
 }
 
-// writeList writes one list of a page's changes of the current table.
-func writeList(pw *codec.PullWriter, list string, tc *codec.TableChanges) (int, error) {
-	rows := tc.Created
-	switch list {
-	case "updated":
-		rows = tc.Updated
-	case "deleted":
-		for _, id := range tc.Deleted {
-			if err := pw.Deleted(id); err != nil {
-				return 0, err
+// spoolPage adds a page's changes to the spool and returns how many.
+func spoolPage(spool *codec.PullSpool, cs *codec.Changeset) (int, error) {
+	n := 0
+	for _, table := range cs.TableNames() {
+		tc := cs.Tables[table]
+		for _, l := range []struct {
+			name string
+			rows []codec.Row
+		}{{"created", tc.Created}, {"updated", tc.Updated}} {
+			for _, row := range l.rows {
+				if err := spool.Row(table, l.name, row); err != nil {
+					return n, err
+				}
+				n++
 			}
 		}
-		return len(tc.Deleted), nil
-	}
-	for _, row := range rows {
-		if err := pw.Row(list, row); err != nil {
-			return 0, err
+		for _, id := range tc.Deleted {
+			if err := spool.Deleted(table, id); err != nil {
+				return n, err
+			}
+			n++
 		}
 	}
-	return len(rows), nil
+	return n, nil
 }
 
 // pullProto answers one protobuf page (Server.Pull): the continuation

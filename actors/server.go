@@ -95,22 +95,14 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	var page kv.Page
 	var cs *codec.Changeset
 	if tok.Migration {
-		if page, err = s.Store.ChangesSince(tok.From, since, size); err != nil {
-			return nil, err
-		}
-		if cs, err = fsm.ServeMigration(page.Records, mig, c, s.Store.Catalog(), s.Store.Lookup); err != nil {
+		if page, cs, err = s.servePage(c, since, mig, tok.From, since, size); err != nil {
 			return nil, err
 		}
 		if !page.More { // on to the changes since last_pulled_at
 			tok.Migration, page.More, page.Next = false, true, since
 		}
-	} else {
-		if page, err = s.Store.ChangesSince(tok.From, tok.Timestamp, size); err != nil {
-			return nil, err
-		}
-		if cs, err = fsm.ServeWith(page.Records, since, c, s.Store.Catalog(), s.Store.Lookup); err != nil {
-			return nil, err
-		}
+	} else if page, cs, err = s.servePage(c, since, nil, tok.From, tok.Timestamp, size); err != nil {
+		return nil, err
 	}
 	cs.Timestamp = tok.Timestamp
 	tok.Sent += uint64(cs.Count())
@@ -129,6 +121,29 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	}
 	resp.Total, resp.Sent = tok.Total, tok.Sent
 	return resp, nil
+}
+
+// servePage reads a page of the cursor index, at most size records
+// with cursors in (from, upto], and serves it to c for a pull with
+// last_pulled_at since, parents read from the store: the migration's
+// rows (fsm.ServeMigration) when mig is set, which is the walk of the
+// rows at or below since, else the changes since (fsm.ServeWith).
+// Protobuf pages (Pull) and JSON pulls (CloudHandler) are served by it.
+func (s *Server) servePage(c fsm.Caller, since int64, mig *codec.Migration, from, upto int64, size int) (kv.Page, *codec.Changeset, error) {
+	page, err := s.Store.ChangesSince(from, upto, size)
+	if err != nil {
+		return kv.Page{}, nil, err
+	}
+	var cs *codec.Changeset
+	if mig != nil {
+		cs, err = fsm.ServeMigration(page.Records, mig, c, s.Store.Catalog(), s.Store.Lookup)
+	} else {
+		cs, err = fsm.ServeWith(page.Records, since, c, s.Store.Catalog(), s.Store.Lookup)
+	}
+	if err != nil {
+		return kv.Page{}, nil, err
+	}
+	return page, cs, nil
 }
 
 // tokenKey returns the store's continuation signing secret.

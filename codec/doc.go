@@ -1,8 +1,9 @@
 // Package codec holds the pure conversions of clinicsync: the in-memory
 // changeset and record types, protobuf and JSON encodings of them, the
 // normalization of column values, and sealed envelopes. It does no I/O
-// beyond the readers and writers it is handed, reads no clock and uses
-// no global randomness.
+// beyond the readers and writers it is handed, except the temporary
+// file of a PullSpool (which SpoolOptions.Create can replace), reads no
+// clock and uses no global randomness.
 //
 // # Values, rows and changesets
 //
@@ -22,7 +23,11 @@
 //   - WatermelonDB JSON (json.go): the changes object, pull responses and
 //     push bodies, typed exactly as the WatermelonDB schema expects (JSON
 //     columns as JSON text, dates as milliseconds, no _status/_changed in
-//     pulled rows). Encoders stream row by row.
+//     pulled rows). Encoders stream row by row. PullSpool takes rows of
+//     any table in any order (a walk of the cursor index), encodes each
+//     at once, and holds them grouped by table and list, in memory up to
+//     a bound and in a temporary file past it, until it writes the
+//     document (spool.go).
 //   - Hikma cloud JSON (hikma.go): what a Hikma server sends (ISO dates,
 //     jsonb objects, numeric strings) and its inverse.
 //   - command-line text (text.go): ParseText for `node put COL=VALUE`.

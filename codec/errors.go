@@ -41,4 +41,8 @@ var (
 	ErrDuplicateKey     = errors.New("codec: duplicate JSON key")
 	ErrNonFinite        = errors.New("codec: number out of float64 range")
 	ErrInvalidTimestamp = errors.New("codec: invalid sync timestamp")
+
+	// ErrSpoolRelease: a PullSpool could not release its spill file
+	// (spool.go).
+	ErrSpoolRelease = errors.New("codec: releasing the pull spool's file")
 )

@@ -24,13 +24,8 @@ func (s *Store) ChangesSince(since, upto int64, limit int) (Page, error) {
 }
 
 // TableChangesSince is ChangesSince for one table: it walks the same
-// index but decodes only that table's rows, so a server can stream a
-// response keyed by table with one cheap index pass per table.
-//
-// A reader that reads the timestamp T first and then walks each table
-// up to T sees every row as it was at or after T, each row at most once
-// per walk: a row changed meanwhile moves to a cursor above T, and the
-// next pull from T returns it.
+// index but decodes only that table's rows (the users index of
+// actors.Authenticator follows the users table's changes with it).
 func (s *Store) TableChangesSince(table string, since, upto int64, limit int) (Page, error) {
 	if _, err := s.table(table); err != nil {
 		return Page{}, err

@@ -24,6 +24,7 @@ var serveLog io.Writer = os.Stderr
 // cmdServe: node serve --data DIR [--http ADDR] [--push-policy merge|strict]
 // [--rate-limit N] [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
 // [--push-budget BYTES] [--body-timeout D] [--max-conns N] [--max-conns-per-addr N]
+// [--spool-dir DIR]
 func cmdServe(e *env, name string, args []string) error {
 	f := e.flags(name)
 	addr := f.String("http", "127.0.0.1:8080", "`address` to serve /api/v2/sync on (host:port; port 0 picks one)")
@@ -36,6 +37,7 @@ func cmdServe(e *env, name string, args []string) error {
 	bodyTimeout := f.Duration("body-timeout", actors.DefaultBodyTimeout, "time a request body may take to arrive (then 408)")
 	maxConns := f.Int("max-conns", actors.DefaultMaxConns, "open connections at once; past it new ones wait to be accepted (0: no cap)")
 	perAddr := f.Int("max-conns-per-addr", actors.DefaultMaxConnsPerAddr, "open connections from one client IP address; past it new ones are closed (0: no cap; with --trust-forwarded-for, no cap unless given)")
+	spoolDir := f.String("spool-dir", "", "`directory` where a large JSON pull keeps its rows while it groups them by table (default: the system's temporary directory)")
 	rpc := f.String("rpc", "", "native RPC address (not available yet)")
 	metrics := f.String("metrics", "", "metrics address (not available yet)")
 	verbose := f.Bool("v", false, "log health checks too")
@@ -79,7 +81,7 @@ func cmdServe(e *env, name string, args []string) error {
 	}
 	scfg.Logger = log
 	err = serveNode(e, f, n, actors.CloudConfig{Policy: pol, RateLimit: *rate, TrustForwardedFor: *trustFF,
-		MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, Logger: log}, scfg, *addr, log)
+		MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir, Logger: log}, scfg, *addr, log)
 	if cerr := n.Close(); err == nil {
 		err = cerr
 	}
