@@ -189,12 +189,12 @@ func (s *Store) PutDevice(d Device) error {
 		if err != nil {
 			return err
 		}
-		if old := b.Get([]byte(d.ID)); old != nil {
-			var m pb.Device
-			if err := codec.Unmarshal(old, &m); err != nil {
-				return fmt.Errorf("%w: device %q: %v", ErrCorrupt, d.ID, err)
+		if v := b.Get([]byte(d.ID)); v != nil {
+			old, err := decodeDevice([]byte(d.ID), v)
+			if err != nil {
+				return err
 			}
-			if err := idx.Delete(m.ApiKeyHash); err != nil {
+			if err := idx.Delete(old.KeyHash); err != nil {
 				return err
 			}
 		}
@@ -203,6 +203,15 @@ func (s *Store) PutDevice(d Device) error {
 		}
 		return b.Put([]byte(d.ID), enc)
 	})
+}
+
+func decodeDevice(k, v []byte) (Device, error) {
+	var m pb.Device
+	if err := codec.Unmarshal(v, &m); err != nil {
+		return Device{}, fmt.Errorf("%w: device %q: %v", ErrCorrupt, k, err)
+	}
+	return Device{ID: m.DeviceId, Name: m.Name, ClinicIDs: m.ClinicIds,
+		KeyHash: m.ApiKeyHash, Status: m.Status, CreatedAt: m.CreatedAt}, nil
 }
 
 // indexDeviceKeys builds the device key index of a store from before it
@@ -217,11 +226,11 @@ func indexDeviceKeys(tx Tx) error {
 		return err
 	}
 	return b.Ascend(nil, func(k, v []byte) (bool, error) {
-		var m pb.Device
-		if err := codec.Unmarshal(v, &m); err != nil {
-			return false, fmt.Errorf("%w: device %q: %v", ErrCorrupt, k, err)
+		d, err := decodeDevice(k, v)
+		if err != nil {
+			return false, err
 		}
-		return true, idx.Put(m.ApiKeyHash, k)
+		return true, idx.Put(d.KeyHash, k)
 	})
 }
 
@@ -234,12 +243,11 @@ func (s *Store) Devices() ([]Device, error) {
 			return err
 		}
 		return b.Ascend(nil, func(k, v []byte) (bool, error) {
-			var m pb.Device
-			if err := codec.Unmarshal(v, &m); err != nil {
-				return false, fmt.Errorf("%w: device %q: %v", ErrCorrupt, k, err)
+			d, err := decodeDevice(k, v)
+			if err != nil {
+				return false, err
 			}
-			out = append(out, Device{ID: m.DeviceId, Name: m.Name, ClinicIDs: m.ClinicIds,
-				KeyHash: m.ApiKeyHash, Status: m.Status, CreatedAt: m.CreatedAt})
+			out = append(out, d)
 			return true, nil
 		})
 	})
@@ -264,16 +272,10 @@ func (s *Store) DeviceByKeyHash(hash []byte) (Device, error) {
 		if id == nil || v == nil {
 			return fmt.Errorf("%w: no device with that key", ErrNotFound)
 		}
-		var m pb.Device
-		if err := codec.Unmarshal(v, &m); err != nil {
-			return fmt.Errorf("%w: device %q: %v", ErrCorrupt, id, err)
+		if d, err = decodeDevice(id, v); err == nil && !bytes.Equal(d.KeyHash, hash) {
+			err = fmt.Errorf("%w: device key index names %q, whose key differs", ErrCorrupt, id)
 		}
-		if !bytes.Equal(m.ApiKeyHash, hash) {
-			return fmt.Errorf("%w: device key index names %q, whose key differs", ErrCorrupt, id)
-		}
-		d = Device{ID: m.DeviceId, Name: m.Name, ClinicIDs: m.ClinicIds,
-			KeyHash: m.ApiKeyHash, Status: m.Status, CreatedAt: m.CreatedAt}
-		return nil
+		return err
 	})
 	return d, err
 }

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd    *exec.Cmd
 	stdout *bufio.Reader
-	stderr *logBuffer
+	stderr *lockedBuffer
 	done   chan error
 }
 
@@ -47,7 +47,7 @@ func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "CLINICSYNC_NODE_MAIN=1")
-	p := &proc{cmd: cmd, stderr: &logBuffer{}, done: make(chan error, 1)}
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -301,22 +301,4 @@ func TestResumeAfterKill(t *testing.T) {
 	if again := before + after - rows; again > page || again < 0 {
 		t.Errorf("%d rows sent again; want 0 to a page (%d)", again, page)
 	}
-}
-
-// logBuffer is a process's stderr.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
