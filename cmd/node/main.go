@@ -34,13 +34,14 @@ Available:
   node device add    --data DIR --name N [--clinic ID ...]     (cloud: registers a hub, prints its API key once)
   node device list|revoke --data DIR [ID]
   node serve    --data DIR [--http ADDR] [--push-policy merge|strict] [--rate-limit N]
-                [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
+                [--trust-forwarded-for] [--max-body BYTES] [--page-size N] [--push-budget BYTES]
+                [--body-timeout D] [--max-conns N] [--max-conns-per-addr N] [--spool-dir DIR]
                 (cloud or hub: GET/POST /api/v2/sync and /healthz; first line: listening on URL;
                 refused while another serve runs on DIR)
   node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K]
   node peer list|use|revoke --data DIR [ID]
   node login    --data DIR --email E --password P [--peer ID]   (a sync follows)
-  node sync     --data DIR [--peer ID]
+  node sync     --data DIR [--peer ID] [--page-size N]
   node force-upload   --data DIR --since TIME [--peer ID]
   node force-download --data DIR --since TIME [--peer ID]
   node put      --data DIR --table T [--id ID] COL=VALUE ...

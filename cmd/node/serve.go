@@ -29,7 +29,7 @@ func cmdServe(e *env, name string, args []string) error {
 	f := e.flags(name)
 	addr := f.String("http", "127.0.0.1:8080", "`address` to serve /api/v2/sync on (host:port; port 0 picks one)")
 	policy := f.String("push-policy", "merge", "merge (per-column merge of concurrent edits) or strict (409, WatermelonDB's rule)")
-	rate := f.Int("rate-limit", actors.DefaultRateLimit, "sync requests per minute per client address (0: no limit)")
+	rate := f.Int("rate-limit", actors.DefaultRateLimit, "sync requests per minute per authenticated caller (user or hub key), or per address when unauthenticated (0: no limit)")
 	trustFF := f.Bool("trust-forwarded-for", false, "rate limit by the first X-Forwarded-For address (behind a reverse proxy only)")
 	maxBody := f.Int64("max-body", actors.DefaultMaxBodyBytes, "largest push body in `bytes`")
 	pageSize := f.Int("page-size", actors.MaxPageSize, "the most records a pull page holds, whatever the client asks for")
