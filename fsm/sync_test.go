@@ -114,3 +114,47 @@ func TestSyncMirrorsAnotherPeer(t *testing.T) {
 		t.Error("a last page without a timestamp was taken")
 	}
 }
+
+// A pull resumes only from a position of the same peer at the same
+// cursor; each page rewrites the position, the last one clears it, and
+// a mirroring pull saves none.
+func TestSyncResume(t *testing.T) {
+	saved := fsm.Resume{Peer: "cloud", From: 50, Continuation: "k", Pulled: 7}.String()
+	for _, tc := range []struct {
+		name  string
+		begin fsm.Begin
+		cont  string
+		from  int64
+	}{
+		{"same peer and cursor", fsm.Begin{Cursor: 50, Pulled: "cloud", Resume: saved}, "k", 50},
+		{"a first pull cut short (its pages marked the store foreign)", fsm.Begin{Cursor: 50, Foreign: true, Resume: saved}, "k", 50},
+		{"the cursor moved since", fsm.Begin{Cursor: 60, Pulled: "cloud", Resume: saved}, "", 60},
+		{"another peer's position", fsm.Begin{Cursor: 50, Pulled: "cloud", Resume: fsm.Resume{Peer: "hub", From: 50, Continuation: "k"}.String()}, "", 50},
+		{"unreadable", fsm.Begin{Cursor: 50, Pulled: "cloud", Resume: "{"}, "", 50},
+	} {
+		s := newSync(fsm.BothWays)
+		step := s.Start(tc.begin)
+		if got := step.Pull.GetContinuation(); got != tc.cont || step.Pull.GetLastPulledAt() != tc.from {
+			t.Errorf("%s: first request continuation %q from %d, want %q from %d", tc.name, got, step.Pull.GetLastPulledAt(), tc.cont, tc.from)
+		}
+	}
+
+	s := newSync(fsm.BothWays)
+	s.Start(fsm.Begin{Cursor: 50, Pulled: "cloud"})
+	step, _ := s.OnPull(page(90, true))
+	if r, ok := fsm.ParseResume(step.Apply.Config[fsm.ConfigResume]); !ok || r.Continuation != "c" || r.From != 50 || r.Pulled != 1 {
+		t.Errorf("position saved with a page: %q", step.Apply.Config[fsm.ConfigResume])
+	}
+	step, _ = s.OnPull(page(100, false))
+	if v, ok := step.Apply.Config[fsm.ConfigResume]; !ok || v != "" {
+		t.Errorf("the last page leaves position %q", v)
+	}
+
+	// A pull mirroring another peer than the last one is not resumable.
+	s = newSync(fsm.BothWays)
+	s.Start(fsm.Begin{Cursor: 0, Pulled: "hub"})
+	step, _ = s.OnPull(page(90, true))
+	if v := step.Apply.Config[fsm.ConfigResume]; v != "" {
+		t.Errorf("a mirroring pull saved position %q", v)
+	}
+}
