@@ -33,15 +33,18 @@ type PushBudget struct {
 // budget counts the bytes pushes in flight hold against a limit. A
 // push reserves its body's size (its Content-Length, or the body limit
 // when the length is not announced) before reading it, and gives it
-// back when it is done.
+// back when it is done. One caller may hold at most half the limit
+// while it has pushes in flight (its first push always fits, when the
+// limit does): a caller with many slow pushes cannot take all of it.
 type budget struct {
-	mu    sync.Mutex // guards used and peak
-	limit int64
-	used  int64
-	peak  int64
+	mu       sync.Mutex // guards the fields below
+	limit    int64
+	used     int64
+	peak     int64
+	byCaller map[string]int64
 }
 
-func newBudget(limit int64) *budget { return &budget{limit: limit} }
+func newBudget(limit int64) *budget { return &budget{limit: limit, byCaller: map[string]int64{}} }
 
 // budgetLimit is CloudConfig.PushBudgetBytes with its default and
 // floor: a push of the largest body always fits when it is alone.
@@ -52,26 +55,35 @@ func budgetLimit(cfg, maxBody int64) int64 {
 	return max(cfg, maxBody)
 }
 
-// take reserves n bytes, or reports that they would overrun the limit.
-func (b *budget) take(n int64) bool {
+// take reserves n bytes for caller, or reports that they would overrun
+// the limit or the caller's share.
+func (b *budget) take(caller string, n int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used+n > b.limit {
+	held := b.byCaller[caller]
+	if b.used+n > b.limit || held > 0 && held+n > b.limit/2 {
 		return false
 	}
 	b.used += n
+	b.byCaller[caller] = held + n
 	b.peak = max(b.peak, b.used)
 	return true
 }
 
-// give returns n bytes taken earlier.
-func (b *budget) give(n int64) {
+// give returns n bytes caller took earlier.
+func (b *budget) give(caller string, n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if n < 0 || n > b.used {
-		panic(fmt.Sprintf("actors: push budget: giving back %d bytes of %d held", n, b.used))
+	held := b.byCaller[caller]
+	if n < 0 || n > held {
+		panic(fmt.Sprintf("actors: push budget: %s gives back %d bytes of %d held", caller, n, held))
 	}
 	b.used -= n
+	if held == n {
+		delete(b.byCaller, caller)
+	} else {
+		b.byCaller[caller] = held - n
+	}
 }
 
 func (b *budget) snapshot() PushBudget {

@@ -549,7 +549,8 @@ type rejection struct {
 }
 
 func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller, out *outcome) *httpError {
-	body, held, herr := h.readBody(w, r)
+	key := callerKey(c)
+	body, held, herr := h.readBody(w, r, key)
 	if herr != nil {
 		return herr
 	}
@@ -557,7 +558,7 @@ func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller
 	// changeset costs about what its body did. The body itself is not
 	// used past its decoding, so the GC may take it back while the push
 	// applies (decoders copy what they keep).
-	defer h.budget.give(held)
+	defer h.budget.give(key, held)
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == ContentTypeProtobuf {
 		req := new(pb.PushRequest)
@@ -677,9 +678,10 @@ func (h *CloudHandler) warnAhead(c fsm.Caller, versions int) {
 // the body up to the size limit. It returns the bytes it holds in the
 // budget, to give back once the push is answered: the body's
 // Content-Length, or, when it announces none, the size limit until the
-// body is read and its size after. A push the budget cannot take now is
-// refused before its body is read: 503 with Retry-After.
-func (h *CloudHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int64, *httpError) {
+// body is read and its size after. A push the budget (or the caller's
+// share of it) cannot take now is refused before its body is read: 503
+// with Retry-After.
+func (h *CloudHandler) readBody(w http.ResponseWriter, r *http.Request, caller string) ([]byte, int64, *httpError) {
 	tooLarge := refuse(http.StatusRequestEntityTooLarge, "request body is over the %d-byte limit", h.maxBody)
 	if r.ContentLength > h.maxBody {
 		return nil, 0, tooLarge
@@ -688,7 +690,7 @@ func (h *CloudHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte,
 	if held < 0 {
 		held = h.maxBody
 	}
-	if !h.budget.take(held) {
+	if !h.budget.take(caller, held) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(PushRetryAfter/time.Second)))
 		return nil, 0, refuse(http.StatusServiceUnavailable, "The server is busy with other pushes. Please try again in a few seconds.")
 	}
@@ -704,11 +706,11 @@ func (h *CloudHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte,
 		herr = refuse(http.StatusBadRequest, "reading the request body: %v", err)
 	}
 	if herr != nil {
-		h.budget.give(held)
+		h.budget.give(caller, held)
 		return nil, 0, herr
 	}
 	if n := int64(len(body)); n < held {
-		h.budget.give(held - n)
+		h.budget.give(caller, held-n)
 		held = n
 	}
 	return body, held, nil

@@ -306,14 +306,26 @@ func TestBodyTimeout(t *testing.T) {
 	waitUntil(t, "the push budget to come back", func() bool { return h.PushBudget().InFlight == 0 })
 }
 
-// TestPushBudget: 8 pushes of about 30 MB arrive at once, their headers
-// first. As many as the push budget holds are admitted and read; the
+// TestPushBudget: 8 pushes of about 30 MB from two users arrive at
+// once, their headers first. As many as the push budget holds are
+// admitted and read, at most half the budget's worth per user; the
 // others are answered 503 with Retry-After before any of their body is
 // sent. The handler's bytes in flight never exceed the budget, the
 // rows of the admitted pushes are stored, none of the refused ones.
 func TestPushBudget(t *testing.T) {
 	t.Parallel()
 	c := newCloud(t, actors.CloudConfig{})
+	hash, err := bcrypt.GenerateFromPassword([]byte(nursePassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const second = "second@example.org"
+	if _, err := c.store.Put("users", "u3", map[string]codec.Value{"clinic_id": codec.String("c1"), "name": codec.String("Nurse 2"),
+		"role": codec.String("provider"), "email": codec.String(second), "is_deleted": codec.Bool(false),
+		"hashed_password": codec.String(string(hash))}); err != nil {
+		t.Fatal(err)
+	}
+	users := []string{nurse, basic(second, nursePassword)}
 	h := actors.NewCloudHandler(c.store, actors.CloudConfig{RateLimit: -1, Clock: c.clock, Logger: slog.New(slog.DiscardHandler)})
 	addr := serveHandler(t, h, actors.ServeConfig{})
 	const pushes, value = 8, 256 << 10
@@ -322,7 +334,8 @@ func TestPushBudget(t *testing.T) {
 	size := len(body(0))
 	limit := h.PushBudget().Limit
 	admit := int(limit / int64(size))
-	if limit != actors.DefaultPushBudgetFactor*actors.DefaultMaxBodyBytes || admit < 1 || admit >= pushes {
+	if limit != actors.DefaultPushBudgetFactor*actors.DefaultMaxBodyBytes || admit < 1 || admit >= pushes ||
+		admit != len(users)*int(limit/2/int64(size)) {
 		t.Fatalf("budget %d for %d pushes of %d bytes: the test needs some but not all to fit", limit, pushes, size)
 	}
 	conns := make([]net.Conn, pushes)
@@ -334,7 +347,7 @@ func TestPushBudget(t *testing.T) {
 		}
 		defer conn.Close()
 		conns[k] = conn
-		replies[k] = request(conn, pushHead(nurse, ""), size)
+		replies[k] = request(conn, pushHead(users[k%len(users)], ""), size)
 	}
 	// The refused ones are answered before any body is sent.
 	refused := map[int]bool{}
