@@ -59,6 +59,15 @@ type CloudConfig struct {
 	// refused without a check (0: DefaultLoginFailures; negative: no
 	// limit).
 	LoginFailures int
+	// SignInLimit is the number of requests per SignInWindow a client
+	// address may make to the sign-in paths (SignInPath, LoginPath),
+	// whatever their outcome (0: DefaultSignInLimit; negative: no
+	// limit). Over it: 429 with Retry-After.
+	SignInLimit int
+	// OnPush, when set, is called after each push this handler applied
+	// (from the handler's goroutine: it must not block). A hub's
+	// Upstream.Notify goes here.
+	OnPush func(PushResult)
 	// TrustForwardedFor rate limits by the first X-Forwarded-For address
 	// instead of the connection's (set it only behind a proxy that
 	// overwrites the header).
@@ -101,6 +110,7 @@ type CloudConfig struct {
 //	                   [&device_id=ID, tells a user's devices apart]
 //	POST /api/v2/sync  push: a changes object, or {"changes":...,"lastPulledAt":MS}
 //	GET  /healthz      {"status":"ok"} while the store answers
+//	POST /api/auth/sign-in, /api/login  Hikma sign-in (signin.go)
 //
 // JSON pulls answer {"changes":{...},"timestamp":N,"success":true},
 // from one walk of the store's changes (see pullJSON); pushes answer
@@ -120,12 +130,18 @@ type CloudHandler struct {
 	budget  *budget // push body bytes in flight
 	spool   codec.SpoolOptions
 	log     *slog.Logger
+
+	// signInLimit counts sign-in requests per address (nil: no limit);
+	// tokens issues the session tokens of signed-in users (signin.go).
+	signInLimit *RateLimiter
+	tokens      *SessionTokens
 }
 
 // NewCloudHandler returns the sync API over a store.
 func NewCloudHandler(store *kv.Store, cfg CloudConfig) *CloudHandler {
 	h := &CloudHandler{
-		server:  &Server{Store: store, Policy: cfg.Policy, Relay: cfg.Relay, PageSize: cfg.PageSize},
+		server:  &Server{Store: store, Policy: cfg.Policy, Relay: cfg.Relay, PageSize: cfg.PageSize, OnPush: cfg.OnPush},
+		tokens:  &SessionTokens{Store: store, Clock: cfg.Clock},
 		auth:    &Authenticator{Store: store, Clock: cfg.Clock},
 		trustFF: cfg.TrustForwardedFor,
 		maxBody: cfg.MaxBodyBytes,
@@ -145,6 +161,12 @@ func NewCloudHandler(store *kv.Store, cfg CloudConfig) *CloudHandler {
 		h.limiter = NewRateLimiter(DefaultRateLimit, cfg.Clock)
 	case cfg.RateLimit > 0:
 		h.limiter = NewRateLimiter(cfg.RateLimit, cfg.Clock)
+	}
+	switch {
+	case cfg.SignInLimit == 0:
+		h.signInLimit = NewWindowLimiter(DefaultSignInLimit, SignInWindow, cfg.Clock)
+	case cfg.SignInLimit > 0:
+		h.signInLimit = NewWindowLimiter(cfg.SignInLimit, SignInWindow, cfg.Clock)
 	}
 	switch {
 	case cfg.LoginFailures == 0:
@@ -230,6 +252,8 @@ func (h *CloudHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		herr = h.sync(rw, r, &out)
+	case SignInPath, LoginPath:
+		herr = h.signIn(rw, r, &out)
 	default:
 		herr = refuse(http.StatusNotFound, "not found: %s", r.URL.Path)
 	}
@@ -575,18 +599,34 @@ func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller
 		return writeProto(w, resp)
 	}
 
-	cat := h.server.Store.Catalog()
-	cs, lpa, rep, err := codec.DecodePush(body, codec.Options{Catalog: cat, KeepUnknownTables: true, MaxValueBytes: kv.MaxValueBytes})
+	cs, lpa, rep, err := codec.DecodePush(body, h.pushOptions())
 	if err != nil {
 		return refuse(http.StatusBadRequest, "push body: %v", err)
-	}
-	if len(rep.Unknown) > 0 {
-		h.log.Warn("push kept columns or tables this node does not know", "caller", out.caller, "unknown", rep.Unknown)
 	}
 	if lpa == 0 {
 		if lpa, herr = lastPulledAt(r.URL.Query()); herr != nil {
 			return herr
 		}
+	}
+	resp, herr := h.pushJSON(c, cs, lpa, rep, out)
+	if herr != nil {
+		return herr
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// pushOptions are the options a JSON push is decoded with.
+func (h *CloudHandler) pushOptions() codec.Options {
+	return codec.Options{Catalog: h.server.Store.Catalog(), KeepUnknownTables: true, MaxValueBytes: kv.MaxValueBytes}
+}
+
+// pushJSON applies a decoded JSON push (of /api/v2/sync, or of the
+// Hikma hub's sync_push) and returns its answer.
+func (h *CloudHandler) pushJSON(c fsm.Caller, cs *codec.Changeset, lpa int64, rep codec.Report, out *outcome) (pushResponse, *httpError) {
+	cat := h.server.Store.Catalog()
+	if len(rep.Unknown) > 0 {
+		h.log.Warn("push kept columns or tables this node does not know", "caller", out.caller, "unknown", rep.Unknown)
 	}
 	// Records whose values normalization refuses, and tables this node
 	// does not know, are refused row by row: the rows stay pending on
@@ -619,14 +659,13 @@ func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller
 	// round trip.
 	res, herr := h.applyChanges(c, lpa, cs)
 	if herr != nil {
-		return herr
+		return pushResponse{}, herr
 	}
 	for _, rj := range res.Rejected {
 		resp.reject(rj.Table, rj.ID, rj.Reason)
 	}
 	out.extra = append(out.extra, "last_pulled_at", lpa, "rejected", len(resp.Reasons))
-	writeJSON(w, http.StatusOK, resp)
-	return nil
+	return resp, nil
 }
 
 func (p *pushResponse) reject(table, id, reason string) {

@@ -34,7 +34,11 @@
 // and per address (LimitListener), time for headers and bodies and for
 // each response write (never a whole streamed pull); CloudHandler's
 // push budget bounds the push bodies in flight (503 with Retry-After
-// past it).
+// past it). CloudHandler also answers the Hikma sign-in
+// (/api/auth/sign-in, /api/login) with a SessionTokens token, which
+// /api/v2/sync does not take. A serving hub relays on its own: Upstream
+// syncs it with its cloud through the node's engine at start, by the
+// clock and soon after a device's push (CloudConfig.OnPush).
 //
 // # Control socket
 //

@@ -26,16 +26,18 @@ const (
 	DefaultLoginFailures = 10
 )
 
-// RateLimiter allows each client up to a number of requests per minute:
-// a token bucket per client that holds at most that many requests and
-// refills at that rate, so a client that keeps to the rate is never
-// refused and one that bursts is refused until a token is back. Its
-// clock is an input (tests advance a fake one). Buckets idle for a
-// minute are full again and are dropped, so memory follows the number
-// of clients seen in the last minute. A RateLimiter is safe for
-// concurrent use.
+// RateLimiter allows each client up to a number of requests per minute
+// (or per window: NewWindowLimiter): a token bucket per client that
+// holds at most that many requests and refills at that rate, so a
+// client that keeps to the rate is never refused and one that bursts is
+// refused until a token is back. Its clock is an input (tests advance a
+// fake one). Buckets idle for a window are full again and are dropped,
+// so memory follows the number of clients seen in the last window. A
+// RateLimiter is safe for concurrent use.
 type RateLimiter struct {
-	perMinute int
+	capacity  float64       // requests a client may make at once
+	perSecond float64       // the rate at which its tokens come back
+	idle      time.Duration // the window: a bucket idle this long is full again
 	clock     kv.Clock
 
 	mu      sync.Mutex // guards buckets and swept
@@ -51,10 +53,19 @@ type tokenBucket struct {
 // NewRateLimiter returns a limiter of perMinute requests per minute and
 // client (at least 1); a nil clock is the wall clock.
 func NewRateLimiter(perMinute int, clock kv.Clock) *RateLimiter {
+	return NewWindowLimiter(perMinute, time.Minute, clock)
+}
+
+// NewWindowLimiter returns a limiter of n requests per window and
+// client (n at least 1; window at least a second): a client may make n
+// at once, and gets them back over the window.
+func NewWindowLimiter(n int, window time.Duration, clock kv.Clock) *RateLimiter {
 	if clock == nil {
 		clock = SystemClock{}
 	}
-	return &RateLimiter{perMinute: max(perMinute, 1), clock: clock, buckets: map[string]*tokenBucket{}}
+	n, window = max(n, 1), max(window, time.Second)
+	return &RateLimiter{capacity: float64(n), perSecond: float64(n) / window.Seconds(), clock: clock,
+		buckets: map[string]*tokenBucket{}, idle: window}
 }
 
 // Allow counts one request of client. When the client is over its rate
@@ -62,8 +73,7 @@ func NewRateLimiter(perMinute int, clock kv.Clock) *RateLimiter {
 // allowed.
 func (l *RateLimiter) Allow(client string) (bool, time.Duration) {
 	now := l.clock.Now()
-	capacity := float64(l.perMinute)
-	perSecond := capacity / 60
+	capacity, perSecond := l.capacity, l.perSecond
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweep(now)
@@ -88,28 +98,28 @@ func (l *RateLimiter) Allow(client string) (bool, time.Duration) {
 // one, and if not how long until it has.
 func (l *RateLimiter) Peek(client string) (bool, time.Duration) {
 	now := l.clock.Now()
-	perSecond := float64(l.perMinute) / 60
+	perSecond := l.perSecond
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets[client]
 	if !ok {
 		return true, 0
 	}
-	tokens := math.Min(float64(l.perMinute), b.tokens+max(now.Sub(b.at).Seconds(), 0)*perSecond)
+	tokens := math.Min(l.capacity, b.tokens+max(now.Sub(b.at).Seconds(), 0)*perSecond)
 	if tokens >= 1 {
 		return true, 0
 	}
 	return false, max(time.Duration((1-tokens)/perSecond*float64(time.Second)), time.Millisecond)
 }
 
-// sweep drops, at most once a minute, the buckets that have refilled.
+// sweep drops, at most once a window, the buckets that have refilled.
 func (l *RateLimiter) sweep(now time.Time) {
-	if now.Sub(l.swept) < time.Minute {
+	if now.Sub(l.swept) < l.idle {
 		return
 	}
 	l.swept = now
 	for k, b := range l.buckets {
-		if now.Sub(b.at) >= time.Minute {
+		if now.Sub(b.at) >= l.idle {
 			delete(l.buckets, k)
 		}
 	}

@@ -33,6 +33,9 @@ type Server struct {
 	// MaxPushBytes is the largest push this server takes, told to
 	// clients with every pull (0: not told).
 	MaxPushBytes int64
+	// OnPush, when set, is called after each push applied (not after
+	// one refused whole), from the pusher's goroutine: it must not block.
+	OnPush func(PushResult)
 
 	keyMu sync.Mutex
 	key   []byte // signs continuations (tokenKeyConfig)
@@ -256,5 +259,9 @@ func (s *Server) PushChanges(c fsm.Caller, lastPulledAt int64, cs *codec.Changes
 		}
 		return PushResult{}, fmt.Errorf("actors: apply push: %w", err)
 	}
-	return PushResult{Accepted: res.Written + res.Purged + res.Skipped, Rejected: res.Rejected, Ahead: ahead}, nil
+	pr := PushResult{Accepted: res.Written + res.Purged + res.Skipped, Rejected: res.Rejected, Ahead: ahead}
+	if s.OnPush != nil {
+		s.OnPush(pr)
+	}
+	return pr, nil
 }

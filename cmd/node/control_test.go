@@ -28,9 +28,9 @@ func captureServeLog(t *testing.T) *lockedBuffer {
 	return logs
 }
 
-// startServe runs `node serve --data dir` in a goroutine and returns
-// the URL it serves and stop, which ends it and returns how it ended.
-// The test's end stops it too.
+// startServe runs `node serve --data dir --upstream-interval 0` in a
+// goroutine and returns the URL it serves and stop, which ends it and
+// returns how it ended. The test's end stops it too.
 func startServe(t *testing.T, dir string) (url string, stop func() result) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -38,7 +38,9 @@ func startServe(t *testing.T, dir string) (url string, stop func() result) {
 	stderr := &lockedBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		code := runContext(ctx, []string{"serve", "--data", dir, "--http", "127.0.0.1:0"}, pw, stderr)
+		// No upstream loop: these tests compare a served hub's syncs,
+		// run on command, with an unserved twin's.
+		code := runContext(ctx, []string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--upstream-interval", "0"}, pw, stderr)
 		pw.Close()
 		done <- code
 	}()

@@ -36,7 +36,10 @@ Available:
   node serve    --data DIR [--http ADDR] [--push-policy merge|strict] [--rate-limit N]
                 [--trust-forwarded-for] [--max-body BYTES] [--page-size N] [--push-budget BYTES]
                 [--body-timeout D] [--max-conns N] [--max-conns-per-addr N] [--spool-dir DIR]
-                (cloud or hub: GET/POST /api/v2/sync and /healthz; first line: listening on URL;
+                [--upstream-interval D] [--sign-in-limit N]
+                (cloud or hub: GET/POST /api/v2/sync, POST /api/auth/sign-in and /api/login, /healthz;
+                a hub syncs with its cloud peer at start, every D (default 5m) and 2s after a
+                device's push; 0: only on node sync; first line: listening on URL;
                 refused while another serve runs on DIR)
   node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K]
   node peer list|use|revoke --data DIR [ID]

@@ -9,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/clinicsync/clinicsync/actors"
 	"github.com/clinicsync/clinicsync/fsm"
@@ -24,7 +26,7 @@ var serveLog io.Writer = os.Stderr
 // cmdServe: node serve --data DIR [--http ADDR] [--push-policy merge|strict]
 // [--rate-limit N] [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
 // [--push-budget BYTES] [--body-timeout D] [--max-conns N] [--max-conns-per-addr N]
-// [--spool-dir DIR]
+// [--spool-dir DIR] [--upstream-interval D] [--sign-in-limit N]
 func cmdServe(e *env, name string, args []string) error {
 	f := e.flags(name)
 	addr := f.String("http", "127.0.0.1:8080", "`address` to serve /api/v2/sync on (host:port; port 0 picks one)")
@@ -37,6 +39,8 @@ func cmdServe(e *env, name string, args []string) error {
 	bodyTimeout := f.Duration("body-timeout", actors.DefaultBodyTimeout, "time a request body may take to arrive (then 408)")
 	maxConns := f.Int("max-conns", actors.DefaultMaxConns, "open connections at once; past it new ones wait to be accepted (0: no cap)")
 	perAddr := f.Int("max-conns-per-addr", actors.DefaultMaxConnsPerAddr, "open connections from one client IP address; past it new ones are closed (0: no cap; with --trust-forwarded-for, no cap unless given)")
+	signIn := f.Int("sign-in-limit", actors.DefaultSignInLimit, "requests per 15 minutes per client address to /api/auth/sign-in and /api/login (0: no limit)")
+	upstream := f.Duration("upstream-interval", actors.DefaultUpstreamInterval, "hub: sync with the cloud peer at start, this often, and 2s after a device's push (0: only on node sync)")
 	spoolDir := f.String("spool-dir", "", "`directory` where a large JSON pull keeps its rows while it groups them by table (default: the system's temporary directory)")
 	rpc := f.String("rpc", "", "native RPC address (not available yet)")
 	metrics := f.String("metrics", "", "metrics address (not available yet)")
@@ -57,6 +61,12 @@ func cmdServe(e *env, name string, args []string) error {
 	}
 	if *budget != 0 && *budget < *maxBody || *budget < 0 {
 		return usageErr(name, "--push-budget must be 0 (4 × --max-body) or at least --max-body (%d)", *maxBody)
+	}
+	if *upstream < 0 || *signIn < 0 {
+		return usageErr(name, "--upstream-interval and --sign-in-limit must be >= 0 (0: off)")
+	}
+	if *signIn == 0 {
+		*signIn = -1 // CloudConfig: negative is no limit
 	}
 	if *bodyTimeout <= 0 || *maxConns < 0 || *perAddr < 0 {
 		return usageErr(name, "--body-timeout must be > 0, --max-conns and --max-conns-per-addr >= 0")
@@ -80,8 +90,8 @@ func cmdServe(e *env, name string, args []string) error {
 		return err
 	}
 	scfg.Logger = log
-	err = serveNode(e, f, n, actors.CloudConfig{Policy: pol, RateLimit: *rate, TrustForwardedFor: *trustFF,
-		MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir, Logger: log}, scfg, *addr, log)
+	err = serveNode(e, f, n, actors.CloudConfig{Policy: pol, RateLimit: *rate, SignInLimit: *signIn, TrustForwardedFor: *trustFF,
+		MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir, Logger: log}, scfg, *addr, *upstream, log)
 	if cerr := n.Close(); err == nil {
 		err = cerr
 	}
@@ -123,11 +133,24 @@ func alreadyServed(dir string) error {
 // serveNode serves n until serve's context ends: the HTTP sync API on
 // addr, and the control socket, through which the node's other
 // commands run here, against n, with its sync engine (a hub syncs
-// upstream that way while it serves its devices).
-func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg actors.ServeConfig, addr string, log *slog.Logger) error {
+// upstream that way while it serves its devices). A hub with an
+// upstream interval also syncs with its cloud on its own
+// (actors.Upstream): every interval, and soon after its devices push.
+func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg actors.ServeConfig, addr string, upstream time.Duration, log *slog.Logger) error {
+	var up *actors.Upstream
+	if n.Info().Kind == actors.KindHub && upstream > 0 {
+		up = actors.NewUpstream(n, actors.UpstreamConfig{Interval: upstream, Logger: log})
+		cfg.OnPush = up.OnPush
+	}
 	h, err := n.CloudHandler(cfg)
 	if err != nil {
 		return err
+	}
+	var handler http.Handler = h
+	if n.Info().Kind == actors.KindHub { // the Hikma app's RPC on /rpc/
+		if handler, err = n.HikmaHandler(h, actors.HikmaConfig{Logger: log}); err != nil {
+			return err
+		}
 	}
 	if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: log}); err != nil {
 		return err
@@ -170,8 +193,16 @@ func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg ac
 		cancel()
 		ctlDone <- err
 	}()
-	err = scfg.Serve(ctx, l, h)
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		if up != nil {
+			up.Run(ctx) // until ctx ends; always nil
+		}
+	}()
+	err = scfg.Serve(ctx, l, handler)
 	cancel()
+	<-upDone
 	if cerr := <-ctlDone; err == nil {
 		err = cerr
 	}
