@@ -71,7 +71,6 @@ type sessionClaims struct {
 	Exp int64  `json:"exp"`
 }
 
-
 func (s *SessionTokens) secret() ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
