@@ -274,6 +274,9 @@ type handshakeResponse struct {
 	Success      bool   `json:"success"`
 }
 
+// revokedMessage is what a device unpaired on the hub is told.
+const revokedMessage = "this device was unpaired from the hub; ask its operator"
+
 func (h *HikmaHandler) handshake(w http.ResponseWriter, body []byte, l *rpcLog) *rpcError {
 	var req handshakeRequest
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -298,7 +301,7 @@ func (h *HikmaHandler) handshake(w http.ResponseWriter, body []byte, l *rpcLog) 
 	case p.Type != kv.PeerMobile:
 		return rpcRefuse(http.StatusBadRequest, CodeHandshakeFailed, "client_id %q names one of this hub's own peers: use another", req.ClientID)
 	case p.Status == kv.StatusRevoked:
-		return rpcRefuse(http.StatusForbidden, CodeHandshakeFailed, "this device was unpaired from the hub; ask its operator")
+		return rpcRefuse(http.StatusForbidden, CodeHandshakeFailed, "%s", revokedMessage)
 	}
 	name := strings.TrimSpace(req.DeviceName)
 	if len(name) > 128 {
@@ -343,6 +346,15 @@ func (h *HikmaHandler) envelope(w http.ResponseWriter, command bool, body []byte
 		return rpcRefuse(http.StatusBadRequest, CodeDecryption, "this %s was already received (a replay): refused", in)
 	case err != nil:
 		return rpcRefuse(http.StatusBadRequest, CodeDecryption, "the %s payload does not open with this session's key (%v): handshake again", in, err)
+	}
+	// A device unpaired on the hub is refused from its next message on,
+	// whatever session it holds.
+	switch p, err := h.store.Peer(env.ClientID); {
+	case err == nil && p.Status == kv.StatusRevoked:
+		h.sessions.drop(env.ClientID)
+		return opError(CodeAuthFailed, "%s", revokedMessage)
+	case err != nil && !errors.Is(err, kv.ErrNotFound):
+		return rpcInternal(err)
 	}
 	var req rpcRequest
 	if err := json.Unmarshal(plain, &req); err != nil {
@@ -754,6 +766,16 @@ func (s *sessions) len() int {
 }
 
 // put replaces the client's session (a new handshake).
+// drop ends a client's session, if it has one.
+func (s *sessions) drop(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.byID[id]; ok {
+		s.lru.Remove(old.elem)
+		delete(s.byID, id)
+	}
+}
+
 func (s *sessions) put(id string, sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

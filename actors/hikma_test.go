@@ -441,9 +441,15 @@ func TestHikmaHubRefusals(t *testing.T) {
 		goodSyncs()
 	})
 	t.Run("revoked device", func(t *testing.T) {
+		if r := app.login(hikmaEmail, hikmaPassword); !r.ok() {
+			t.Fatalf("login: %+v", r)
+		}
 		if err := hub.node.RevokePeer(app.clientID); err != nil {
 			t.Fatal(err)
 		}
+		// Refused from its next message on, within its live session.
+		app.query("sync_pull", nil).refused(t, 200, "AUTH_FAILED", "unpaired")
+		app.query("ping", nil).refused(t, 401, "SESSION_EXPIRED", "handshake again")
 		status, m := app.post("/rpc/handshake", map[string]any{"client_id": app.clientID, "client_public_key": b64url.EncodeToString(make([]byte, 31))})
 		rpcResult{status: status, env: m}.refused(t, 400, "HANDSHAKE_FAILED", "client_public_key")
 		priv, _ := ecdh.X25519().GenerateKey(rand.Reader)
