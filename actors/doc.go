@@ -40,6 +40,17 @@
 // syncs it with its cloud through the node's engine at start, by the
 // clock and soon after a device's push (CloudConfig.OnPush).
 //
+// # TLS and pairing
+//
+// A hub serves its /api/ surface (passwords, rows) over TLS with a
+// persisted self-signed certificate (Node.TLSCertificate,
+// ServerTLSConfig); its plain listener keeps the sealed Hikma RPC and
+// refuses /api/ (PlainHTTPGuard). Node.Pairing gives the pairing string
+// (the Hikma QR payload plus the https URL and the certificate's
+// Fingerprint); ParsePairing and PairingPeer turn it into a peer that
+// pins the certificate: HTTPTransports then trusts that certificate
+// alone (PinnedTLSConfig) and fails with ErrCertMismatch on any other.
+//
 // # Control socket
 //
 // While a node serves, ServeControl listens on DIR/control.sock: the

@@ -214,6 +214,9 @@ func (t *HTTPTransport) send(hr *http.Request, op string) (*http.Response, []byt
 		client = http.DefaultClient
 	}
 	resp, err := client.Do(hr)
+	if errors.Is(err, ErrCertMismatch) { // not a network failure: it is not retried
+		return nil, nil, fmt.Errorf("%w (%s %s)", ErrCertMismatch, op, t.BaseURL)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %s %s: %v", ErrUnreachable, op, t.BaseURL, err)
 	}
@@ -392,7 +395,9 @@ func writePrivateFile(path string, data []byte) error {
 // reached over HTTP: a peer with an http(s) URL gets an HTTPTransport
 // (a hub authenticates to the cloud with the peer's API key, anything
 // else with the user credentials of `node login`); other peers go to
-// other, or are refused when it is nil.
+// other, or are refused when it is nil. An https peer with a pinned
+// TLS fingerprint (paired with a hub's pairing string) is trusted by
+// that pin alone: another certificate fails with ErrCertMismatch.
 func (n *Node) HTTPTransports(other TransportFactory) TransportFactory {
 	return func(p kv.Peer) (Transport, error) {
 		if !strings.HasPrefix(p.URL, "http://") && !strings.HasPrefix(p.URL, "https://") {
@@ -402,6 +407,12 @@ func (n *Node) HTTPTransports(other TransportFactory) TransportFactory {
 			return nil, fmt.Errorf("%w: peer %s has no http(s) URL", ErrInvalidConfig, p.ID)
 		}
 		t := &HTTPTransport{BaseURL: p.URL}
+		if p.TLSFingerprint != "" {
+			if !strings.HasPrefix(p.URL, "https://") {
+				return nil, fmt.Errorf("%w: peer %s pins a TLS certificate but its URL %s is not https", ErrInvalidConfig, p.ID, p.URL)
+			}
+			t.Client = pinnedClient(p.TLSFingerprint)
+		}
 		switch {
 		case n.info.Kind == KindHub && p.Type == kv.PeerCloud:
 			if p.APIKey == "" {
@@ -453,6 +464,11 @@ type PeerConfig struct {
 	// APIKey is a hub's key toward the cloud (`node device add` on the
 	// cloud prints it).
 	APIKey string
+	// PublicKey is the hub's X25519 public key and TLSFingerprint its
+	// certificate's pin (Fingerprint), both from its pairing string
+	// (PairingPeer); a pin needs an https URL.
+	PublicKey      []byte
+	TLSFingerprint string
 }
 
 // AddPeer adds a peer to sync with and returns it with its new id. A
@@ -470,12 +486,18 @@ func (n *Node) AddPeer(cfg PeerConfig) (kv.Peer, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return kv.Peer{}, fmt.Errorf("%w: peer URL %q: want http(s)://host[:port][/path]", ErrInvalidConfig, cfg.URL)
 	}
+	if cfg.TLSFingerprint != "" && (u.Scheme != "https" || !validFingerprint(cfg.TLSFingerprint)) {
+		return kv.Peer{}, fmt.Errorf("%w: a TLS fingerprint (base64url sha256) pins an https URL, not %q", ErrInvalidConfig, cfg.URL)
+	}
+	if len(cfg.PublicKey) != 0 && len(cfg.PublicKey) != 32 {
+		return kv.Peer{}, fmt.Errorf("%w: a peer's public key is 32 bytes (X25519), not %d", ErrInvalidConfig, len(cfg.PublicKey))
+	}
 	id, err := newUUID()
 	if err != nil {
 		return kv.Peer{}, err
 	}
 	p := kv.Peer{ID: id, Type: cfg.Type, Status: kv.StatusActive, URL: strings.TrimRight(cfg.URL, "/"),
-		Name: cfg.Name, APIKey: cfg.APIKey}
+		Name: cfg.Name, APIKey: cfg.APIKey, PublicKey: cfg.PublicKey, TLSFingerprint: cfg.TLSFingerprint}
 	if err := n.store.PutPeer(p); err != nil {
 		return kv.Peer{}, err
 	}

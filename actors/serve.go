@@ -31,8 +31,9 @@ const ShutdownTimeout = 30 * time.Second
 
 // CloudHandler returns the node's HTTP sync API (GET/POST /api/v2/sync,
 // /healthz) over its store. A cloud serves devices and hubs; a hub
-// serves the same API to its devices for now, relaying what they push
-// upstream; a mobile node does not serve (ErrNotServing).
+// serves the same API to its devices (over TLS: PlainHTTPGuard), beside
+// the Hikma RPC (HikmaHandler), relaying what they push upstream; a
+// mobile node does not serve (ErrNotServing).
 func (n *Node) CloudHandler(cfg CloudConfig) (*CloudHandler, error) {
 	if !n.info.Kind.Serves() {
 		return nil, fmt.Errorf("%w: a %s node syncs with a hub or the cloud and serves nobody", ErrNotServing, n.info.Kind)

@@ -28,20 +28,23 @@ type Peer struct {
 	URL, Name        string
 	PullCursor       int64  // the peer's timestamp of the last applied pull
 	APIKey           string // Bearer key toward a cloud (hubs)
-	CreatedAt        int64
-	UpdatedAt        int64
+	// TLSFingerprint pins a hub's TLS certificate: the sha256 of its
+	// DER, base64url without padding ("": the system's roots verify).
+	TLSFingerprint string
+	CreatedAt      int64
+	UpdatedAt      int64
 }
 
 func (p *Peer) toProto() *pb.Peer {
 	return &pb.Peer{PeerId: p.ID, PeerType: p.Type, Status: p.Status, PublicKey: p.PublicKey,
 		LastSyncedAt: p.LastSyncedAt, Url: p.URL, Name: p.Name, PullCursor: p.PullCursor,
-		ApiKey: p.APIKey, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		ApiKey: p.APIKey, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, TlsFingerprint: p.TLSFingerprint}
 }
 
 func peerFromProto(m *pb.Peer) Peer {
 	return Peer{ID: m.PeerId, Type: m.PeerType, Status: m.Status, PublicKey: m.PublicKey,
 		LastSyncedAt: m.LastSyncedAt, URL: m.Url, Name: m.Name, PullCursor: m.PullCursor,
-		APIKey: m.ApiKey, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt}
+		APIKey: m.ApiKey, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, TLSFingerprint: m.TlsFingerprint}
 }
 
 func getPeer(tx Tx, id string) (*Peer, error) {

@@ -1398,20 +1398,23 @@ func (x *NodeInfo) GetClinicIds() []string {
 
 // Peer is a node this node syncs with (Hikma's peers table).
 type Peer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PeerId        string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
-	PeerType      string                 `protobuf:"bytes,2,opt,name=peer_type,json=peerType,proto3" json:"peer_type,omitempty"` // cloud_server, sync_hub, mobile_app
-	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`                     // active, revoked, untrusted
-	PublicKey     []byte                 `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	LastSyncedAt  int64                  `protobuf:"varint,5,opt,name=last_synced_at,json=lastSyncedAt,proto3" json:"last_synced_at,omitempty"` // ms, 0 = never
-	Url           string                 `protobuf:"bytes,6,opt,name=url,proto3" json:"url,omitempty"`
-	Name          string                 `protobuf:"bytes,7,opt,name=name,proto3" json:"name,omitempty"`
-	PullCursor    int64                  `protobuf:"varint,8,opt,name=pull_cursor,json=pullCursor,proto3" json:"pull_cursor,omitempty"` // the peer's timestamp of the last applied pull
-	ApiKey        string                 `protobuf:"bytes,9,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`              // Bearer key toward a cloud, for hubs
-	CreatedAt     int64                  `protobuf:"varint,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     int64                  `protobuf:"varint,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	PeerId       string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	PeerType     string                 `protobuf:"bytes,2,opt,name=peer_type,json=peerType,proto3" json:"peer_type,omitempty"` // cloud_server, sync_hub, mobile_app
+	Status       string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`                     // active, revoked, untrusted
+	PublicKey    []byte                 `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	LastSyncedAt int64                  `protobuf:"varint,5,opt,name=last_synced_at,json=lastSyncedAt,proto3" json:"last_synced_at,omitempty"` // ms, 0 = never
+	Url          string                 `protobuf:"bytes,6,opt,name=url,proto3" json:"url,omitempty"`
+	Name         string                 `protobuf:"bytes,7,opt,name=name,proto3" json:"name,omitempty"`
+	PullCursor   int64                  `protobuf:"varint,8,opt,name=pull_cursor,json=pullCursor,proto3" json:"pull_cursor,omitempty"` // the peer's timestamp of the last applied pull
+	ApiKey       string                 `protobuf:"bytes,9,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`              // Bearer key toward a cloud, for hubs
+	CreatedAt    int64                  `protobuf:"varint,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt    int64                  `protobuf:"varint,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// A hub's pinned TLS certificate: sha256 of its DER, base64url
+	// without padding (from its pairing string).
+	TlsFingerprint string `protobuf:"bytes,12,opt,name=tls_fingerprint,json=tlsFingerprint,proto3" json:"tls_fingerprint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Peer) Reset() {
@@ -1519,6 +1522,13 @@ func (x *Peer) GetUpdatedAt() int64 {
 		return x.UpdatedAt
 	}
 	return 0
+}
+
+func (x *Peer) GetTlsFingerprint() string {
+	if x != nil {
+		return x.TlsFingerprint
+	}
+	return ""
 }
 
 // StoredRow is a row as kept in the store.
@@ -2091,7 +2101,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x05 \x01(\fR\tpublicKey\x12\x1d\n" +
 	"\n" +
-	"clinic_ids\x18\x06 \x03(\tR\tclinicIds\"\xb7\x02\n" +
+	"clinic_ids\x18\x06 \x03(\tR\tclinicIds\"\xe0\x02\n" +
 	"\x04Peer\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x1b\n" +
 	"\tpeer_type\x18\x02 \x01(\tR\bpeerType\x12\x16\n" +
@@ -2108,7 +2118,8 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"created_at\x18\n" +
 	" \x01(\x03R\tcreatedAt\x12\x1d\n" +
 	"\n" +
-	"updated_at\x18\v \x01(\x03R\tupdatedAt\"\xbc\x03\n" +
+	"updated_at\x18\v \x01(\x03R\tupdatedAt\x12'\n" +
+	"\x0ftls_fingerprint\x18\f \x01(\tR\x0etlsFingerprint\"\xbc\x03\n" +
 	"\tStoredRow\x126\n" +
 	"\x04cols\x18\x01 \x03(\v2\".clinicsync.v1.StoredRow.ColsEntryR\x04cols\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.clinicsync.v1.StatusR\x06status\x12\x18\n" +

@@ -33,6 +33,14 @@ func captureServeLog(t *testing.T) *lockedBuffer {
 // returns how it ended. The test's end stops it too.
 func startServe(t *testing.T, dir string) (url string, stop func() result) {
 	t.Helper()
+	lines, stop := startServeArgs(t, dir, 1)
+	return lines[0], stop
+}
+
+// startServeArgs is startServe with more flags, returning the URLs of
+// serve's first n lines (a hub with --https prints two).
+func startServeArgs(t *testing.T, dir string, n int, extra ...string) (urls []string, stop func() result) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &lockedBuffer{}
@@ -40,7 +48,7 @@ func startServe(t *testing.T, dir string) (url string, stop func() result) {
 	go func() {
 		// No upstream loop: these tests compare a served hub's syncs,
 		// run on command, with an unserved twin's.
-		code := runContext(ctx, []string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--upstream-interval", "0"}, pw, stderr)
+		code := runContext(ctx, append([]string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--upstream-interval", "0"}, extra...), pw, stderr)
 		pw.Close()
 		done <- code
 	}()
@@ -55,11 +63,16 @@ func startServe(t *testing.T, dir string) (url string, stop func() result) {
 		return res
 	}
 	t.Cleanup(func() { stop() })
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "listening on http://127.0.0.1:") {
-		t.Fatalf("serve %s: first line %q (%v); stderr %q", dir, line, err, stderr)
+	br := bufio.NewReader(pr)
+	for i := range n {
+		line, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "listening on http") {
+			t.Fatalf("serve %s: line %d %q (%v); stderr %q", dir, i+1, line, err, stderr)
+		}
+		url, _, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), " ")
+		urls = append(urls, url)
 	}
-	return strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), stop
+	return urls, stop
 }
 
 // copyNode copies a node's directory (not in use): the copy is the same
@@ -118,7 +131,10 @@ func TestServeForwards(t *testing.T) {
 	ok(t, "peer", "add", "--data", hub, "--type", "cloud_server", "--url", cloudURL, "--api-key", dev["api_key"].(string))
 	copyNode(t, hub, twin)
 	staleSocket(t, hub)
-	hubURL, stopHub := startServe(t, hub)
+	// The hub serves /api/v2/sync over TLS only; its devices pin its
+	// certificate.
+	hubURLs, stopHub := startServeArgs(t, hub, 2, "--https", "127.0.0.1:0")
+	hubURL, hubTLS := hubURLs[0], hubURLs[1]
 
 	fi, err := os.Stat(actors.ControlPath(hub))
 	if err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
@@ -143,18 +159,28 @@ func TestServeForwards(t *testing.T) {
 		return got
 	}
 
-	// status says the hub is served, and is otherwise the same.
-	servingLine := fmt.Sprintf("serving  %s (pid %d)\n", hubURL, os.Getpid())
+	// status says the hub is served, with its pairing string, and is
+	// otherwise the same.
+	pairing := strings.TrimSpace(ok(t, "pairing", "--data", hub))
+	pr, err := actors.ParsePairing(pairing)
+	if err != nil || pr.URL != hubURL || pr.HTTPS != hubTLS || pr.FP == "" {
+		t.Fatalf("pairing %q: %+v %v; want %s and %s", pairing, pr, err, hubURL, hubTLS)
+	}
+	servingLines := fmt.Sprintf("serving  %s (pid %d)\nhttps    %s (certificate sha256 %s)\npairing  %s\n", hubURL, os.Getpid(), hubTLS, pr.FP, pairing)
 	want, got := runCLI("status", "--data", twin), runCLI("status", "--data", hub)
-	if !strings.Contains(got.stdout, servingLine) || strings.Replace(got.stdout, servingLine, "", 1) != want.stdout ||
+	if !strings.Contains(got.stdout, servingLines) || strings.Replace(got.stdout, servingLines, "", 1) != want.stdout ||
 		got.code != 0 || got.stderr != "" {
-		t.Errorf("status: served %+v, not served %+v; want the same but for %q", got, want, servingLine)
+		t.Errorf("status: served %+v, not served %+v; want the same but for %q", got, want, servingLines)
 	}
 	wantJ, gotJ := okJSON(t, "status", "--data", twin), okJSON(t, "status", "--data", hub)
-	if srv := gotJ["serving"]; !reflect.DeepEqual(srv, map[string]any{"url": hubURL, "pid": float64(os.Getpid())}) {
+	if srv := gotJ["serving"]; !reflect.DeepEqual(srv, map[string]any{"url": hubURL, "pid": float64(os.Getpid()), "https_url": hubTLS}) {
 		t.Errorf("status --json: serving = %v", srv)
 	}
+	if gotJ["pairing"] != pairing {
+		t.Errorf("status --json: pairing = %v, want %s", gotJ["pairing"], pairing)
+	}
 	delete(gotJ, "serving")
+	delete(gotJ, "pairing")
 	if !reflect.DeepEqual(gotJ, wantJ) {
 		t.Errorf("status --json: served %v, not served %v", gotJ, wantJ)
 	}
@@ -210,7 +236,9 @@ func TestServeForwards(t *testing.T) {
 	// A phone syncs with the served hub, which syncs upstream with the
 	// cloud on command.
 	ok(t, "init", "--data", phone, "--kind", "mobile")
-	ok(t, "peer", "add", "--data", phone, "--type", "sync_hub", "--url", hubURL)
+	if m := okJSON(t, "peer", "add", "--data", phone, "--type", "sync_hub", "--pairing", pairing); m["url"] != hubTLS || m["tls_fingerprint"] != pr.FP {
+		t.Errorf("peer add --pairing: %v; want %s pinned to %s", m, hubTLS, pr.FP)
+	}
 	ok(t, append([]string{"put", "--data", phone, "--table", "patients", "--id", "from-phone"}, patient...)...)
 	if m := okJSON(t, "login", "--data", phone, "--email", "nurse@example.org", "--password", "correct horse"); m["outcome"] != "ok" || m["pushed"] != float64(1) {
 		t.Errorf("phone login --json = %v", m)

@@ -36,12 +36,20 @@ Available:
   node serve    --data DIR [--http ADDR] [--push-policy merge|strict] [--rate-limit N]
                 [--trust-forwarded-for] [--max-body BYTES] [--page-size N] [--push-budget BYTES]
                 [--body-timeout D] [--max-conns N] [--max-conns-per-addr N] [--spool-dir DIR]
-                [--upstream-interval D] [--sign-in-limit N]
-                (cloud or hub: GET/POST /api/v2/sync, POST /api/auth/sign-in and /api/login, /healthz;
-                a hub syncs with its cloud peer at start, every D (default 5m) and 2s after a
-                device's push; 0: only on node sync; first line: listening on URL;
-                refused while another serve runs on DIR)
+                [--upstream-interval D] [--sign-in-limit N] [--https ADDR] [--insecure-http]
+                (cloud: GET/POST /api/v2/sync, POST /api/auth/sign-in and /api/login, /healthz on
+                --http, behind a TLS-terminating proxy. hub: the Hikma app's RPC /rpc/* (sealed) on
+                --http, and /api/v2/sync, sign-in and /healthz over TLS on --https, with the hub's
+                self-generated certificate (DIR/tls.crt, tls.key); its plain --http refuses /api/
+                unless --insecure-http (passwords and rows in cleartext on the LAN).
+                A hub syncs with its cloud peer at start, every D (default 5m) and 2s after a
+                device's push; 0: only on node sync; first line: listening on URL (a hub's
+                --https: a second line); refused while another serve runs on DIR)
+  node pairing  --data DIR [--qr | --png FILE]
+                (a serving hub's pairing string, as text, a QR code on the terminal or a PNG)
   node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K]
+  node peer add --data DIR --type sync_hub --pairing S [--name N]
+                (pins the hub's public key and TLS certificate; another certificate is refused)
   node peer list|use|revoke --data DIR [ID]
   node login    --data DIR --email E --password P [--peer ID]   (a sync follows)
   node sync     --data DIR [--peer ID] [--page-size N]
@@ -57,7 +65,7 @@ Available:
                 (values that lost to a newer edit, oldest first)
 
 Not available yet in this build (they exit 2):
-  mode, serve --rpc/--metrics, peer add --pairing
+  mode, serve --rpc/--metrics
 
 login keeps the credentials in DIR/credentials.json (mode 0600, the
 password in plain text, as the Hikma app keeps it): protect DIR.
@@ -98,6 +106,12 @@ type env struct {
 type serving struct {
 	url string // where it serves HTTP
 	pid int
+	// A hub's: where it serves TLS ("" none) and its certificate's
+	// fingerprint, its pairing string, and whether its plain HTTP
+	// serves /api/ too (--insecure-http).
+	httpsURL, fingerprint string
+	pairing               string
+	insecure              bool
 }
 
 // commands are the subcommands. (Set in init: serve runs the commands
@@ -121,6 +135,7 @@ func init() {
 		"sync":           cmdSync,
 		"force-upload":   cmdForce,
 		"force-download": cmdForce,
+		"pairing":        cmdPairing,
 	}
 }
 

@@ -18,20 +18,17 @@ func cmdPeer(e *env, name string, args []string) error {
 	}, "want `node peer add|list|use|revoke --data DIR ...`")
 }
 
-// peerAdd: node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K] [--pairing S]
+// peerAdd: node peer add --data DIR --type cloud_server|sync_hub (--url URL | --pairing S) [--name N] [--api-key K]
 func peerAdd(e *env, name string, args []string) error {
 	f := e.flags(name)
 	typ := f.String("type", "", "cloud_server or sync_hub")
-	url := f.String("url", "", "the peer's `URL`, http(s)://host[:port]")
+	url := f.String("url", "", "the peer's `URL`, http(s)://host[:port] (with --pairing: none)")
 	peerName := f.String("name", "", "a name for people")
 	apiKey := f.String("api-key", "", "a hub's API `key` toward the cloud (from `node device add` on the cloud)")
-	pairing := f.String("pairing", "", "a hub's pairing string (not available yet)")
+	pairing := f.String("pairing", "", "a hub's pairing `string` (`node pairing` on the hub): its URL, public key and TLS certificate, pinned")
 	err := f.parseAll(args)
 	if err != nil {
 		return err
-	}
-	if *pairing != "" {
-		return usageErr(name, "--pairing is not available yet in this build: give the hub's --url")
 	}
 	if err := f.require("type", *typ); err != nil {
 		return err
@@ -39,12 +36,25 @@ func peerAdd(e *env, name string, args []string) error {
 	if *typ != kv.PeerCloud && *typ != kv.PeerHub {
 		return usageErr(name, "--type %q: want cloud_server or sync_hub", *typ)
 	}
-	if err := f.require("url", *url); err != nil {
+	cfg := actors.PeerConfig{Type: *typ, URL: *url, Name: *peerName, APIKey: *apiKey}
+	if *pairing != "" {
+		if *typ != kv.PeerHub || *url != "" {
+			return usageErr(name, "--pairing names a hub and its URL: give it with --type sync_hub and no --url")
+		}
+		pr, err := actors.ParsePairing(*pairing)
+		if err == nil {
+			cfg, err = actors.PairingPeer(pr)
+		}
+		if err != nil {
+			return usageErr(name, "--pairing: %v", err)
+		}
+		cfg.Name, cfg.APIKey = *peerName, *apiKey
+	} else if err := f.require("url", *url); err != nil {
 		return err
 	}
 	var p kv.Peer
 	err = f.withNode(func(n *actors.Node) (err error) {
-		p, err = n.AddPeer(actors.PeerConfig{Type: *typ, URL: *url, Name: *peerName, APIKey: *apiKey})
+		p, err = n.AddPeer(cfg)
 		return err
 	})
 	if err != nil {
@@ -56,9 +66,14 @@ func peerAdd(e *env, name string, args []string) error {
 			PeerType string `json:"peer_type"`
 			Status   string `json:"status"`
 			URL      string `json:"url"`
-		}{p.ID, p.Type, p.Status, p.URL})
+			TLSPin   string `json:"tls_fingerprint,omitempty"`
+		}{p.ID, p.Type, p.Status, p.URL, p.TLSFingerprint})
 	}
-	return writePairs(e.out, [][2]string{{"peer_id", p.ID}, {"peer_type", p.Type}, {"status", p.Status}, {"url", p.URL}})
+	pairs := [][2]string{{"peer_id", p.ID}, {"peer_type", p.Type}, {"status", p.Status}, {"url", p.URL}}
+	if p.TLSFingerprint != "" {
+		pairs = append(pairs, [2]string{"tls_pin", p.TLSFingerprint})
+	}
+	return writePairs(e.out, pairs)
 }
 
 // peerList: node peer list --data DIR

@@ -69,19 +69,25 @@ func TestRelay(t *testing.T) {
 	dev := okJSON(t, "device", "add", "--data", cloud, "--name", "North hub", "--clinic", "c1") // through serve's control socket
 
 	ok(t, "init", "--data", hub, "--kind", "hub", "--clinic", "c1")
-	hubProc := startProc(t, "serve", "--data", hub, "--http", "127.0.0.1:0", "--upstream-interval", "1s")
+	hubProc := startProc(t, "serve", "--data", hub, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--upstream-interval", "1s")
 	line, err := hubProc.stdout.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "listening on ") {
 		t.Fatalf("hub serve: %q %v; stderr %s", line, err, hubProc.stderr)
 	}
 	hubURL := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	tlsLine, err := hubProc.stdout.ReadString('\n')
+	if err != nil || !strings.HasPrefix(tlsLine, "listening on https://127.0.0.1:") {
+		t.Fatalf("hub serve: second line %q %v; stderr %s", tlsLine, err, hubProc.stderr)
+	}
+	hubTLS, _, _ := strings.Cut(strings.TrimPrefix(tlsLine, "listening on "), " ")
+	pairing := strings.TrimSpace(ok(t, "pairing", "--data", hub))
 	// The cloud peer comes while the hub serves: its loop finds it.
 	ok(t, "peer", "add", "--data", hub, "--type", "cloud_server", "--url", cloudURL, "--api-key", dev["api_key"].(string))
 
 	// The phones sign in once the hub has the user from the cloud.
 	for _, p := range phones {
 		ok(t, "init", "--data", p, "--kind", "mobile")
-		ok(t, "peer", "add", "--data", p, "--type", "sync_hub", "--url", hubURL)
+		ok(t, "peer", "add", "--data", p, "--type", "sync_hub", "--pairing", pairing)
 		eventually(t, "the hub to know the nurse (a login on "+filepath.Base(p)+")", func() (bool, string) {
 			r := runCLI("login", "--data", p, "--email", "nurse@example.org", "--password", "correct horse", "--json")
 			return r.code == 0, r.stdout + r.stderr
@@ -158,9 +164,14 @@ func TestRelay(t *testing.T) {
 	if _, err := hubProc.exit(); err != nil {
 		t.Fatalf("hub serve after SIGINT: %v\n%s", err, hubProc.stderr)
 	}
-	hubProc = startProc(t, "serve", "--data", hub, "--http", strings.TrimPrefix(hubURL, "http://"), "--upstream-interval", "1h")
+	hubProc = startProc(t, "serve", "--data", hub, "--http", strings.TrimPrefix(hubURL, "http://"),
+		"--https", strings.TrimPrefix(hubTLS, "https://"), "--upstream-interval", "1h")
 	if line, err := hubProc.stdout.ReadString('\n'); err != nil || !strings.HasPrefix(line, "listening on "+hubURL) {
 		t.Fatalf("hub serve again: %q %v; stderr %s", line, err, hubProc.stderr)
+	}
+	// The same certificate: the phones' pins still hold.
+	if line, err := hubProc.stdout.ReadString('\n'); err != nil || line != tlsLine {
+		t.Fatalf("hub serve again: TLS line %q %v, want %q; stderr %s", line, err, tlsLine, hubProc.stderr)
 	}
 	eventually(t, "the restarted hub's first sync", func() (bool, string) {
 		logs := hubProc.stderr.String()

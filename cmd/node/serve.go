@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,9 +28,12 @@ var serveLog io.Writer = os.Stderr
 // [--rate-limit N] [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
 // [--push-budget BYTES] [--body-timeout D] [--max-conns N] [--max-conns-per-addr N]
 // [--spool-dir DIR] [--upstream-interval D] [--sign-in-limit N]
+// [--https ADDR] [--insecure-http]
 func cmdServe(e *env, name string, args []string) error {
 	f := e.flags(name)
-	addr := f.String("http", "127.0.0.1:8080", "`address` to serve /api/v2/sync on (host:port; port 0 picks one)")
+	addr := f.String("http", "127.0.0.1:8080", "`address` to serve plain HTTP on (host:port; port 0 picks one): a cloud's /api/v2/sync, a hub's Hikma RPC /rpc/*")
+	httpsAddr := f.String("https", "", "hub: `address` to serve /api/v2/sync on over TLS, with the hub's self-generated certificate (pinned by its devices)")
+	insecure := f.Bool("insecure-http", false, "hub: serve /api/v2/sync and sign-in on --http too, passwords and rows in cleartext on the LAN")
 	policy := f.String("push-policy", "merge", "merge (per-column merge of concurrent edits) or strict (409, WatermelonDB's rule)")
 	rate := f.Int("rate-limit", actors.DefaultRateLimit, "sync requests per minute per authenticated caller (user or hub key), or per address when unauthenticated (0: no limit)")
 	trustFF := f.Bool("trust-forwarded-for", false, "rate limit by the first X-Forwarded-For address (behind a reverse proxy only)")
@@ -89,9 +93,14 @@ func cmdServe(e *env, name string, args []string) error {
 	if err != nil {
 		return err
 	}
+	if n.Info().Kind == actors.KindCloud && (*httpsAddr != "" || *insecure) {
+		n.Close()
+		return usageErr(name, "--https and --insecure-http are for a hub: a %s serves plain HTTP (put a cloud behind a TLS-terminating proxy)", n.Info().Kind)
+	}
 	scfg.Logger = log
 	err = serveNode(e, f, n, actors.CloudConfig{Policy: pol, RateLimit: *rate, SignInLimit: *signIn, TrustForwardedFor: *trustFF,
-		MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir, Logger: log}, scfg, *addr, *upstream, log)
+		MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir, Logger: log}, scfg,
+		listenAddrs{http: *addr, https: *httpsAddr, insecure: *insecure}, *upstream, log)
 	if cerr := n.Close(); err == nil {
 		err = cerr
 	}
@@ -130,13 +139,20 @@ func alreadyServed(dir string) error {
 	return nil
 }
 
+// listenAddrs are where serve listens: plain HTTP, and for a hub TLS
+// (""=none) and whether its plain listener serves /api/ too.
+type listenAddrs struct {
+	http, https string
+	insecure    bool
+}
+
 // serveNode serves n until serve's context ends: the HTTP sync API on
-// addr, and the control socket, through which the node's other
+// addr.http (a hub's /api/ on addr.https, over TLS), and the control socket, through which the node's other
 // commands run here, against n, with its sync engine (a hub syncs
 // upstream that way while it serves its devices). A hub with an
 // upstream interval also syncs with its cloud on its own
 // (actors.Upstream): every interval, and soon after its devices push.
-func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg actors.ServeConfig, addr string, upstream time.Duration, log *slog.Logger) error {
+func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg actors.ServeConfig, addr listenAddrs, upstream time.Duration, log *slog.Logger) error {
 	var up *actors.Upstream
 	if n.Info().Kind == actors.KindHub && upstream > 0 {
 		up = actors.NewUpstream(n, actors.UpstreamConfig{Interval: upstream, Logger: log})
@@ -160,24 +176,60 @@ func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg ac
 		return err
 	}
 	defer ctl.Close()
-	l, err := net.Listen("tcp", addr)
+	srv := &serving{pid: os.Getpid(), insecure: addr.insecure}
+	var tlsL net.Listener // the hub's TLS listener, when --https
+	if addr.https != "" {
+		cert, fp, err := n.TLSCertificate()
+		if err != nil {
+			return err
+		}
+		if tlsL, err = net.Listen("tcp", addr.https); err != nil {
+			return err
+		}
+		defer tlsL.Close()
+		srv.httpsURL, srv.fingerprint = "https://"+tlsL.Addr().String(), fp
+		tlsL = tls.NewListener(tlsL, actors.ServerTLSConfig(cert))
+	}
+	l, err := net.Listen("tcp", addr.http)
 	if err != nil {
 		return err
 	}
-	url := "http://" + l.Addr().String()
+	srv.url = "http://" + l.Addr().String()
+	url := srv.url
+	plain := handler
+	if n.Info().Kind == actors.KindHub {
+		if !addr.insecure { // the Hikma RPC is sealed end to end; /api/ is not
+			plain = actors.PlainHTTPGuard(handler, srv.httpsURL)
+		}
+		p, err := n.Pairing(srv.url, srv.httpsURL)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		srv.pairing = p.String()
+	}
 	if f.json {
 		err = writeJSON(e.out, struct {
-			URL string `json:"url"`
-		}{url})
+			URL      string `json:"url"`
+			HTTPSURL string `json:"https_url,omitempty"`
+			Pairing  string `json:"pairing,omitempty"`
+		}{url, srv.httpsURL, srv.pairing})
 	} else {
 		_, err = fmt.Fprintf(e.out, "listening on %s\n", url)
+		if err == nil && srv.httpsURL != "" {
+			_, err = fmt.Fprintf(e.out, "listening on %s (TLS, certificate sha256 %s)\n", srv.httpsURL, srv.fingerprint)
+		}
 	}
 	if err != nil {
 		l.Close()
 		return err
 	}
 	info := n.Info()
-	log.Info("serving", "node", info.NodeID, "kind", info.Kind, "url", url, "control", actors.ControlPath(n.Dir()),
+	if addr.insecure {
+		log.Warn("--insecure-http: /api/v2/sync and sign-in are served over plain HTTP, passwords and rows in cleartext", "url", url)
+	}
+	log.Info("serving", "node", info.NodeID, "kind", info.Kind, "url", url, "https_url", srv.httpsURL, "tls_fingerprint", srv.fingerprint,
+		"insecure_http", addr.insecure, "control", actors.ControlPath(n.Dir()),
 		"push_policy", cfg.Policy.String(), "rate_limit", cfg.RateLimit, "max_body", cfg.MaxBodyBytes,
 		"push_budget", h.PushBudget().Limit, "max_conns", scfg.MaxConns, "max_conns_per_addr", scfg.MaxConnsPerAddr)
 	// serve runs until SIGINT or SIGTERM (or the end of e.ctx).
@@ -189,7 +241,7 @@ func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg ac
 	defer cancel()
 	ctlDone := make(chan error, 1)
 	go func() {
-		err := actors.ServeControl(ctx, ctl, controlHandler(n, &serving{url: url, pid: os.Getpid()}, log), log)
+		err := actors.ServeControl(ctx, ctl, controlHandler(n, srv, log), log)
 		cancel()
 		ctlDone <- err
 	}()
@@ -200,8 +252,21 @@ func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg ac
 			up.Run(ctx) // until ctx ends; always nil
 		}
 	}()
-	err = scfg.Serve(ctx, l, handler)
+	tlsDone := make(chan error, 1)
+	go func() {
+		if tlsL == nil {
+			tlsDone <- nil
+			return
+		}
+		err := scfg.Serve(ctx, tlsL, handler)
+		cancel()
+		tlsDone <- err
+	}()
+	err = scfg.Serve(ctx, l, plain)
 	cancel()
+	if terr := <-tlsDone; err == nil {
+		err = terr
+	}
 	<-upDone
 	if cerr := <-ctlDone; err == nil {
 		err = cerr

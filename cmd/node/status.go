@@ -41,12 +41,16 @@ func cmdStatus(e *env, name string, args []string) error {
 			peers = append(peers, peer{p.ID, p.Type, p.Status, p.URL, last})
 		}
 		type serving struct {
-			URL string `json:"url"`
-			PID int    `json:"pid"`
+			URL          string `json:"url"`
+			PID          int    `json:"pid"`
+			HTTPSURL     string `json:"https_url,omitempty"`
+			InsecureHTTP bool   `json:"insecure_http,omitempty"`
 		}
 		var srv *serving
+		pairing := ""
 		if s := e.serving; s != nil {
-			srv = &serving{s.url, s.pid}
+			srv = &serving{s.url, s.pid, s.httpsURL, s.insecure}
+			pairing = s.pairing
 		}
 		type client struct {
 			ID            string `json:"id"`
@@ -67,7 +71,8 @@ func cmdStatus(e *env, name string, args []string) error {
 			Pending int      `json:"pending"`
 			Clients []client `json:"clients,omitempty"`
 			Serving *serving `json:"serving,omitempty"` // only while served
-		}{st.State, st.Mode, peers, st.Pending, clients, srv})
+			Pairing string   `json:"pairing,omitempty"` // a serving hub's
+		}{st.State, st.Mode, peers, st.Pending, clients, srv, pairing})
 	}
 	pairs := [][2]string{
 		{"node_id", st.NodeID},
@@ -77,6 +82,15 @@ func cmdStatus(e *env, name string, args []string) error {
 	}
 	if s := e.serving; s != nil {
 		pairs = append(pairs, [2]string{"serving", fmt.Sprintf("%s (pid %d)", s.url, s.pid)})
+		if s.httpsURL != "" {
+			pairs = append(pairs, [2]string{"https", fmt.Sprintf("%s (certificate sha256 %s)", s.httpsURL, s.fingerprint)})
+		}
+		if s.insecure {
+			pairs = append(pairs, [2]string{"warning", "--insecure-http: /api/v2/sync and sign-in are served on " + s.url + ", passwords and rows in cleartext"})
+		}
+		if s.pairing != "" {
+			pairs = append(pairs, [2]string{"pairing", s.pairing})
+		}
 	}
 	pairs = append(pairs, [2]string{"pending", strconv.Itoa(st.Pending)})
 	if len(st.Peers) == 0 {
