@@ -6,10 +6,37 @@
 // Init creates a node's directory (bbolt store, key pair, identity); Open
 // opens it; Start runs its engine (a protoactor actor system) with a
 // TransportFactory that says how to reach each peer. The embeddable API is
-// the *Node methods: Sync, ForceReset, State, Subscribe, Put, Delete,
-// Rows, Import, Status, AddUser, peers and devices, and the serving side
-// (Server, CloudHandler). The node binary is built on it; Example shows a
-// whole sync.
+// the *Node methods: Sync, ForceReset, State, Subscribe, PutValues (Go
+// values) and Put (command-line text), Delete, Rows, Conflicts, Import,
+// Status, AddUser, peers and devices, and the serving side (Serve, and
+// its parts Server, CloudHandler, HikmaHandler). The node binary is built
+// on it; Example shows a whole sync.
+//
+// # Embedding
+//
+// A Go program runs a node as the node binary does:
+//
+//	n, err := actors.Open(dir, nil) // after actors.Init(dir, ...) once
+//	defer n.Close()
+//	err = n.Serve(ctx, actors.ServeOptions{
+//		HTTP: ":4001", HTTPS: ":4443", // a hub: Hikma RPC, /api/v2/sync over TLS
+//		UpstreamInterval: time.Minute,  // syncs with its cloud peer on its own
+//		Ready: func(a actors.Addrs) error {
+//			fmt.Println(a.Pairing) // what devices pair with
+//			return nil
+//		},
+//	})
+//
+// Serve starts the sync engine, listens, serves until ctx ends and
+// then drains; ServeOptions nests the serving configs (CloudConfig for
+// push policy and rate limits, ServeConfig for connection bounds). A
+// device pairs with a hub through its pairing string (ParsePairing,
+// PairingPeer, AddPeer), starts its engine (Start with HTTPTransports),
+// signs in (Login) and syncs (Sync); a hub reaches its cloud with the
+// API key the cloud's AddDevice returned. PutValues takes string, bool,
+// integers, float64, nil, json.RawMessage and time.Time, converted by
+// the codec's lossless rules or refused with the reason.
+// ExampleNode_Serve runs a cloud, a hub and two phones in one program.
 //
 // # Syncing
 //

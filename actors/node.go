@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"math"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -330,15 +332,15 @@ func (n *Node) PrivateKey() (*ecdh.PrivateKey, error) {
 
 // Put writes a row from command-line text: each column's text is parsed
 // with codec.ParseText against the catalog column, then the row is
-// created or updated as a local write (kv.Store.Put). An empty id makes
-// a new random UUID v4. Nothing is written if any column is unknown or
-// any value does not parse.
+// written as PutValues writes it. An empty id makes a new random UUID
+// v4. Nothing is written if any column is unknown or any value does not
+// parse.
 func (n *Node) Put(table, id string, text map[string]string) (kv.Record, error) {
 	t, ok := n.store.Catalog().Table(table)
 	if !ok {
 		return kv.Record{}, fmt.Errorf("%w %q", kv.ErrUnknownTable, table)
 	}
-	cols := make(map[string]codec.Value, len(text))
+	cols := make(map[string]any, len(text))
 	for _, name := range slices.Sorted(maps.Keys(text)) {
 		col, ok := t.Column(name)
 		if !ok {
@@ -350,13 +352,130 @@ func (n *Node) Put(table, id string, text map[string]string) (kv.Record, error) 
 		}
 		cols[name] = v
 	}
+	return n.PutValues(table, id, cols)
+}
+
+// PutValues creates or updates a row from Go values, as a local write
+// (kv.Store.Put): pending until a sync pushes it. An empty id makes a
+// new random UUID v4. Each value is converted to its column's type by
+// the codec's lossless rules (codec.NormalizeValue, README
+// "Normalization rules"):
+//
+//   - nil is null (refused in a required column);
+//   - string: kept in a string, date ("YYYY-MM-DD") or decimal column;
+//     a numeric or ISO-8601 string converted in a number or timestamp
+//     column; in a JSON column, JSON text is stored as JSON, other text
+//     as a string;
+//   - bool;
+//   - int, int8 ... int64, uint ... uint64 (within ±2^53, so exact as a
+//     float64) and finite float32/float64: numbers, epoch milliseconds
+//     in a timestamp column (or seconds, told apart by magnitude), 0 and
+//     1 in a bool column;
+//   - json.RawMessage: JSON text, refused when not valid JSON;
+//   - time.Time: its instant in a timestamp column, its date in a date
+//     column when it is a UTC midnight (sub-millisecond digits refused);
+//   - codec.Value: as it is (the store checks it against its column:
+//     codec.CheckValue).
+//
+// Any other type, and a value its column's rules refuse, fails the whole
+// write with an error wrapping kv.ErrInvalidValue that names the table,
+// id, column, value and reason; an unknown column fails with
+// kv.ErrUnknownColumn. Nothing is written then.
+func (n *Node) PutValues(table, id string, cols map[string]any) (kv.Record, error) {
+	t, ok := n.store.Catalog().Table(table)
+	if !ok {
+		return kv.Record{}, fmt.Errorf("%w %q", kv.ErrUnknownTable, table)
+	}
+	vals := make(map[string]codec.Value, len(cols))
+	for _, name := range slices.Sorted(maps.Keys(cols)) {
+		col, ok := t.Column(name)
+		if !ok {
+			return kv.Record{}, unknownColumn(t, name)
+		}
+		if v, ok := cols[name].(codec.Value); ok { // checked by the store
+			vals[name] = v
+			continue
+		}
+		v, err := goValue(cols[name])
+		if err == nil {
+			v, err = codec.NormalizeValue(col, v)
+		}
+		if err != nil {
+			return kv.Record{}, fmt.Errorf("%w: %s/%s: %v", kv.ErrInvalidValue, table, id, err)
+		}
+		vals[name] = v
+	}
 	if id == "" {
 		var err error
 		if id, err = newUUID(); err != nil {
 			return kv.Record{}, err
 		}
 	}
-	return n.store.Put(table, id, cols)
+	return n.store.Put(table, id, vals)
+}
+
+// maxExactInt is the largest integer every float64 up to which is exact.
+const maxExactInt = 1 << 53
+
+// goValue turns a Go value into the codec value it stands for, before
+// its column's normalization.
+func goValue(x any) (codec.Value, error) {
+	integer := func(i int64) (codec.Value, error) {
+		if i > maxExactInt || i < -maxExactInt {
+			return codec.Value{}, fmt.Errorf("integer %d is beyond ±2^53, not exact as a number", i)
+		}
+		return codec.Int(i), nil
+	}
+	switch v := x.(type) {
+	case nil:
+		return codec.Null(), nil
+	case string:
+		return codec.String(v), nil
+	case bool:
+		return codec.Bool(v), nil
+	case int:
+		return integer(int64(v))
+	case int8:
+		return integer(int64(v))
+	case int16:
+		return integer(int64(v))
+	case int32:
+		return integer(int64(v))
+	case int64:
+		return integer(v)
+	case uint:
+		return goValue(uint64(v))
+	case uint8:
+		return integer(int64(v))
+	case uint16:
+		return integer(int64(v))
+	case uint32:
+		return integer(int64(v))
+	case uint64:
+		if v > maxExactInt {
+			return codec.Value{}, fmt.Errorf("integer %d is beyond 2^53, not exact as a number", v)
+		}
+		return codec.Int(int64(v)), nil
+	case float32:
+		return goValue(float64(v))
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return codec.Value{}, fmt.Errorf("%v is not a finite number", v)
+		}
+		return codec.Number(v), nil
+	case json.RawMessage:
+		if !json.Valid(v) {
+			return codec.Value{}, fmt.Errorf("json.RawMessage %q is not valid JSON", v)
+		}
+		var b bytes.Buffer
+		if err := json.Compact(&b, v); err != nil {
+			return codec.Value{}, fmt.Errorf("json.RawMessage: %v", err)
+		}
+		return codec.JSONText(b.String()), nil
+	case time.Time:
+		return codec.String(v.Format(time.RFC3339Nano)), nil
+	}
+	return codec.Value{}, fmt.Errorf("a %T is not a column value (want string, bool, an integer, float64, nil, json.RawMessage, time.Time or codec.Value)", x)
 }
 
 // unknownColumn names the column and, when one is close, suggests it.

@@ -1,7 +1,9 @@
 package actors
 
 import (
+	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -387,5 +389,69 @@ func TestNodeOpenLocked(t *testing.T) {
 	_, err := Open(dir, testClock)
 	if !errors.Is(err, kv.ErrLocked) || !strings.Contains(err.Error(), "node serve") {
 		t.Errorf("second Open: %v, want kv.ErrLocked with a hint", err)
+	}
+}
+
+// PutValues takes Go values and converts them by the codec's lossless
+// rules, or refuses the whole write naming the column and the reason.
+func TestNodePutValues(t *testing.T) {
+	dir, _ := initNode(t, KindHub)
+	n := openNode(t, dir)
+	created := time.Date(2024, 3, 1, 8, 30, 0, 0, time.UTC)
+	cols := map[string]any{
+		"given_name": "Amina", "surname": "Haddad", "date_of_birth": "1990-02-28",
+		"citizenship": "JO", "hometown": "Irbid", "phone": "0790000000", "sex": "female",
+		"additional_data": json.RawMessage(`{ "a": [1, 2] }`), "metadata": "not json",
+		"is_deleted": 0, "government_id": "G-1", "external_patient_id": "E-1",
+		"created_at": created, "camp": nil,
+	}
+	r, err := n.PutValues("patients", "", cols)
+	if err != nil {
+		t.Fatalf("PutValues: %v", err)
+	}
+	for col, want := range map[string]codec.Value{
+		"is_deleted":      codec.Bool(false),
+		"date_of_birth":   codec.String("1990-02-28"),
+		"additional_data": codec.JSONText(`{"a":[1,2]}`),
+		"metadata":        codec.String("not json"), // kept as the string it is
+		"created_at":      codec.Int(created.UnixMilli()),
+		"camp":            codec.Null(),
+	} {
+		if !r.Cols[col].Equal(want) {
+			t.Errorf("PutValues: %s = %v, want %v", col, r.Cols[col], want)
+		}
+	}
+	if r, err := n.PutValues("patients", r.ID, map[string]any{"created_at": int64(1709281800000), "is_deleted": true}); err != nil ||
+		!r.Cols["created_at"].Equal(codec.Int(1709281800000)) || !r.Cols["is_deleted"].Equal(codec.Bool(true)) {
+		t.Errorf("PutValues(int64, bool): %v %v", r.Row, err)
+	}
+
+	before := snap(t, n, "patients")
+	for _, c := range []struct {
+		cols map[string]any
+		want error
+		msg  string
+	}{
+		{map[string]any{"phnoe": "1"}, kv.ErrUnknownColumn, `did you mean "phone"?`},
+		{map[string]any{"phone": []byte("1")}, kv.ErrInvalidValue, "a []uint8 is not a column value"},
+		{map[string]any{"phone": 7}, kv.ErrInvalidValue, "a number in a string column"},
+		{map[string]any{"surname": nil}, kv.ErrInvalidValue, "null in a required column"},
+		{map[string]any{"is_deleted": "false"}, kv.ErrInvalidValue, "is_deleted"},
+		{map[string]any{"is_deleted": 1.5}, kv.ErrInvalidValue, "is_deleted"},
+		{map[string]any{"created_at": int64(1) << 60}, kv.ErrInvalidValue, "beyond ±2^53"},
+		{map[string]any{"created_at": math.NaN()}, kv.ErrInvalidValue, "not a finite number"},
+		{map[string]any{"created_at": created.Add(time.Microsecond)}, kv.ErrInvalidValue, "created_at"},
+		{map[string]any{"metadata": json.RawMessage(`{`)}, kv.ErrInvalidValue, "not valid JSON"},
+		{map[string]any{"date_of_birth": "28/02/1990"}, kv.ErrInvalidValue, "date_of_birth"},
+	} {
+		_, err := n.PutValues("patients", r.ID, c.cols)
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("PutValues(%v): %v, want %v containing %q", c.cols, err, c.want, c.msg)
+		} else if errors.Is(err, kv.ErrInvalidValue) && !strings.Contains(err.Error(), "patients/"+r.ID) {
+			t.Errorf("PutValues(%v): %v does not name the row", c.cols, err)
+		}
+	}
+	if after := snap(t, n, "patients"); after != before {
+		t.Errorf("refused PutValues changed the store: %+v → %+v", before, after)
 	}
 }

@@ -16,15 +16,19 @@ import (
 	"github.com/clinicsync/clinicsync/kv"
 )
 
-// pollUntil polls cond every millisecond for at most 10 s and reports
-// whether it came to hold.
+// pollUntil polls cond every millisecond for at most relayWait (a
+// bound for something stuck, not a speed test) and reports whether it
+// came to hold.
 func pollUntil(cond func() bool) bool {
-	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(relayWait)
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-tick.C:
+		case <-deadline:
 			return false
 		}
-		time.Sleep(time.Millisecond)
 	}
 	return true
 }

@@ -3,18 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/clinicsync/clinicsync/actors"
 	"github.com/clinicsync/clinicsync/fsm"
@@ -97,10 +93,14 @@ func cmdServe(e *env, name string, args []string) error {
 		n.Close()
 		return usageErr(name, "--https and --insecure-http are for a hub: a %s serves plain HTTP (put a cloud behind a TLS-terminating proxy)", n.Info().Kind)
 	}
-	scfg.Logger = log
-	err = serveNode(e, f, n, actors.CloudConfig{Policy: pol, RateLimit: *rate, SignInLimit: *signIn, TrustForwardedFor: *trustFF,
-		MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir, Logger: log}, scfg,
-		listenAddrs{http: *addr, https: *httpsAddr, insecure: *insecure}, *upstream, log)
+	up := *upstream
+	if up == 0 {
+		up = -1 // ServeOptions: negative is no upstream loop
+	}
+	err = serveNode(e, f, n, actors.ServeOptions{HTTP: *addr, HTTPS: *httpsAddr, InsecureHTTP: *insecure,
+		Cloud: actors.CloudConfig{Policy: pol, RateLimit: *rate, SignInLimit: *signIn, TrustForwardedFor: *trustFF,
+			MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir},
+		Limits: scfg, UpstreamInterval: up, Logger: log})
 	if cerr := n.Close(); err == nil {
 		err = cerr
 	}
@@ -139,99 +139,17 @@ func alreadyServed(dir string) error {
 	return nil
 }
 
-// listenAddrs are where serve listens: plain HTTP, and for a hub TLS
-// (""=none) and whether its plain listener serves /api/ too.
-type listenAddrs struct {
-	http, https string
-	insecure    bool
-}
-
-// serveNode serves n until serve's context ends: the HTTP sync API on
-// addr.http (a hub's /api/ on addr.https, over TLS), and the control socket, through which the node's other
-// commands run here, against n, with its sync engine (a hub syncs
-// upstream that way while it serves its devices). A hub with an
-// upstream interval also syncs with its cloud on its own
-// (actors.Upstream): every interval, and soon after its devices push.
-func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg actors.ServeConfig, addr listenAddrs, upstream time.Duration, log *slog.Logger) error {
-	var up *actors.Upstream
-	if n.Info().Kind == actors.KindHub && upstream > 0 {
-		up = actors.NewUpstream(n, actors.UpstreamConfig{Interval: upstream, Logger: log})
-		cfg.OnPush = up.OnPush
-	}
-	h, err := n.CloudHandler(cfg)
-	if err != nil {
-		return err
-	}
-	var handler http.Handler = h
-	if n.Info().Kind == actors.KindHub { // the Hikma app's RPC on /rpc/
-		if handler, err = n.HikmaHandler(h, actors.HikmaConfig{Logger: log}); err != nil {
-			return err
-		}
-	}
-	if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: log}); err != nil {
-		return err
-	}
+// serveNode serves n until serve's context ends (actors.Node.Serve:
+// the HTTP sync API, a hub's TLS and Hikma RPC, its upstream loop), and
+// the control socket, through which the node's other commands run
+// here, against n, with its sync engine.
+func serveNode(e *env, f *flags, n *actors.Node, opts actors.ServeOptions) error {
+	log := opts.Logger
 	ctl, err := n.ListenControl()
 	if err != nil {
 		return err
 	}
 	defer ctl.Close()
-	srv := &serving{pid: os.Getpid(), insecure: addr.insecure}
-	var tlsL net.Listener // the hub's TLS listener, when --https
-	if addr.https != "" {
-		cert, fp, err := n.TLSCertificate()
-		if err != nil {
-			return err
-		}
-		if tlsL, err = net.Listen("tcp", addr.https); err != nil {
-			return err
-		}
-		defer tlsL.Close()
-		srv.httpsURL, srv.fingerprint = "https://"+tlsL.Addr().String(), fp
-		tlsL = tls.NewListener(tlsL, actors.ServerTLSConfig(cert))
-	}
-	l, err := net.Listen("tcp", addr.http)
-	if err != nil {
-		return err
-	}
-	srv.url = "http://" + l.Addr().String()
-	url := srv.url
-	plain := handler
-	if n.Info().Kind == actors.KindHub {
-		if !addr.insecure { // the Hikma RPC is sealed end to end; /api/ is not
-			plain = actors.PlainHTTPGuard(handler, srv.httpsURL)
-		}
-		p, err := n.Pairing(srv.url, srv.httpsURL)
-		if err != nil {
-			l.Close()
-			return err
-		}
-		srv.pairing = p.String()
-	}
-	if f.json {
-		err = writeJSON(e.out, struct {
-			URL      string `json:"url"`
-			HTTPSURL string `json:"https_url,omitempty"`
-			Pairing  string `json:"pairing,omitempty"`
-		}{url, srv.httpsURL, srv.pairing})
-	} else {
-		_, err = fmt.Fprintf(e.out, "listening on %s\n", url)
-		if err == nil && srv.httpsURL != "" {
-			_, err = fmt.Fprintf(e.out, "listening on %s (TLS, certificate sha256 %s)\n", srv.httpsURL, srv.fingerprint)
-		}
-	}
-	if err != nil {
-		l.Close()
-		return err
-	}
-	info := n.Info()
-	if addr.insecure {
-		log.Warn("--insecure-http: /api/v2/sync and sign-in are served over plain HTTP, passwords and rows in cleartext", "url", url)
-	}
-	log.Info("serving", "node", info.NodeID, "kind", info.Kind, "url", url, "https_url", srv.httpsURL, "tls_fingerprint", srv.fingerprint,
-		"insecure_http", addr.insecure, "control", actors.ControlPath(n.Dir()),
-		"push_policy", cfg.Policy.String(), "rate_limit", cfg.RateLimit, "max_body", cfg.MaxBodyBytes,
-		"push_budget", h.PushBudget().Limit, "max_conns", scfg.MaxConns, "max_conns_per_addr", scfg.MaxConnsPerAddr)
 	// serve runs until SIGINT or SIGTERM (or the end of e.ctx).
 	sctx, stop := signal.NotifyContext(e.ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -239,43 +157,45 @@ func serveNode(e *env, f *flags, n *actors.Node, cfg actors.CloudConfig, scfg ac
 	// commands would find it held and unreachable.
 	ctx, cancel := context.WithCancel(sctx)
 	defer cancel()
-	ctlDone := make(chan error, 1)
-	go func() {
-		err := actors.ServeControl(ctx, ctl, controlHandler(n, srv, log), log)
-		cancel()
-		ctlDone <- err
-	}()
-	upDone := make(chan struct{})
-	go func() {
-		defer close(upDone)
-		if up != nil {
-			up.Run(ctx) // until ctx ends; always nil
+	var ctlDone chan error // set once the control socket serves
+	opts.Ready = func(a actors.Addrs) error {
+		srv := &serving{pid: os.Getpid(), url: a.HTTP, httpsURL: a.HTTPS, fingerprint: a.Fingerprint, insecure: opts.InsecureHTTP}
+		if a.Pairing != nil {
+			srv.pairing = a.Pairing.String()
 		}
-	}()
-	tlsDone := make(chan error, 1)
-	go func() {
-		if tlsL == nil {
-			tlsDone <- nil
-			return
+		var err error
+		if f.json {
+			err = writeJSON(e.out, struct {
+				URL      string `json:"url"`
+				HTTPSURL string `json:"https_url,omitempty"`
+				Pairing  string `json:"pairing,omitempty"`
+			}{srv.url, srv.httpsURL, srv.pairing})
+		} else {
+			_, err = fmt.Fprintf(e.out, "listening on %s\n", srv.url)
+			if err == nil && srv.httpsURL != "" {
+				_, err = fmt.Fprintf(e.out, "listening on %s (TLS, certificate sha256 %s)\n", srv.httpsURL, srv.fingerprint)
+			}
 		}
-		err := scfg.Serve(ctx, tlsL, handler)
-		cancel()
-		tlsDone <- err
-	}()
-	err = scfg.Serve(ctx, l, plain)
+		if err != nil {
+			return err
+		}
+		log.Info("control socket", "path", actors.ControlPath(n.Dir()))
+		ctlDone = make(chan error, 1)
+		go func() {
+			err := actors.ServeControl(ctx, ctl, controlHandler(n, srv, log), log)
+			cancel()
+			ctlDone <- err
+		}()
+		return nil
+	}
+	err = n.Serve(ctx, opts)
 	cancel()
-	if terr := <-tlsDone; err == nil {
-		err = terr
+	if ctlDone != nil {
+		if cerr := <-ctlDone; err == nil {
+			err = cerr
+		}
 	}
-	<-upDone
-	if cerr := <-ctlDone; err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	log.Info("stopped")
-	return nil
+	return err
 }
 
 // controlHandler runs the command lines that come through the control
