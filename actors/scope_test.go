@@ -152,7 +152,13 @@ func servedIDs(t *testing.T, how string, cs *codec.Changeset) []string {
 		tc := cs.Tables[name]
 		for _, r := range slices.Concat(tc.Created, tc.Updated) {
 			out = append(out, name+"/"+r.ID)
-			if strings.Contains(r.ID, "c2") || strings.Contains(fmt.Sprint(r.Cols), "c2") {
+			var text strings.Builder
+			for name, v := range r.Cols {
+				if name != "hashed_password" { // a random salt may spell c2
+					fmt.Fprint(&text, v, " ")
+				}
+			}
+			if strings.Contains(r.ID, "c2") || strings.Contains(text.String(), "c2") {
 				t.Errorf("%s: a hub of c1 was served %s/%s: %v", how, name, r.ID, r.Cols)
 			}
 		}
