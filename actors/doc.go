@@ -78,6 +78,23 @@
 // pins the certificate: HTTPTransports then trusts that certificate
 // alone (PinnedTLSConfig) and fails with ErrCertMismatch on any other.
 //
+// # Native RPC
+//
+// With ServeOptions.RPC a node also serves other Go nodes over
+// protoactor-go remote (rpc.go): a clear handshake (the client's node
+// id and ephemeral X25519 key; the node's static key and a session id),
+// then every pull and push sealed with the codec's Sealer and Opener,
+// per direction, served by one actor per session through the same
+// Server as /api/v2/sync. A hub's pairing string then carries "rpc", and
+// PairingPeer makes an rpc://host:port peer whose key is pinned:
+// HTTPTransports gives it an RPCTransport, which refuses a node
+// presenting another key (ErrHubKeyMismatch). Caveats: protoactor
+// remote answers over a connection the answering side dials, so a
+// client also listens (its local address toward the peer, a free port)
+// and must be reachable from the peer; and every remote start sets
+// gRPC's global logger, which the race detector reports when several
+// remotes run in one process (tests with several nodes).
+//
 // # Control socket
 //
 // While a node serves, ServeControl listens on DIR/control.sock: the

@@ -397,9 +397,14 @@ func writePrivateFile(path string, data []byte) error {
 // else with the user credentials of `node login`); other peers go to
 // other, or are refused when it is nil. An https peer with a pinned
 // TLS fingerprint (paired with a hub's pairing string) is trusted by
-// that pin alone: another certificate fails with ErrCertMismatch.
+// that pin alone: another certificate fails with ErrCertMismatch. A
+// peer with an rpc://host:port URL gets an RPCTransport (native RPC),
+// which pins the peer's public key when the peer record has one.
 func (n *Node) HTTPTransports(other TransportFactory) TransportFactory {
 	return func(p kv.Peer) (Transport, error) {
+		if strings.HasPrefix(p.URL, RPCScheme) {
+			return n.rpcTransport(p)
+		}
 		if !strings.HasPrefix(p.URL, "http://") && !strings.HasPrefix(p.URL, "https://") {
 			if other != nil {
 				return other(p)
@@ -459,7 +464,7 @@ func (n *Node) Login(ctx context.Context, email, password string, peerID string)
 // PeerConfig describes a peer to add.
 type PeerConfig struct {
 	Type string // kv.PeerCloud or kv.PeerHub
-	URL  string // http(s)://host[:port]
+	URL  string // http(s)://host[:port], or rpc://host:port (native RPC)
 	Name string
 	// APIKey is a hub's key toward the cloud (`node device add` on the
 	// cloud prints it).
@@ -483,8 +488,9 @@ func (n *Node) AddPeer(cfg PeerConfig) (kv.Peer, error) {
 		return kv.Peer{}, fmt.Errorf("%w: a hub syncs with the cloud only (peer type cloud_server)", ErrInvalidConfig)
 	}
 	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return kv.Peer{}, fmt.Errorf("%w: peer URL %q: want http(s)://host[:port][/path]", ErrInvalidConfig, cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "rpc") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
+		u.Scheme == "rpc" && (u.Port() == "" || strings.Trim(u.Path, "/") != "") {
+		return kv.Peer{}, fmt.Errorf("%w: peer URL %q: want http(s)://host[:port][/path] or rpc://host:port", ErrInvalidConfig, cfg.URL)
 	}
 	if cfg.TLSFingerprint != "" && (u.Scheme != "https" || !validFingerprint(cfg.TLSFingerprint)) {
 		return kv.Peer{}, fmt.Errorf("%w: a TLS fingerprint (base64url sha256) pins an https URL, not %q", ErrInvalidConfig, cfg.URL)

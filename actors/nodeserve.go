@@ -37,6 +37,12 @@ type ServeOptions struct {
 	// refuses /api/ (PlainHTTPGuard) and keeps only the sealed Hikma RPC.
 	// Serve logs a warning. A cloud refuses it.
 	InsecureHTTP bool
+	// RPC is the address to serve native RPC on (host:port; port 0
+	// picks one; "": none): protobuf pulls and pushes between node
+	// processes over protoactor-go remote, sealed after a handshake
+	// with the node's key (rpc.go). A hub's pairing string then names
+	// it, and Go devices paired with it sync there.
+	RPC string
 	// Cloud configures the HTTP sync API (push policy, rate limits, body
 	// and page bounds). Its Logger defaults to Logger; its OnPush, if
 	// any, is called before the upstream loop's.
@@ -70,6 +76,8 @@ type Addrs struct {
 	// HTTPS is a hub's TLS listener's URL ("" when none), and
 	// Fingerprint its certificate's (Fingerprint).
 	HTTPS, Fingerprint string
+	// RPC is the native RPC address (host:port; "" when none).
+	RPC string
 	// Pairing is a hub's pairing string (nil on a cloud): pass it to
 	// PairingPeer on a device, or print it (Pairing.String).
 	Pairing *Pairing
@@ -153,6 +161,18 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	}
 	defer l.Close()
 	addrs.HTTP = "http://" + l.Addr().String()
+	if opts.RPC != "" {
+		priv, err := n.PrivateKey()
+		if err != nil {
+			return err
+		}
+		rs, err := startRPC(opts.RPC, rpcDeps{server: h.server, auth: h.auth, store: n.store, priv: priv, nodeID: n.info.NodeID, log: log})
+		if err != nil {
+			return err
+		}
+		defer rs.stop()
+		addrs.RPC = rs.addr
+	}
 	plain := handler
 	if kind == KindHub {
 		if !opts.InsecureHTTP { // the Hikma RPC is sealed end to end; /api/ is not
@@ -161,6 +181,9 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 		p, err := n.Pairing(addrs.HTTP, addrs.HTTPS)
 		if err != nil {
 			return err
+		}
+		if addrs.RPC != "" {
+			p.RPC = reachableAddr(addrs.RPC)
 		}
 		addrs.Pairing = &p
 	}
@@ -172,7 +195,7 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	if opts.InsecureHTTP {
 		log.Warn("insecure HTTP (--insecure-http): /api/v2/sync and sign-in are served over plain HTTP, passwords and rows in cleartext", "url", addrs.HTTP)
 	}
-	log.Info("serving", "node", n.info.NodeID, "kind", kind, "url", addrs.HTTP, "https_url", addrs.HTTPS, "tls_fingerprint", addrs.Fingerprint,
+	log.Info("serving", "node", n.info.NodeID, "kind", kind, "url", addrs.HTTP, "https_url", addrs.HTTPS, "rpc", addrs.RPC, "tls_fingerprint", addrs.Fingerprint,
 		"insecure_http", opts.InsecureHTTP, "push_policy", cfg.Policy.String(), "rate_limit", cfg.RateLimit, "max_body", cfg.MaxBodyBytes,
 		"push_budget", h.PushBudget().Limit, "max_conns", scfg.MaxConns, "max_conns_per_addr", scfg.MaxConnsPerAddr,
 		"upstream", up != nil)

@@ -33,6 +33,9 @@ type Pairing struct {
 	// does not); FP pins its certificate (Fingerprint).
 	HTTPS string `json:"https,omitempty"`
 	FP    string `json:"fp,omitempty"`
+	// RPC is where the hub serves native RPC, host:port ("" when it
+	// does not): Go nodes sync there, sealed under PK.
+	RPC string `json:"rpc,omitempty"`
 }
 
 // String is the pairing string: compact JSON, fields in a fixed order.
@@ -46,9 +49,13 @@ func (p Pairing) String() string {
 	return strings.TrimSpace(b.String())
 }
 
-// SyncURL is the URL a Go node syncs with: the TLS one when the hub
-// serves it, else the plain one (a hub served with --insecure-http).
+// SyncURL is the URL a Go node syncs with: native RPC (rpc://host:port)
+// when the hub serves it, else the TLS one when it serves that, else the
+// plain one (a hub served with --insecure-http).
 func (p Pairing) SyncURL() string {
+	if p.RPC != "" {
+		return RPCScheme + p.RPC
+	}
 	if p.HTTPS != "" {
 		return p.HTTPS
 	}
@@ -128,6 +135,8 @@ func ParsePairing(s string) (Pairing, error) {
 		return Pairing{}, fmt.Errorf("%w: https %q is not https://host[:port]", ErrBadPairing, p.HTTPS)
 	case p.FP != "" && !validFingerprint(p.FP):
 		return Pairing{}, fmt.Errorf("%w: fp %q is not a sha256 in base64url", ErrBadPairing, p.FP)
+	case p.RPC != "" && !validHostPort(p.RPC):
+		return Pairing{}, fmt.Errorf("%w: rpc %q is not host:port", ErrBadPairing, p.RPC)
 	}
 	if _, err := codec.DecodePublicKey(p.PK); err != nil {
 		return Pairing{}, fmt.Errorf("%w: pk: %v", ErrBadPairing, err)
@@ -136,11 +145,29 @@ func ParsePairing(s string) (Pairing, error) {
 }
 
 // PairingPeer is the PeerConfig of the hub a pairing string names: its
-// sync URL (TLS when served), public key and certificate pin.
+// sync URL (SyncURL: native RPC when served, else TLS), public key and,
+// for a TLS URL, certificate pin. Over native RPC the public key is the
+// pin: a hub presenting another one is refused (ErrHubKeyMismatch).
 func PairingPeer(p Pairing) (PeerConfig, error) {
 	pk, err := codec.DecodePublicKey(p.PK)
 	if err != nil {
 		return PeerConfig{}, fmt.Errorf("%w: pk: %v", ErrBadPairing, err)
 	}
-	return PeerConfig{Type: kv.PeerHub, URL: p.SyncURL(), PublicKey: pk.Bytes(), TLSFingerprint: p.FP}, nil
+	cfg := PeerConfig{Type: kv.PeerHub, URL: p.SyncURL(), PublicKey: pk.Bytes()}
+	if strings.HasPrefix(cfg.URL, "https://") {
+		cfg.TLSFingerprint = p.FP
+	}
+	return cfg, nil
+}
+
+// validHostPort reports whether s is host:port with a non-empty host
+// and a port.
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	return err == nil && host != "" && port != ""
+}
+
+// reachableAddr is reachable for a host:port.
+func reachableAddr(hostport string) string {
+	return strings.TrimPrefix(reachable("rpc://"+hostport), "rpc://")
 }

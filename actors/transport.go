@@ -8,8 +8,9 @@ import (
 )
 
 // Transport carries one peer's pulls and pushes. Implementations: the
-// in-memory network (MemNet) for tests and the simulator; HTTP and the
-// encrypted hub RPC come with the cloud and hub nodes.
+// in-memory network (MemNet) for tests and the simulator, HTTPTransport
+// (http(s):// peers) and RPCTransport (rpc:// peers, native RPC sealed
+// end to end); HTTPTransports picks one by the peer's URL.
 type Transport interface {
 	Pull(ctx context.Context, req *pb.PullRequest) (*pb.PullResponse, error)
 	Push(ctx context.Context, req *pb.PushRequest) (*pb.PushResponse, error)

@@ -1159,8 +1159,10 @@ type HandshakeRequest struct {
 	ClientPublicKey []byte                 `protobuf:"bytes,3,opt,name=client_public_key,json=clientPublicKey,proto3" json:"client_public_key,omitempty"`
 	DeviceName      string                 `protobuf:"bytes,4,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
 	PeerType        string                 `protobuf:"bytes,5,opt,name=peer_type,json=peerType,proto3" json:"peer_type,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// request_id names the handshake (native RPC).
+	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandshakeRequest) Reset() {
@@ -1228,6 +1230,13 @@ func (x *HandshakeRequest) GetPeerType() string {
 	return ""
 }
 
+func (x *HandshakeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type HandshakeResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=clinicsync.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -1236,8 +1245,13 @@ type HandshakeResponse struct {
 	HubName         string                 `protobuf:"bytes,4,opt,name=hub_name,json=hubName,proto3" json:"hub_name,omitempty"`
 	HubPublicKey    []byte                 `protobuf:"bytes,5,opt,name=hub_public_key,json=hubPublicKey,proto3" json:"hub_public_key,omitempty"`
 	Error           string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Native RPC: the session the sealed requests name, the handshake's
+	// request_id, and a machine-readable refusal (error_code).
+	SessionId     string `protobuf:"bytes,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	RequestId     string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	ErrorCode     string `protobuf:"bytes,9,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandshakeResponse) Reset() {
@@ -1312,6 +1326,341 @@ func (x *HandshakeResponse) GetError() string {
 	return ""
 }
 
+func (x *HandshakeResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *HandshakeResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *HandshakeResponse) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+// RpcEnvelope carries one native RPC request or answer between node
+// processes: blob is a codec Sealer envelope (base64url of nonce ‖
+// ciphertext ‖ tag) whose AAD is direction. An answer refused before
+// it could be sealed (unknown session, an envelope that failed to open)
+// has no blob and says why in error and error_code.
+type RpcEnvelope struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=clinicsync.v1.ProtocolVersion" json:"protocol_version,omitempty"`
+	SessionId       string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	RequestId       string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Direction       string                 `protobuf:"bytes,4,opt,name=direction,proto3" json:"direction,omitempty"`
+	Blob            string                 `protobuf:"bytes,5,opt,name=blob,proto3" json:"blob,omitempty"`
+	Error           string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	ErrorCode       string                 `protobuf:"bytes,7,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RpcEnvelope) Reset() {
+	*x = RpcEnvelope{}
+	mi := &file_proto_clinicsync_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RpcEnvelope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RpcEnvelope) ProtoMessage() {}
+
+func (x *RpcEnvelope) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RpcEnvelope.ProtoReflect.Descriptor instead.
+func (*RpcEnvelope) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RpcEnvelope) GetProtocolVersion() ProtocolVersion {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return ProtocolVersion_PROTOCOL_VERSION_UNSPECIFIED
+}
+
+func (x *RpcEnvelope) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RpcEnvelope) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RpcEnvelope) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *RpcEnvelope) GetBlob() string {
+	if x != nil {
+		return x.Blob
+	}
+	return ""
+}
+
+func (x *RpcEnvelope) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *RpcEnvelope) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+// RpcRequest is the plaintext sealed in a request's RpcEnvelope.
+type RpcRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// authorization is what HTTP's Authorization header would hold
+	// ("Basic ..." for a user, "Bearer ..." for a hub with peer_type
+	// sync_hub).
+	Authorization string `protobuf:"bytes,2,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	PeerType      string `protobuf:"bytes,3,opt,name=peer_type,json=peerType,proto3" json:"peer_type,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*RpcRequest_Pull
+	//	*RpcRequest_Push
+	Op            isRpcRequest_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RpcRequest) Reset() {
+	*x = RpcRequest{}
+	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RpcRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RpcRequest) ProtoMessage() {}
+
+func (x *RpcRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RpcRequest.ProtoReflect.Descriptor instead.
+func (*RpcRequest) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RpcRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RpcRequest) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
+func (x *RpcRequest) GetPeerType() string {
+	if x != nil {
+		return x.PeerType
+	}
+	return ""
+}
+
+func (x *RpcRequest) GetOp() isRpcRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *RpcRequest) GetPull() *PullRequest {
+	if x != nil {
+		if x, ok := x.Op.(*RpcRequest_Pull); ok {
+			return x.Pull
+		}
+	}
+	return nil
+}
+
+func (x *RpcRequest) GetPush() *PushRequest {
+	if x != nil {
+		if x, ok := x.Op.(*RpcRequest_Push); ok {
+			return x.Push
+		}
+	}
+	return nil
+}
+
+type isRpcRequest_Op interface {
+	isRpcRequest_Op()
+}
+
+type RpcRequest_Pull struct {
+	Pull *PullRequest `protobuf:"bytes,4,opt,name=pull,proto3,oneof"`
+}
+
+type RpcRequest_Push struct {
+	Push *PushRequest `protobuf:"bytes,5,opt,name=push,proto3,oneof"`
+}
+
+func (*RpcRequest_Pull) isRpcRequest_Op() {}
+
+func (*RpcRequest_Push) isRpcRequest_Op() {}
+
+// RpcResponse is the plaintext sealed in an answer's RpcEnvelope.
+type RpcResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Error     string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	ErrorCode string                 `protobuf:"bytes,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*RpcResponse_Pull
+	//	*RpcResponse_Push
+	Op            isRpcResponse_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RpcResponse) Reset() {
+	*x = RpcResponse{}
+	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RpcResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RpcResponse) ProtoMessage() {}
+
+func (x *RpcResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RpcResponse.ProtoReflect.Descriptor instead.
+func (*RpcResponse) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RpcResponse) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RpcResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *RpcResponse) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *RpcResponse) GetOp() isRpcResponse_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *RpcResponse) GetPull() *PullResponse {
+	if x != nil {
+		if x, ok := x.Op.(*RpcResponse_Pull); ok {
+			return x.Pull
+		}
+	}
+	return nil
+}
+
+func (x *RpcResponse) GetPush() *PushResponse {
+	if x != nil {
+		if x, ok := x.Op.(*RpcResponse_Push); ok {
+			return x.Push
+		}
+	}
+	return nil
+}
+
+type isRpcResponse_Op interface {
+	isRpcResponse_Op()
+}
+
+type RpcResponse_Pull struct {
+	Pull *PullResponse `protobuf:"bytes,4,opt,name=pull,proto3,oneof"`
+}
+
+type RpcResponse_Push struct {
+	Push *PushResponse `protobuf:"bytes,5,opt,name=push,proto3,oneof"`
+}
+
+func (*RpcResponse_Pull) isRpcResponse_Op() {}
+
+func (*RpcResponse_Push) isRpcResponse_Op() {}
+
 type NodeInfo struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=clinicsync.v1.ProtocolVersion" json:"protocol_version,omitempty"`
@@ -1326,7 +1675,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_proto_clinicsync_proto_msgTypes[15]
+	mi := &file_proto_clinicsync_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1687,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[15]
+	mi := &file_proto_clinicsync_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1700,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{15}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeInfo) GetProtocolVersion() ProtocolVersion {
@@ -1419,7 +1768,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	mi := &file_proto_clinicsync_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1780,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[16]
+	mi := &file_proto_clinicsync_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1793,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{16}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Peer) GetPeerId() string {
@@ -1550,7 +1899,7 @@ type StoredRow struct {
 
 func (x *StoredRow) Reset() {
 	*x = StoredRow{}
-	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	mi := &file_proto_clinicsync_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1911,7 @@ func (x *StoredRow) String() string {
 func (*StoredRow) ProtoMessage() {}
 
 func (x *StoredRow) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	mi := &file_proto_clinicsync_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1924,7 @@ func (x *StoredRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRow.ProtoReflect.Descriptor instead.
 func (*StoredRow) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{17}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StoredRow) GetCols() map[string]*Value {
@@ -1664,7 +2013,7 @@ type Conflict struct {
 
 func (x *Conflict) Reset() {
 	*x = Conflict{}
-	mi := &file_proto_clinicsync_proto_msgTypes[18]
+	mi := &file_proto_clinicsync_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +2025,7 @@ func (x *Conflict) String() string {
 func (*Conflict) ProtoMessage() {}
 
 func (x *Conflict) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[18]
+	mi := &file_proto_clinicsync_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +2038,7 @@ func (x *Conflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
 func (*Conflict) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{18}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Conflict) GetTable() string {
@@ -1756,7 +2105,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_proto_clinicsync_proto_msgTypes[19]
+	mi := &file_proto_clinicsync_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2117,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[19]
+	mi := &file_proto_clinicsync_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2130,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{19}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Device) GetDeviceId() string {
@@ -1841,7 +2190,7 @@ type Client struct {
 
 func (x *Client) Reset() {
 	*x = Client{}
-	mi := &file_proto_clinicsync_proto_msgTypes[20]
+	mi := &file_proto_clinicsync_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2202,7 @@ func (x *Client) String() string {
 func (*Client) ProtoMessage() {}
 
 func (x *Client) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[20]
+	mi := &file_proto_clinicsync_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2215,7 @@ func (x *Client) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Client.ProtoReflect.Descriptor instead.
 func (*Client) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{20}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Client) GetId() string {
@@ -1926,7 +2275,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_proto_clinicsync_proto_msgTypes[21]
+	mi := &file_proto_clinicsync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2287,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[21]
+	mi := &file_proto_clinicsync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2300,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{21}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LogEntry) GetSeq() uint64 {
@@ -2078,21 +2427,58 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\acounter\x18\x03 \x01(\x04R\acounter\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x04 \x01(\fR\n" +
-	"ciphertext\"\xe4\x01\n" +
+	"ciphertext\"\x83\x02\n" +
 	"\x10HandshakeRequest\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12*\n" +
 	"\x11client_public_key\x18\x03 \x01(\fR\x0fclientPublicKey\x12\x1f\n" +
 	"\vdevice_name\x18\x04 \x01(\tR\n" +
 	"deviceName\x12\x1b\n" +
-	"\tpeer_type\x18\x05 \x01(\tR\bpeerType\"\xe6\x01\n" +
+	"\tpeer_type\x18\x05 \x01(\tR\bpeerType\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"\xc3\x02\n" +
 	"\x11HandshakeResponse\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x15\n" +
 	"\x06hub_id\x18\x03 \x01(\tR\x05hubId\x12\x19\n" +
 	"\bhub_name\x18\x04 \x01(\tR\ahubName\x12$\n" +
 	"\x0ehub_public_key\x18\x05 \x01(\fR\fhubPublicKey\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"\xed\x01\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\a \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\b \x01(\tR\trequestId\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\t \x01(\tR\terrorCode\"\xfd\x01\n" +
+	"\vRpcEnvelope\x12I\n" +
+	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12\x1c\n" +
+	"\tdirection\x18\x04 \x01(\tR\tdirection\x12\x12\n" +
+	"\x04blob\x18\x05 \x01(\tR\x04blob\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\a \x01(\tR\terrorCode\"\xd8\x01\n" +
+	"\n" +
+	"RpcRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12$\n" +
+	"\rauthorization\x18\x02 \x01(\tR\rauthorization\x12\x1b\n" +
+	"\tpeer_type\x18\x03 \x01(\tR\bpeerType\x120\n" +
+	"\x04pull\x18\x04 \x01(\v2\x1a.clinicsync.v1.PullRequestH\x00R\x04pull\x120\n" +
+	"\x04push\x18\x05 \x01(\v2\x1a.clinicsync.v1.PushRequestH\x00R\x04pushB\x04\n" +
+	"\x02op\"\xcd\x01\n" +
+	"\vRpcResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\tR\terrorCode\x121\n" +
+	"\x04pull\x18\x04 \x01(\v2\x1b.clinicsync.v1.PullResponseH\x00R\x04pull\x121\n" +
+	"\x04push\x18\x05 \x01(\v2\x1b.clinicsync.v1.PushResponseH\x00R\x04pushB\x04\n" +
+	"\x02op\"\xed\x01\n" +
 	"\bNodeInfo\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12+\n" +
@@ -2198,7 +2584,7 @@ func file_proto_clinicsync_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_clinicsync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_proto_clinicsync_proto_goTypes = []any{
 	(ProtocolVersion)(0),      // 0: clinicsync.v1.ProtocolVersion
 	(NodeKind)(0),             // 1: clinicsync.v1.NodeKind
@@ -2218,19 +2604,22 @@ var file_proto_clinicsync_proto_goTypes = []any{
 	(*Envelope)(nil),          // 15: clinicsync.v1.Envelope
 	(*HandshakeRequest)(nil),  // 16: clinicsync.v1.HandshakeRequest
 	(*HandshakeResponse)(nil), // 17: clinicsync.v1.HandshakeResponse
-	(*NodeInfo)(nil),          // 18: clinicsync.v1.NodeInfo
-	(*Peer)(nil),              // 19: clinicsync.v1.Peer
-	(*StoredRow)(nil),         // 20: clinicsync.v1.StoredRow
-	(*Conflict)(nil),          // 21: clinicsync.v1.Conflict
-	(*Device)(nil),            // 22: clinicsync.v1.Device
-	(*Client)(nil),            // 23: clinicsync.v1.Client
-	(*LogEntry)(nil),          // 24: clinicsync.v1.LogEntry
-	nil,                       // 25: clinicsync.v1.Row.ColsEntry
-	nil,                       // 26: clinicsync.v1.StoredRow.ColsEntry
-	nil,                       // 27: clinicsync.v1.LogEntry.ChangesEntry
+	(*RpcEnvelope)(nil),       // 18: clinicsync.v1.RpcEnvelope
+	(*RpcRequest)(nil),        // 19: clinicsync.v1.RpcRequest
+	(*RpcResponse)(nil),       // 20: clinicsync.v1.RpcResponse
+	(*NodeInfo)(nil),          // 21: clinicsync.v1.NodeInfo
+	(*Peer)(nil),              // 22: clinicsync.v1.Peer
+	(*StoredRow)(nil),         // 23: clinicsync.v1.StoredRow
+	(*Conflict)(nil),          // 24: clinicsync.v1.Conflict
+	(*Device)(nil),            // 25: clinicsync.v1.Device
+	(*Client)(nil),            // 26: clinicsync.v1.Client
+	(*LogEntry)(nil),          // 27: clinicsync.v1.LogEntry
+	nil,                       // 28: clinicsync.v1.Row.ColsEntry
+	nil,                       // 29: clinicsync.v1.StoredRow.ColsEntry
+	nil,                       // 30: clinicsync.v1.LogEntry.ChangesEntry
 }
 var file_proto_clinicsync_proto_depIdxs = []int32{
-	25, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
+	28, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
 	4,  // 1: clinicsync.v1.Row.versions:type_name -> clinicsync.v1.VersionGroup
 	5,  // 2: clinicsync.v1.TableChanges.created:type_name -> clinicsync.v1.Row
 	5,  // 3: clinicsync.v1.TableChanges.updated:type_name -> clinicsync.v1.Row
@@ -2247,23 +2636,28 @@ var file_proto_clinicsync_proto_depIdxs = []int32{
 	0,  // 14: clinicsync.v1.Envelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
 	0,  // 15: clinicsync.v1.HandshakeRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
 	0,  // 16: clinicsync.v1.HandshakeResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 17: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	1,  // 18: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
-	26, // 19: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
-	2,  // 20: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
-	4,  // 21: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
-	3,  // 22: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
-	4,  // 23: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
-	4,  // 24: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
-	27, // 25: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
-	3,  // 26: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 27: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 28: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	0,  // 17: clinicsync.v1.RpcEnvelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	8,  // 18: clinicsync.v1.RpcRequest.pull:type_name -> clinicsync.v1.PullRequest
+	12, // 19: clinicsync.v1.RpcRequest.push:type_name -> clinicsync.v1.PushRequest
+	11, // 20: clinicsync.v1.RpcResponse.pull:type_name -> clinicsync.v1.PullResponse
+	14, // 21: clinicsync.v1.RpcResponse.push:type_name -> clinicsync.v1.PushResponse
+	0,  // 22: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	1,  // 23: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
+	29, // 24: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
+	2,  // 25: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
+	4,  // 26: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
+	3,  // 27: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
+	4,  // 28: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
+	4,  // 29: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
+	30, // 30: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
+	3,  // 31: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 32: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 33: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_proto_clinicsync_proto_init() }
@@ -2277,13 +2671,21 @@ func file_proto_clinicsync_proto_init() {
 		(*Value_Bool)(nil),
 		(*Value_Json)(nil),
 	}
+	file_proto_clinicsync_proto_msgTypes[16].OneofWrappers = []any{
+		(*RpcRequest_Pull)(nil),
+		(*RpcRequest_Push)(nil),
+	}
+	file_proto_clinicsync_proto_msgTypes[17].OneofWrappers = []any{
+		(*RpcResponse_Pull)(nil),
+		(*RpcResponse_Push)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_clinicsync_proto_rawDesc), len(file_proto_clinicsync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

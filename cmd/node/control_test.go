@@ -38,7 +38,7 @@ func startServe(t *testing.T, dir string) (url string, stop func() result) {
 }
 
 // startServeArgs is startServe with more flags, returning the URLs of
-// serve's first n lines (a hub with --https prints two).
+// serve's first n lines (a hub with --https prints two, --rpc one more).
 func startServeArgs(t *testing.T, dir string, n int, extra ...string) (urls []string, stop func() result) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -66,7 +66,7 @@ func startServeArgs(t *testing.T, dir string, n int, extra ...string) (urls []st
 	br := bufio.NewReader(pr)
 	for i := range n {
 		line, err := br.ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, "listening on http") {
+		if err != nil || !strings.HasPrefix(line, "listening on http") && !strings.HasPrefix(line, "listening on "+actors.RPCScheme) {
 			t.Fatalf("serve %s: line %d %q (%v); stderr %q", dir, i+1, line, err, stderr)
 		}
 		url, _, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), " ")

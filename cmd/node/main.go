@@ -37,6 +37,7 @@ Available:
                 [--trust-forwarded-for] [--max-body BYTES] [--page-size N] [--push-budget BYTES]
                 [--body-timeout D] [--max-conns N] [--max-conns-per-addr N] [--spool-dir DIR]
                 [--upstream-interval D] [--sign-in-limit N] [--https ADDR] [--insecure-http]
+                [--rpc ADDR]
                 (cloud: GET/POST /api/v2/sync, POST /api/auth/sign-in and /api/login, /healthz on
                 --http, behind a TLS-terminating proxy. hub: the Hikma app's RPC /rpc/* (sealed) on
                 --http, and /api/v2/sync, sign-in and /healthz over TLS on --https, with the hub's
@@ -44,12 +45,17 @@ Available:
                 unless --insecure-http (passwords and rows in cleartext on the LAN).
                 A hub syncs with its cloud peer at start, every D (default 5m) and 2s after a
                 device's push; 0: only on node sync; first line: listening on URL (a hub's
-                --https: a second line); refused while another serve runs on DIR)
+                --https: a second line); refused while another serve runs on DIR.
+                --rpc ADDR: native RPC for Go nodes (protobuf over protoactor-go remote, every
+                pull and push sealed after an X25519 handshake with the node's key); a hub's
+                pairing string then carries "rpc":"host:port" and paired Go devices sync there)
   node pairing  --data DIR [--qr | --png FILE]
                 (a serving hub's pairing string, as text, a QR code on the terminal or a PNG)
   node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K]
   node peer add --data DIR --type sync_hub --pairing S [--name N]
-                (pins the hub's public key and TLS certificate; another certificate is refused)
+                (pins the hub's public key and TLS certificate; another certificate is refused;
+                a pairing string with "rpc" adds the hub as rpc://host:port, native RPC, where
+                a hub presenting another key is refused)
   node peer list|use|revoke --data DIR [ID]
   node login    --data DIR --email E --password P [--peer ID]   (a sync follows)
   node sync     --data DIR [--peer ID] [--page-size N]
@@ -65,7 +71,7 @@ Available:
                 (values that lost to a newer edit, oldest first)
 
 Not available yet in this build (they exit 2):
-  mode, serve --rpc/--metrics
+  mode, serve --metrics
 
 login keeps the credentials in DIR/credentials.json (mode 0600, the
 password in plain text, as the Hikma app keeps it): protect DIR.

@@ -1,0 +1,437 @@
+package actors
+
+// Native RPC, the serving side: protobuf messages between node
+// processes over protoactor-go remote, sealed after a handshake.
+//
+// A serving node (ServeOptions.RPC) runs an actor system of its own
+// with remote on that address and one named actor, RPCActorName. A
+// client sends it a pb.HandshakeRequest in clear (its node id and an
+// ephemeral X25519 public key); the actor answers with the node's
+// static public key and a session id, and spawns one session actor,
+// which owns the session's codec.Sealer and codec.Opener. Every later
+// request is a pb.RpcEnvelope naming the session; the listener forwards
+// it to its session actor, which opens it (a tampered, replayed or
+// wrong-direction envelope is refused, logged, and the session goes
+// on), checks the caller's credentials, runs the node's Server (the
+// engine behind /api/v2/sync) and answers sealed. A session idle for
+// RPCIdle ends; so does one whose device is revoked.
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/kv"
+	pb "github.com/clinicsync/clinicsync/proto"
+)
+
+// RPCActorName is the name of the actor a serving node answers native
+// RPC with.
+const RPCActorName = "clinicsync-rpc"
+
+// RPCIdle ends a native RPC session that has had no request for this
+// long; the client handshakes again on its next request.
+const RPCIdle = 5 * time.Minute
+
+// maxRPCSessions bounds the sessions a node keeps at once; past it a
+// handshake is refused (the client retries later).
+const maxRPCSessions = 4096
+
+// Refusal codes of native RPC (pb.HandshakeResponse.error_code,
+// pb.RpcEnvelope.error_code, pb.RpcResponse.error_code).
+const (
+	rpcCodeSession      = "session_unknown"
+	rpcCodeEnvelope     = "envelope_refused"
+	rpcCodeUnauthorized = "unauthorized"
+	rpcCodeRevoked      = "revoked"
+	rpcCodeRateLimited  = "rate_limited"
+	rpcCodeConflict     = "conflict"
+	rpcCodeBadRequest   = "bad_request"
+	rpcCodeBusy         = "busy"
+	rpcCodeInternal     = "internal"
+)
+
+var (
+	// ErrHubKeyMismatch: the node at a peer's RPC address presented
+	// another public key than the one pinned at pairing.
+	ErrHubKeyMismatch = errors.New("actors: the hub presented another public key than the one pinned when it was paired (re-pair only if you know why it changed)")
+	// ErrEnvelopeRefused: a sealed native RPC message was refused
+	// (tampered, replayed or of the wrong direction).
+	ErrEnvelopeRefused = errors.New("actors: sealed message refused")
+	// ErrPeerRevoked: the serving node revoked this device.
+	ErrPeerRevoked = errors.New("actors: this device's access was revoked by the hub")
+)
+
+// rpcDeps is what the RPC actors serve with.
+type rpcDeps struct {
+	server *Server
+	auth   *Authenticator
+	store  *kv.Store
+	priv   *ecdh.PrivateKey
+	nodeID string
+	log    *slog.Logger
+	idle   time.Duration
+	rand   io.Reader
+}
+
+// rpcServer is a running native RPC listener.
+type rpcServer struct {
+	sys  *actor.ActorSystem
+	rem  *remote.Remote
+	addr string // host:port it listens on
+}
+
+// startRemote starts protoactor remote for sys on addr (port 0 picks a
+// free one) and returns the address it listens on. Remote panics when
+// it cannot listen; that becomes an error.
+func startRemote(sys *actor.ActorSystem, addr string) (rem *remote.Remote, bound string, err error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: RPC address %q: %v", ErrInvalidConfig, addr, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, "", fmt.Errorf("%w: RPC address %q: bad port", ErrInvalidConfig, addr)
+	}
+	if port == 0 { // remote advertises the address it was given: pick the port here
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, "", fmt.Errorf("actors: serving RPC: %w", err)
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	rem = remote.NewRemote(sys, remote.Configure(host, port, rpcDialOptions()))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("actors: serving RPC on %s: %v", addr, r)
+		}
+	}()
+	rem.Start()
+	return rem, net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// rpcWireTap, when set (tests), wraps every connection that native RPC
+// dials, in both directions (protoactor remote answers over a
+// connection the answering side dials), to read the bytes on the wire.
+var rpcWireTap atomic.Pointer[func(net.Conn) net.Conn]
+
+// rpcDialOptions: plain gRPC connections (the payloads are sealed), made
+// through rpcWireTap when set.
+func rpcDialOptions() remote.ConfigOption {
+	return remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if tap := rpcWireTap.Load(); err == nil && tap != nil {
+				c = (*tap)(c)
+			}
+			return c, err
+		}))
+}
+
+// startRPC serves native RPC on addr until stop.
+func startRPC(addr string, deps rpcDeps) (*rpcServer, error) {
+	if deps.idle <= 0 {
+		deps.idle = RPCIdle
+	}
+	if deps.rand == nil {
+		deps.rand = rand.Reader
+	}
+	log := deps.log
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+	rem, bound, err := startRemote(sys, addr)
+	if err != nil {
+		sys.Shutdown()
+		return nil, err
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return &rpcListener{deps: &deps} },
+		actor.WithSupervisor(actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider)))
+	if _, err := sys.Root.SpawnNamed(props, RPCActorName); err != nil {
+		rem.Shutdown(false)
+		sys.Shutdown()
+		return nil, fmt.Errorf("actors: starting the RPC actor: %w", err)
+	}
+	return &rpcServer{sys: sys, rem: rem, addr: bound}, nil
+}
+
+func (s *rpcServer) stop() {
+	s.rem.Shutdown(false)
+	s.sys.Shutdown()
+}
+
+// rpcListener answers handshakes and forwards sealed requests to their
+// session actors. Its state is touched only in Receive.
+type rpcListener struct {
+	deps     *rpcDeps
+	sessions map[string]*actor.PID // by session id
+	byPID    map[string]string     // session actor id → session id
+}
+
+func (l *rpcListener) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		l.sessions, l.byPID = map[string]*actor.PID{}, map[string]string{}
+	case *actor.Stopping, *actor.Restarting:
+	case *actor.Terminated:
+		if id, ok := l.byPID[m.Who.Id]; ok {
+			delete(l.byPID, m.Who.Id)
+			delete(l.sessions, id)
+		}
+	case *pb.HandshakeRequest:
+		ctx.Respond(l.handshake(ctx, m))
+	case *pb.RpcEnvelope:
+		pid, ok := l.sessions[m.GetSessionId()]
+		if !ok {
+			l.deps.log.Warn("native rpc: request for an unknown session", "session", m.GetSessionId(), "request", m.GetRequestId())
+			ctx.Respond(&pb.RpcEnvelope{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, SessionId: m.GetSessionId(), RequestId: m.GetRequestId(),
+				Error: "unknown or ended session: handshake again", ErrorCode: rpcCodeSession})
+			return
+		}
+		ctx.Forward(pid)
+	}
+}
+
+func (l *rpcListener) handshake(ctx actor.Context, m *pb.HandshakeRequest) *pb.HandshakeResponse {
+	d := l.deps
+	resp := &pb.HandshakeResponse{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, RequestId: m.GetRequestId(), HubId: d.nodeID}
+	refuse := func(code, format string, a ...any) *pb.HandshakeResponse {
+		resp.Error, resp.ErrorCode = fmt.Sprintf(format, a...), code
+		d.log.Warn("native rpc: handshake refused", "client", m.GetClientId(), "code", code, "error", resp.Error)
+		return resp
+	}
+	if m.GetClientId() == "" {
+		return refuse(rpcCodeBadRequest, "handshake without a client id")
+	}
+	if len(m.GetClientPublicKey()) != codec.PublicKeySize {
+		return refuse(rpcCodeBadRequest, "client public key is %d bytes, want %d", len(m.GetClientPublicKey()), codec.PublicKeySize)
+	}
+	if msg, err := peerRevoked(d.store, m.GetClientId()); err != nil {
+		return refuse(rpcCodeInternal, "internal server error")
+	} else if msg != "" {
+		return refuse(rpcCodeRevoked, "%s", msg)
+	}
+	if len(l.sessions) >= maxRPCSessions {
+		return refuse(rpcCodeBusy, "too many sessions; try again later")
+	}
+	pub, err := ecdh.X25519().NewPublicKey(m.GetClientPublicKey())
+	if err != nil {
+		return refuse(rpcCodeBadRequest, "client public key: %v", err)
+	}
+	key, err := codec.DeriveSessionKey(codec.RoleHub, d.priv, pub)
+	if err != nil {
+		return refuse(rpcCodeBadRequest, "client public key: %v", err)
+	}
+	sealer, err := codec.NewSealer(key, codec.RoleHub)
+	if err != nil {
+		panic("actors: a derived session key was refused: " + err.Error())
+	}
+	opener, err := codec.NewOpener(key, codec.RoleHub)
+	if err != nil {
+		panic("actors: a derived session key was refused: " + err.Error())
+	}
+	id, err := newUUID()
+	if err != nil {
+		return refuse(rpcCodeInternal, "internal server error")
+	}
+	s := &rpcSession{deps: d, id: id, client: m.GetClientId(), sealer: sealer, opener: opener}
+	pid, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return s }), "session-"+id)
+	if err != nil {
+		return refuse(rpcCodeInternal, "internal server error")
+	}
+	l.sessions[id], l.byPID[pid.Id] = pid, id
+	d.log.Info("native rpc: session opened", "session", id, "client", m.GetClientId())
+	resp.Success, resp.SessionId, resp.HubPublicKey = true, id, d.priv.PublicKey().Bytes()
+	return resp
+}
+
+// peerRevoked returns the revocation message when id names a peer of
+// this node that is revoked ("" otherwise). Devices that sync with a
+// hub over native RPC are recorded as peers only when added as such;
+// a hub's registered devices (kv.Device) are refused through their
+// revoked key by the Authenticator.
+func peerRevoked(store *kv.Store, id string) (string, error) {
+	p, err := store.Peer(id)
+	if errors.Is(err, kv.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if p.Status == kv.StatusRevoked {
+		return ErrPeerRevoked.Error(), nil
+	}
+	return "", nil
+}
+
+// rpcSession is one client's session: it owns the session's keys and
+// serves its requests one at a time.
+type rpcSession struct {
+	deps   *rpcDeps
+	id     string
+	client string
+	sealer *codec.Sealer
+	opener *codec.Opener
+}
+
+func (s *rpcSession) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		ctx.SetReceiveTimeout(s.deps.idle)
+	case *actor.ReceiveTimeout:
+		s.deps.log.Info("native rpc: session idle, closed", "session", s.id, "client", s.client)
+		ctx.Stop(ctx.Self())
+	case *actor.Stopping, *actor.Stopped, *actor.Restarting:
+	case *pb.RpcEnvelope:
+		reply, end := s.serve(m)
+		ctx.Respond(reply)
+		if end {
+			ctx.Stop(ctx.Self())
+		}
+	}
+}
+
+// responseDir is the direction of the answer to a request's.
+func responseDir(d codec.Direction) codec.Direction {
+	if d == codec.DirCommand {
+		return codec.DirCommandResponse
+	}
+	return codec.DirQueryResponse
+}
+
+// serve answers one sealed request; end says the session is over.
+func (s *rpcSession) serve(m *pb.RpcEnvelope) (reply *pb.RpcEnvelope, end bool) {
+	log := s.deps.log.With("session", s.id, "client", s.client, "request", m.GetRequestId())
+	dir := codec.Direction(m.GetDirection())
+	clear := &pb.RpcEnvelope{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, SessionId: s.id, RequestId: m.GetRequestId()}
+	if dir != codec.DirQuery && dir != codec.DirCommand {
+		log.Warn("native rpc: envelope refused", "error", "direction "+string(dir))
+		clear.Error, clear.ErrorCode = fmt.Sprintf("envelope refused: direction %q is not a request's", dir), rpcCodeEnvelope
+		return clear, false
+	}
+	plain, err := s.opener.Open(dir, m.GetBlob())
+	if err != nil {
+		log.Warn("native rpc: envelope refused", "error", err)
+		clear.Error, clear.ErrorCode = "envelope refused: "+err.Error(), rpcCodeEnvelope
+		return clear, false
+	}
+	resp := &pb.RpcResponse{RequestId: m.GetRequestId()}
+	req := new(pb.RpcRequest)
+	if err := proto.Unmarshal(plain, req); err != nil {
+		resp.Error, resp.ErrorCode = "malformed request: "+err.Error(), rpcCodeBadRequest
+	} else {
+		end = s.answer(log, dir, req, resp)
+	}
+	plain, err = proto.MarshalOptions{Deterministic: true}.Marshal(resp)
+	if err == nil {
+		clear.Direction = string(responseDir(dir))
+		clear.Blob, err = s.sealer.Seal(responseDir(dir), plain)
+	}
+	if err != nil {
+		log.Error("native rpc: sealing an answer", "error", err)
+		clear.Direction, clear.Blob = "", ""
+		clear.Error, clear.ErrorCode = "internal server error", rpcCodeInternal
+	}
+	return clear, end
+}
+
+// answer fills resp for an opened request; it says whether the session
+// ends (the device was revoked).
+func (s *rpcSession) answer(log *slog.Logger, dir codec.Direction, req *pb.RpcRequest, resp *pb.RpcResponse) bool {
+	fail := func(code, format string, a ...any) {
+		resp.Error, resp.ErrorCode = fmt.Sprintf(format, a...), code
+	}
+	switch {
+	case req.GetRequestId() != resp.GetRequestId():
+		fail(rpcCodeBadRequest, "sealed request id %q differs from the envelope's", req.GetRequestId())
+		return false
+	case req.GetPull() != nil && dir != codec.DirQuery, req.GetPush() != nil && dir != codec.DirCommand:
+		fail(rpcCodeBadRequest, "a pull travels as %q, a push as %q", codec.DirQuery, codec.DirCommand)
+		return false
+	case req.GetPull() == nil && req.GetPush() == nil:
+		fail(rpcCodeBadRequest, "neither a pull nor a push")
+		return false
+	}
+	if msg, err := peerRevoked(s.deps.store, s.client); err != nil {
+		log.Error("native rpc: reading peers", "error", err)
+		fail(rpcCodeInternal, "internal server error")
+		return false
+	} else if msg != "" {
+		log.Warn("native rpc: revoked device refused; session closed")
+		fail(rpcCodeRevoked, "%s", msg)
+		return true
+	}
+	hr, err := http.NewRequest(http.MethodPost, "/", nil)
+	if err != nil {
+		panic("actors: building a request: " + err.Error())
+	}
+	hr.Header.Set("Authorization", req.GetAuthorization())
+	if pt := req.GetPeerType(); pt != "" {
+		hr.URL.RawQuery = url.Values{"peerType": {pt}}.Encode()
+	}
+	c, err := s.deps.auth.Authenticate(hr, "rpc:"+s.client)
+	var throttled *ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		fail(rpcCodeRateLimited, "too many failed sign-ins; retry in %s", throttled.Wait.Round(time.Second))
+		return false
+	case errors.Is(err, ErrUnauthorized):
+		log.Warn("native rpc: unauthorized", "error", err)
+		fail(rpcCodeUnauthorized, "%v", err)
+		return false
+	case err != nil:
+		log.Error("native rpc: authenticating", "error", err)
+		fail(rpcCodeInternal, "internal server error")
+		return false
+	}
+	if pull := req.GetPull(); pull != nil {
+		out, err := s.deps.server.Pull(c, pull)
+		if err == nil {
+			resp.Op = &pb.RpcResponse_Pull{Pull: out}
+		}
+		s.refusal(log, err, resp)
+	} else {
+		out, err := s.deps.server.Push(c, req.GetPush())
+		if err == nil {
+			resp.Op = &pb.RpcResponse_Push{Push: out}
+		}
+		s.refusal(log, err, resp)
+	}
+	return false
+}
+
+// refusal turns a Server error into the answer's error and code.
+func (s *rpcSession) refusal(log *slog.Logger, err error, resp *pb.RpcResponse) {
+	switch {
+	case err == nil:
+		return
+	case errors.Is(err, fsm.ErrConflict):
+		resp.ErrorCode = rpcCodeConflict
+	case errors.Is(err, ErrBadRequest):
+		resp.ErrorCode = rpcCodeBadRequest
+	case errors.Is(err, ErrUnauthorized):
+		resp.ErrorCode = rpcCodeUnauthorized
+	default:
+		log.Error("native rpc: serving", "error", err)
+		resp.Error, resp.ErrorCode = "internal server error", rpcCodeInternal
+		return
+	}
+	resp.Error = err.Error()
+}
