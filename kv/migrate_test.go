@@ -128,3 +128,44 @@ func TestMigrateGivesOldRowsVersions(t *testing.T) {
 		t.Fatalf("format %d, %v", format, err)
 	}
 }
+
+// A store from before the device key index (format 1) gets it when
+// opened: its hubs' keys are found again.
+func TestMigrateIndexesDeviceKeys(t *testing.T) {
+	be := NewMemory()
+	opts := Options{Clock: NewManualClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))}
+	s, err := New(be, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutDevice(Device{ID: "hub1", KeyHash: []byte("0123456789abcdef0123456789abcdef")}); err != nil {
+		t.Fatal(err)
+	}
+	err = be.Update(func(tx Tx) error { // as format 1 left it: no index
+		idx, err := tx.Bucket(bDeviceKey)
+		if err != nil {
+			return err
+		}
+		if err := idx.Delete([]byte("0123456789abcdef0123456789abcdef")); err != nil {
+			return err
+		}
+		m, err := tx.Bucket(bMeta)
+		if err != nil {
+			return err
+		}
+		return m.Put(kFormat, u64b(formatVersions))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeviceByKeyHash([]byte("0123456789abcdef0123456789abcdef")); err == nil {
+		t.Fatal("the key was found without its index: the test does not remove it")
+	}
+	s, err = New(be, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.DeviceByKeyHash([]byte("0123456789abcdef0123456789abcdef")); err != nil || d.ID != "hub1" {
+		t.Errorf("after the migration: %+v %v", d, err)
+	}
+}

@@ -220,11 +220,16 @@ func decodeDevice(k, v []byte) (Device, error) {
 // indexDeviceKeys builds the device key index of a store from before it
 // (format 2).
 func indexDeviceKeys(tx Tx) error {
-	b, err := tx.Bucket(bDevices)
+	idx, err := tx.Bucket(bDeviceKey)
 	if err != nil {
 		return err
 	}
-	idx, err := tx.Bucket(bDeviceKey)
+	return eachDevice(tx, func(k []byte, d Device) error { return idx.Put(d.KeyHash, k) })
+}
+
+// eachDevice calls fn with each stored device (and its key), by id.
+func eachDevice(tx Tx, fn func(k []byte, d Device) error) error {
+	b, err := tx.Bucket(bDevices)
 	if err != nil {
 		return err
 	}
@@ -233,7 +238,7 @@ func indexDeviceKeys(tx Tx) error {
 		if err != nil {
 			return false, err
 		}
-		return true, idx.Put(d.KeyHash, k)
+		return true, fn(k, d)
 	})
 }
 
@@ -241,17 +246,9 @@ func indexDeviceKeys(tx Tx) error {
 func (s *Store) Devices() ([]Device, error) {
 	var out []Device
 	err := s.be.View(func(tx Tx) error {
-		b, err := tx.Bucket(bDevices)
-		if err != nil {
-			return err
-		}
-		return b.Ascend(nil, func(k, v []byte) (bool, error) {
-			d, err := decodeDevice(k, v)
-			if err != nil {
-				return false, err
-			}
+		return eachDevice(tx, func(_ []byte, d Device) error {
 			out = append(out, d)
-			return true, nil
+			return nil
 		})
 	})
 	return out, err
