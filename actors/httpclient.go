@@ -474,6 +474,9 @@ type PeerConfig struct {
 	// (PairingPeer); a pin needs an https URL.
 	PublicKey      []byte
 	TLSFingerprint string
+	// NodeID is the hub's node id from its pairing string ("" when
+	// unknown): native RPC addresses the hub's listener by it.
+	NodeID string
 }
 
 // AddPeer adds a peer to sync with and returns it with its new id. A
@@ -503,7 +506,7 @@ func (n *Node) AddPeer(cfg PeerConfig) (kv.Peer, error) {
 		return kv.Peer{}, err
 	}
 	p := kv.Peer{ID: id, Type: cfg.Type, Status: kv.StatusActive, URL: strings.TrimRight(cfg.URL, "/"),
-		Name: cfg.Name, APIKey: cfg.APIKey, PublicKey: cfg.PublicKey, TLSFingerprint: cfg.TLSFingerprint}
+		Name: cfg.Name, APIKey: cfg.APIKey, PublicKey: cfg.PublicKey, TLSFingerprint: cfg.TLSFingerprint, NodeID: cfg.NodeID}
 	if err := n.store.PutPeer(p); err != nil {
 		return kv.Peer{}, err
 	}

@@ -146,14 +146,14 @@ func ParsePairing(s string) (Pairing, error) {
 
 // PairingPeer is the PeerConfig of the hub a pairing string names: its
 // sync URL (SyncURL: native RPC when served, else TLS), public key and,
-// for a TLS URL, certificate pin. Over native RPC the public key is the
+// for a TLS URL, certificate pin, and its node id. Over native RPC the public key is the
 // pin: a hub presenting another one is refused (ErrHubKeyMismatch).
 func PairingPeer(p Pairing) (PeerConfig, error) {
 	pk, err := codec.DecodePublicKey(p.PK)
 	if err != nil {
 		return PeerConfig{}, fmt.Errorf("%w: pk: %v", ErrBadPairing, err)
 	}
-	cfg := PeerConfig{Type: kv.PeerHub, URL: p.SyncURL(), PublicKey: pk.Bytes()}
+	cfg := PeerConfig{Type: kv.PeerHub, URL: p.SyncURL(), PublicKey: pk.Bytes(), NodeID: p.ID}
 	if strings.HasPrefix(cfg.URL, "https://") {
 		cfg.TLSFingerprint = p.FP
 	}

@@ -3,9 +3,11 @@ package actors
 // Native RPC, the serving side: protobuf messages between node
 // processes over protoactor-go remote, sealed after a handshake.
 //
-// A serving node (ServeOptions.RPC) runs an actor system of its own
-// with remote on that address and one named actor, RPCActorName. A
-// client sends it a pb.HandshakeRequest in clear (its node id and an
+// A serving node (ServeOptions.RPC) runs one named listener actor,
+// RPCActorName-<its node id>, in the process's one actor system with
+// remote (rpcProcess: shared by every server and client of the process,
+// started once, living as long as the process). A client sends the
+// listener a pb.HandshakeRequest in clear (its node id and an
 // ephemeral X25519 public key); the actor answers with the node's
 // static public key and a session id, and spawns one session actor,
 // which owns the session's codec.Sealer and codec.Opener. Every later
@@ -28,6 +30,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,8 +46,9 @@ import (
 	pb "github.com/clinicsync/clinicsync/proto"
 )
 
-// RPCActorName is the name of the actor a serving node answers native
-// RPC with.
+// RPCActorName names native RPC's actors: a serving node answers with
+// its listener RPCActorName-<node id>; the actor RPCActorName forwards
+// to a process's only listener (clients that do not know the hub's id).
 const RPCActorName = "clinicsync-rpc"
 
 // RPCIdle ends a native RPC session that has had no request for this
@@ -67,6 +71,7 @@ const (
 	rpcCodeBadRequest   = "bad_request"
 	rpcCodeBusy         = "busy"
 	rpcCodeInternal     = "internal"
+	rpcCodeNoListener   = "no_listener"
 )
 
 var (
@@ -94,15 +99,39 @@ type rpcDeps struct {
 
 // rpcServer is a running native RPC listener.
 type rpcServer struct {
-	sys  *actor.ActorSystem
-	rem  *remote.Remote
-	addr string // host:port it listens on
+	pid   *actor.PID // the listener actor
+	hubID string
+	addr  string // host:port it listens on
 }
 
-// startRemote starts protoactor remote for sys on addr (port 0 picks a
-// free one) and returns the address it listens on. Remote panics when
-// it cannot listen; that becomes an error.
-func startRemote(sys *actor.ActorSystem, addr string) (rem *remote.Remote, bound string, err error) {
+// rpcProcess is the process's one protoactor remote, shared by every
+// native RPC server and client in the process. protoactor's
+// remote.Start sets gRPC's global logger unsynchronized, so a second
+// remote in a process races with the first one's gRPC goroutines; the
+// process therefore starts remote at most once. The first user starts
+// it: a server on the address it asks for, a client on its local
+// address toward the peer (a free port). Later servers reuse it when
+// they ask for its address, or for port 0 on its host; clients always
+// reuse it. It lives as long as the process: stopping a server stops
+// its listener actor and sessions, not the remote.
+//
+// Several hubs may serve in one process (tests): each one's listener is
+// named RPCActorName-<hub node id>, and the actor named RPCActorName
+// forwards to the only listener (for clients that do not know the hub's
+// node id, or whose hub was replaced on its address: the pinned key
+// decides then).
+var rpcProcess struct {
+	mu   sync.Mutex // guards the fields
+	sys  *actor.ActorSystem
+	addr string                // host:port the remote listens on
+	hubs map[string]*actor.PID // listeners by hub node id
+}
+
+// processRemote returns the process's actor system with remote and the
+// address it listens on, starting it on addr on first use. A server
+// (serving) asking for an address the running remote cannot serve
+// gets an error.
+func processRemote(addr string, serving bool) (*actor.ActorSystem, string, error) {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: RPC address %q: %v", ErrInvalidConfig, addr, err)
@@ -111,22 +140,94 @@ func startRemote(sys *actor.ActorSystem, addr string) (rem *remote.Remote, bound
 	if err != nil || port < 0 || port > 65535 {
 		return nil, "", fmt.Errorf("%w: RPC address %q: bad port", ErrInvalidConfig, addr)
 	}
+	rpcProcess.mu.Lock()
+	defer rpcProcess.mu.Unlock()
+	if rpcProcess.sys != nil {
+		runningHost, _, _ := net.SplitHostPort(rpcProcess.addr)
+		if serving && addr != rpcProcess.addr && (port != 0 || host != runningHost) {
+			return nil, "", fmt.Errorf("%w: this process already serves native RPC on %s, and cannot also on %s (one protoactor remote per process)",
+				ErrInvalidConfig, rpcProcess.addr, addr)
+		}
+		return rpcProcess.sys, rpcProcess.addr, nil
+	}
+	// protoactor logs through the system's logger; the system is the
+	// process's, not one node's, so its own logs are dropped (each
+	// listener logs through its node's logger).
+	quiet := slog.New(slog.DiscardHandler)
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	bound, err := startRemote(sys, host, port)
+	if err != nil {
+		sys.Shutdown()
+		return nil, "", err
+	}
+	if _, err := sys.Root.SpawnNamed(actor.PropsFromFunc(rpcDirectory), RPCActorName); err != nil {
+		panic("actors: spawning the native RPC directory in a new actor system: " + err.Error())
+	}
+	rpcProcess.sys, rpcProcess.addr, rpcProcess.hubs = sys, bound, map[string]*actor.PID{}
+	return sys, bound, nil
+}
+
+// rpcDirectory, the actor named RPCActorName, forwards every message to
+// the process's only listener, and refuses it when there are none or
+// several (the client must name the hub: its pairing string's id).
+func rpcDirectory(ctx actor.Context) {
+	var msg string
+	switch ctx.Message().(type) {
+	case *pb.HandshakeRequest, *pb.RpcEnvelope:
+	default:
+		return
+	}
+	rpcProcess.mu.Lock()
+	var only *actor.PID
+	for _, pid := range rpcProcess.hubs {
+		only = pid
+	}
+	n := len(rpcProcess.hubs)
+	rpcProcess.mu.Unlock()
+	switch n {
+	case 1:
+		ctx.Forward(only)
+		return
+	case 0:
+		msg = "no hub serves native RPC here"
+	default:
+		msg = "several hubs serve native RPC here: pair with the hub's pairing string"
+	}
+	switch m := ctx.Message().(type) {
+	case *pb.HandshakeRequest:
+		ctx.Respond(&pb.HandshakeResponse{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, RequestId: m.GetRequestId(),
+			Error: msg, ErrorCode: rpcCodeNoListener})
+	case *pb.RpcEnvelope:
+		ctx.Respond(&pb.RpcEnvelope{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, SessionId: m.GetSessionId(), RequestId: m.GetRequestId(),
+			Error: msg, ErrorCode: rpcCodeNoListener})
+	}
+}
+
+// rpcListenerName is the name of hubID's listener actor.
+func rpcListenerName(hubID string) string { return RPCActorName + "-" + hubID }
+
+// startRemote starts protoactor remote for sys on host:port (port 0
+// picks a free one) and returns the address it listens on. Remote
+// panics when it cannot listen; that becomes an error. Only
+// processRemote calls it.
+func startRemote(sys *actor.ActorSystem, host string, port int) (bound string, err error) {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	if port == 0 { // remote advertises the address it was given: pick the port here
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, "", fmt.Errorf("actors: serving RPC: %w", err)
+			return "", fmt.Errorf("actors: serving RPC: %w", err)
 		}
 		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 	}
-	rem = remote.NewRemote(sys, remote.Configure(host, port, rpcDialOptions()))
+	rem := remote.NewRemote(sys, remote.Configure(host, port, rpcDialOptions()))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("actors: serving RPC on %s: %v", addr, r)
 		}
 	}()
 	rem.Start()
-	return rem, net.JoinHostPort(host, strconv.Itoa(port)), nil
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // rpcWireTap, when set (tests), wraps every connection that native RPC
@@ -147,7 +248,8 @@ func rpcDialOptions() remote.ConfigOption {
 		}))
 }
 
-// startRPC serves native RPC on addr until stop.
+// startRPC serves native RPC on addr until stop, in the process's
+// remote (processRemote).
 func startRPC(addr string, deps rpcDeps) (*rpcServer, error) {
 	if deps.idle <= 0 {
 		deps.idle = RPCIdle
@@ -155,26 +257,37 @@ func startRPC(addr string, deps rpcDeps) (*rpcServer, error) {
 	if deps.rand == nil {
 		deps.rand = rand.Reader
 	}
-	log := deps.log
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
-	rem, bound, err := startRemote(sys, addr)
+	sys, bound, err := processRemote(addr, true)
 	if err != nil {
-		sys.Shutdown()
 		return nil, err
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return &rpcListener{deps: &deps} },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider)))
-	if _, err := sys.Root.SpawnNamed(props, RPCActorName); err != nil {
-		rem.Shutdown(false)
-		sys.Shutdown()
+	rpcProcess.mu.Lock()
+	defer rpcProcess.mu.Unlock()
+	if _, ok := rpcProcess.hubs[deps.nodeID]; ok {
+		return nil, fmt.Errorf("%w: this process already serves node %s over native RPC", ErrInvalidConfig, deps.nodeID)
+	}
+	pid, err := sys.Root.SpawnNamed(props, rpcListenerName(deps.nodeID))
+	if err != nil {
 		return nil, fmt.Errorf("actors: starting the RPC actor: %w", err)
 	}
-	return &rpcServer{sys: sys, rem: rem, addr: bound}, nil
+	rpcProcess.hubs[deps.nodeID] = pid
+	return &rpcServer{pid: pid, hubID: deps.nodeID, addr: bound}, nil
 }
 
+// stop stops the listener and its sessions (its children). The
+// process's remote goes on (processRemote).
 func (s *rpcServer) stop() {
-	s.rem.Shutdown(false)
-	s.sys.Shutdown()
+	rpcProcess.mu.Lock()
+	sys := rpcProcess.sys
+	if rpcProcess.hubs[s.hubID] == s.pid {
+		delete(rpcProcess.hubs, s.hubID)
+	}
+	rpcProcess.mu.Unlock()
+	if err := sys.Root.StopFuture(s.pid).Wait(); err != nil {
+		sys.Logger().Warn("native rpc: stopping a listener", "error", err)
+	}
 }
 
 // rpcListener answers handshakes and forwards sealed requests to their

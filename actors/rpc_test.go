@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -101,7 +104,7 @@ func rpcTransportTo(t *testing.T, phone *Node, a Addrs) *RPCTransport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := phone.HTTPTransports(nil)(kv.Peer{ID: "hub", Type: kv.PeerHub, URL: cfg.URL, PublicKey: cfg.PublicKey})
+	tr, err := phone.HTTPTransports(nil)(kv.Peer{ID: "hub", Type: kv.PeerHub, URL: cfg.URL, PublicKey: cfg.PublicKey, NodeID: cfg.NodeID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,12 +332,89 @@ func (c tapConn) Write(p []byte) (int, error) {
 }
 
 // TestRPCNoCleartext: the bytes on the wire of a sync over native RPC,
-// both ways, hold no patient name and no password. Not parallel: the
-// wire tap sees every connection native RPC dials in the process.
+// both ways, hold no patient name and no password. A process has one
+// protoactor remote (rpcProcess), and a phone and a hub in one process
+// talk through it without a wire; so the hub serves from another
+// process (this test binary again, TestRPCHubProcess), which records
+// the bytes of the connections it dials (its answers) while this one
+// records the phone's (its requests). Not parallel: the wire tap sees
+// every connection native RPC dials in the process.
 func TestRPCNoCleartext(t *testing.T) {
-	hub, a := serveRPCHub(t, slog.New(slog.DiscardHandler))
 	const pushed, pulled = "Zawadiuniquepushed", "Nyokabiuniquepulled"
+	dir := filepath.Join(t.TempDir(), "hub")
+	if _, err := Init(dir, InitConfig{Kind: KindHub, Clinics: []string{"c1"}}); err != nil {
+		t.Fatal(err)
+	}
+	hub, err := Open(dir, SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hub.AddUser(UserConfig{Email: rpcEmail, Password: rpcPassword}); err != nil {
+		t.Fatal(err)
+	}
 	putPatient(t, hub, "h1", pulled)
+	if err := hub.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	hubWire := filepath.Join(t.TempDir(), "wire")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestRPCHubProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "CLINICSYNC_RPC_HUB="+dir, "CLINICSYNC_RPC_WIRE="+hubWire)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var childErr syncBuffer
+	cmd.Stderr = &childErr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var childOut syncBuffer
+	pairings := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if p, ok := strings.CutPrefix(sc.Text(), "PAIRING "); ok {
+				pairings <- p
+			}
+			childOut.Write(append(sc.Bytes(), '\n'))
+		}
+		close(pairings)
+	}()
+	exited := false
+	wait := func() {
+		if exited {
+			return
+		}
+		exited = true
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("the hub's process: %v\nstdout:\n%s\nstderr:\n%s", err, childOut.String(), childErr.String())
+		}
+	}
+	t.Cleanup(wait)
+	var a Pairing
+	select {
+	case p, ok := <-pairings:
+		if !ok {
+			wait()
+			t.Fatal("the hub's process printed no pairing string")
+		}
+		if a, err = ParsePairing(p); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the hub's process did not start within a minute")
+	}
+
 	phone := rpcNode(t, KindMobile)
 	if err := phone.SetCredentials(rpcEmail, rpcPassword); err != nil {
 		t.Fatal(err)
@@ -343,7 +423,7 @@ func TestRPCNoCleartext(t *testing.T) {
 	tap := func(c net.Conn) net.Conn { return tapConn{c, &wire} }
 	rpcWireTap.Store(&tap)
 	t.Cleanup(func() { rpcWireTap.Store(nil) })
-	tr := rpcTransportTo(t, phone, a)
+	tr := rpcTransportTo(t, phone, Addrs{Pairing: &a})
 	var answers syncBuffer
 	tr.received = func(e *pb.RpcEnvelope) bool {
 		b, err := proto.Marshal(e)
@@ -354,7 +434,11 @@ func TestRPCNoCleartext(t *testing.T) {
 		return false
 	}
 	putPatient(t, phone, "m1", pushed)
-	peer, err := phone.AddPeer(PeerConfig{Type: kv.PeerHub, URL: RPCScheme + a.RPC, PublicKey: hub.mustPublicKey(t)})
+	cfg, err := PairingPeer(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := phone.AddPeer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,10 +448,10 @@ func TestRPCNoCleartext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if res, err := phone.Sync(ctx, SyncRequest{PeerID: peer.ID}); err != nil || res.Outcome == OutcomeError || res.Pushed != 1 {
-		t.Fatalf("sync through the proxy: %+v %v", res, err)
+		t.Fatalf("sync with the hub's process: %+v %v", res, err)
 	}
-	if !hasRow(t, hub, "m1") || !hasRow(t, phone, "h1") {
-		t.Fatal("rows did not travel")
+	if !hasRow(t, phone, "h1") {
+		t.Fatal("the hub's row did not travel")
 	}
 	resp, err := tr.Pull(ctx, &pb.PullRequest{})
 	if err != nil {
@@ -376,24 +460,64 @@ func TestRPCNoCleartext(t *testing.T) {
 	if b, _ := proto.Marshal(resp); !bytes.Contains(b, []byte(pulled)) {
 		t.Fatalf("the opened pull lacks %s", pulled)
 	}
-	w, ans := wire.String(), answers.String()
-	if len(w) < 200 || len(ans) < 200 {
-		t.Fatalf("recorded %d bytes on the wire, %d of answers: too few to mean anything", len(w), len(ans))
+	wait()
+	hubBytes, err := os.ReadFile(hubWire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, err = Open(dir, SystemClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Close()
+	if !hasRow(t, hub, "m1") {
+		t.Fatal("the phone's row did not travel")
+	}
+	w, answered, ans := wire.String(), string(hubBytes), answers.String()
+	if len(w) < 200 || len(answered) < 200 || len(ans) < 200 {
+		t.Fatalf("recorded %d bytes of requests and %d of answers on the wire, %d of answers: too few to mean anything", len(w), len(answered), len(ans))
+	}
+	if !strings.Contains(answered, tr.SessionID()) {
+		t.Fatalf("the answers on the wire lack the session id %s: not the answers' connection", tr.SessionID())
 	}
 	for _, name := range []string{pushed, pulled, "Haddad", rpcPassword} {
-		if strings.Contains(w, name) || strings.Contains(ans, name) {
+		if strings.Contains(w, name) || strings.Contains(answered, name) || strings.Contains(ans, name) {
 			t.Errorf("%q travels in clear", name)
 		}
 	}
 }
 
-func (n *Node) mustPublicKey(t *testing.T) []byte {
-	t.Helper()
-	priv, err := n.PrivateKey()
+// TestRPCHubProcess is TestRPCNoCleartext's hub, in a process of its
+// own: with CLINICSYNC_RPC_HUB set it serves that hub over native RPC
+// on a free loopback port, prints "PAIRING <pairing string>", records
+// the bytes of the connections it dials in CLINICSYNC_RPC_WIRE, and
+// stops when its stdin closes. Without it, it does nothing.
+func TestRPCHubProcess(t *testing.T) {
+	dir := os.Getenv("CLINICSYNC_RPC_HUB")
+	if dir == "" {
+		t.Skip("the hub process of TestRPCNoCleartext")
+	}
+	var wire syncBuffer
+	tap := func(c net.Conn) net.Conn { return tapConn{c, &wire} }
+	rpcWireTap.Store(&tap)
+	hub, err := Open(dir, SystemClock{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return priv.PublicKey().Bytes()
+	defer hub.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
+	err = hub.Serve(ctx, ServeOptions{RPC: "127.0.0.1:0", UpstreamInterval: -1, Logger: slog.New(slog.DiscardHandler),
+		Cloud: CloudConfig{RateLimit: -1}, Ready: func(a Addrs) error { fmt.Printf("PAIRING %s\n", a.Pairing); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(os.Getenv("CLINICSYNC_RPC_WIRE"), []byte(wire.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestRPCLostReply: the answer to a push is lost; the push fails with
@@ -452,5 +576,44 @@ func TestRPCLostReply(t *testing.T) {
 	}
 	if cs, err := hub.Conflicts("patients", "m1"); err != nil || len(cs) != 0 {
 		t.Errorf("hub's conflicts on m1 after the retried push: %v %v", cs, err)
+	}
+}
+
+// TestRPCSharedRemote: hubs in one process share its one remote
+// (rpcProcess) and address; a client reaches each by its node id, with
+// its key pinned; a client that names no hub is refused while several
+// serve; a hub asking for another fixed address is refused.
+func TestRPCSharedRemote(t *testing.T) {
+	_, a1 := serveRPCHub(t, slog.New(slog.DiscardHandler))
+	_, a2 := serveRPCHub(t, slog.New(slog.DiscardHandler))
+	if a1.RPC != a2.RPC || a1.Pairing.ID == a2.Pairing.ID {
+		t.Fatalf("two hubs in one process: %s (%s) and %s (%s), want one address", a1.RPC, a1.Pairing.ID, a2.RPC, a2.Pairing.ID)
+	}
+	phone := rpcNode(t, KindMobile)
+	if err := phone.SetCredentials(rpcEmail, rpcPassword); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, a := range []Addrs{a1, a2} {
+		if _, err := rpcTransportTo(t, phone, a).Pull(ctx, &pb.PullRequest{}); err != nil {
+			t.Errorf("pull from hub %s: %v", a.Pairing.ID, err)
+		}
+	}
+	anonymous := &RPCTransport{Addr: a1.RPC, NodeID: phone.Info().NodeID, Timeout: 5 * time.Second}
+	if _, err := anonymous.Pull(ctx, &pb.PullRequest{}); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "several hubs") {
+		t.Errorf("pull naming no hub while two serve: %v, want ErrUnreachable (several hubs)", err)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := l.Addr().String()
+	l.Close()
+	third := rpcNode(t, KindHub)
+	err = third.Serve(ctx, ServeOptions{RPC: elsewhere, UpstreamInterval: -1, Logger: slog.New(slog.DiscardHandler),
+		Cloud: CloudConfig{RateLimit: -1}, Ready: func(Addrs) error { t.Error("a hub served on a second address"); return nil }})
+	if err == nil || !strings.Contains(err.Error(), "this process already serves native RPC on "+a1.RPC) {
+		t.Errorf("a hub on %s while the process serves %s: %v", elsewhere, a1.RPC, err)
 	}
 }

@@ -8,9 +8,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -38,13 +38,20 @@ const RPCScheme = "rpc://"
 // retries with a new envelope (pushes are idempotent on the server).
 //
 // protoactor remote answers over a connection of its own, so the client
-// listens too: on the local address it reaches the peer from, a free
-// port, in an actor system shared by the process's native RPC clients.
+// listens too, in the process's one remote (rpcProcess, shared with any
+// native RPC server of the process): when the client starts it, on the
+// local address it reaches the peer from, a free port.
 type RPCTransport struct {
 	// Addr is the peer's host:port.
 	Addr string
 	// NodeID is this node's id, sent in the handshake.
 	NodeID string
+	// HubID is the peer's node id, from its pairing string: its
+	// listener is RPCActorName-HubID. "" (or no such listener at Addr,
+	// say another hub now serves there) reaches the actor RPCActorName,
+	// which forwards to the only hub the peer's process serves; the
+	// PinnedKey check then decides.
+	HubID string
 	// PinnedKey is the peer's X25519 public key from its pairing string
 	// (nil: trust on every handshake).
 	PinnedKey []byte
@@ -70,6 +77,7 @@ type RPCTransport struct {
 // rpcClientSession is a handshaken session.
 type rpcClientSession struct {
 	id     string
+	actor  string // the name of the peer's actor that answered the handshake
 	sealer *codec.Sealer
 	opener *codec.Opener
 }
@@ -145,7 +153,11 @@ func (t *RPCTransport) call(ctx context.Context, dir codec.Direction, req *pb.Rp
 		if t.send != nil {
 			env = t.send(env)
 		}
-		answer, err := t.request(ctx, env, op)
+		answer, err := t.request(ctx, t.sess.actor, env, op)
+		if errors.Is(err, errNoRPCListener) && attempt == 0 { // the listener stopped: handshake again
+			t.sess = nil
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +214,7 @@ func nativeRPCError(op, addr, code, msg string) error {
 		sentinel = fsm.ErrConflict
 	case rpcCodeBadRequest:
 		sentinel = ErrBadRequest
-	case rpcCodeBusy, rpcCodeSession:
+	case rpcCodeBusy, rpcCodeSession, rpcCodeNoListener:
 		sentinel = ErrUnreachable
 	default:
 		sentinel = ErrPeerFailed
@@ -224,8 +236,17 @@ func (t *RPCTransport) handshake(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	answer, err := t.request(ctx, &pb.HandshakeRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, RequestId: id,
-		ClientId: t.NodeID, ClientPublicKey: priv.PublicKey().Bytes()}, "handshake")
+	hello := &pb.HandshakeRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, RequestId: id,
+		ClientId: t.NodeID, ClientPublicKey: priv.PublicKey().Bytes()}
+	name := RPCActorName
+	if t.HubID != "" {
+		name = rpcListenerName(t.HubID)
+	}
+	answer, err := t.request(ctx, name, hello, "handshake")
+	if errors.Is(err, errNoRPCListener) && name != RPCActorName { // not that hub there (now): ask whoever serves
+		name = RPCActorName
+		answer, err = t.request(ctx, name, hello, "handshake")
+	}
 	if err != nil {
 		return err
 	}
@@ -256,15 +277,19 @@ func (t *RPCTransport) handshake(ctx context.Context) error {
 	if err != nil {
 		panic("actors: a derived session key was refused: " + err.Error())
 	}
-	t.sess = &rpcClientSession{id: hs.GetSessionId(), sealer: sealer, opener: opener}
+	t.sess = &rpcClientSession{id: hs.GetSessionId(), actor: name, sealer: sealer, opener: opener}
 	return nil
 }
 
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-// request sends msg to the peer's RPC actor and waits for the answer,
-// until ctx's deadline or Timeout. No answer is ErrUnreachable.
-func (t *RPCTransport) request(ctx context.Context, msg proto.Message, op string) (any, error) {
+// errNoRPCListener: the peer has no actor of the name asked for.
+var errNoRPCListener = errors.New("no native RPC listener there")
+
+// request sends msg to the peer's RPC actor name and waits for the
+// answer, until ctx's deadline or Timeout. No answer is ErrUnreachable;
+// no such actor also errNoRPCListener.
+func (t *RPCTransport) request(ctx context.Context, name string, msg proto.Message, op string) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %s %s: %v", ErrUnreachable, op, t.Addr, err)
 	}
@@ -282,49 +307,37 @@ func (t *RPCTransport) request(ctx context.Context, msg proto.Message, op string
 	if timeout <= 0 {
 		return nil, fmt.Errorf("%w: %s %s: deadline passed", ErrUnreachable, op, t.Addr)
 	}
-	res, err := sys.Root.RequestFuture(actor.NewPID(t.Addr, RPCActorName), msg, timeout).Result()
+	res, err := sys.Root.RequestFuture(actor.NewPID(t.Addr, name), msg, timeout).Result()
+	if errors.Is(err, actor.ErrDeadLetter) { // the peer is this process (rpcProcess), without that actor
+		res, err = &actor.DeadLetterResponse{}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s %s%s: no answer within %s: %v", ErrUnreachable, op, RPCScheme, t.Addr, timeout, err)
 	}
 	if _, dead := res.(*actor.DeadLetterResponse); dead {
-		return nil, fmt.Errorf("%w: %s %s%s: no native RPC listener there", ErrUnreachable, op, RPCScheme, t.Addr)
+		return nil, fmt.Errorf("%w: %s %s%s: %w (%s)", ErrUnreachable, op, RPCScheme, t.Addr, errNoRPCListener, name)
 	}
 	return res, nil
 }
 
-// The process's native RPC clients share one actor system per local
-// address they reach peers from; it lives as long as the process.
-var rpcClients struct {
-	mu   sync.Mutex // guards byIP
-	byIP map[string]*actor.ActorSystem
-}
-
-// rpcClientSystem returns the client actor system that reaches addr,
-// starting it (remote on the local address toward addr, a free port)
-// on first use.
+// rpcClientSystem returns the process's actor system with remote
+// (processRemote), starting it on first use on the local address toward
+// addr, a free port.
 func rpcClientSystem(addr string) (*actor.ActorSystem, error) {
+	rpcProcess.mu.Lock()
+	sys := rpcProcess.sys
+	rpcProcess.mu.Unlock()
+	if sys != nil {
+		return sys, nil
+	}
 	c, err := net.Dial("udp", addr) // sends nothing: finds the local address toward addr
 	if err != nil {
 		return nil, err
 	}
 	ip := c.LocalAddr().(*net.UDPAddr).IP.String()
 	c.Close()
-	rpcClients.mu.Lock()
-	defer rpcClients.mu.Unlock()
-	if sys, ok := rpcClients.byIP[ip]; ok {
-		return sys, nil
-	}
-	quiet := slog.New(slog.DiscardHandler)
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
-	if _, _, err := startRemote(sys, net.JoinHostPort(ip, "0")); err != nil {
-		sys.Shutdown()
-		return nil, err
-	}
-	if rpcClients.byIP == nil {
-		rpcClients.byIP = map[string]*actor.ActorSystem{}
-	}
-	rpcClients.byIP[ip] = sys
-	return sys, nil
+	sys, _, err = processRemote(net.JoinHostPort(ip, "0"), false)
+	return sys, err
 }
 
 // rpcTransport is the Transport to a peer with an rpc:// URL.
@@ -333,7 +346,7 @@ func (n *Node) rpcTransport(p kv.Peer) (Transport, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return nil, fmt.Errorf("%w: peer %s: URL %q is not %shost:port", ErrInvalidConfig, p.ID, p.URL, RPCScheme)
 	}
-	t := &RPCTransport{Addr: addr, NodeID: n.info.NodeID, PinnedKey: p.PublicKey}
+	t := &RPCTransport{Addr: addr, NodeID: n.info.NodeID, HubID: p.NodeID, PinnedKey: p.PublicKey}
 	switch {
 	case n.info.Kind == KindHub && p.Type == kv.PeerCloud:
 		if p.APIKey == "" {

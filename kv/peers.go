@@ -31,20 +31,23 @@ type Peer struct {
 	// TLSFingerprint pins a hub's TLS certificate: the sha256 of its
 	// DER, base64url without padding ("": the system's roots verify).
 	TLSFingerprint string
-	CreatedAt      int64
-	UpdatedAt      int64
+	// NodeID is the peer's own node id, from its pairing string (""
+	// when unknown): native RPC addresses the hub's listener by it.
+	NodeID    string
+	CreatedAt int64
+	UpdatedAt int64
 }
 
 func (p *Peer) toProto() *pb.Peer {
 	return &pb.Peer{PeerId: p.ID, PeerType: p.Type, Status: p.Status, PublicKey: p.PublicKey,
 		LastSyncedAt: p.LastSyncedAt, Url: p.URL, Name: p.Name, PullCursor: p.PullCursor,
-		ApiKey: p.APIKey, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, TlsFingerprint: p.TLSFingerprint}
+		ApiKey: p.APIKey, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, TlsFingerprint: p.TLSFingerprint, NodeId: p.NodeID}
 }
 
 func peerFromProto(m *pb.Peer) Peer {
 	return Peer{ID: m.PeerId, Type: m.PeerType, Status: m.Status, PublicKey: m.PublicKey,
 		LastSyncedAt: m.LastSyncedAt, URL: m.Url, Name: m.Name, PullCursor: m.PullCursor,
-		APIKey: m.ApiKey, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, TLSFingerprint: m.TlsFingerprint}
+		APIKey: m.ApiKey, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, TLSFingerprint: m.TlsFingerprint, NodeID: m.NodeId}
 }
 
 func getPeer(tx Tx, id string) (*Peer, error) {

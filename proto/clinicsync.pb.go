@@ -1762,8 +1762,11 @@ type Peer struct {
 	// A hub's pinned TLS certificate: sha256 of its DER, base64url
 	// without padding (from its pairing string).
 	TlsFingerprint string `protobuf:"bytes,12,opt,name=tls_fingerprint,json=tlsFingerprint,proto3" json:"tls_fingerprint,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The peer's node id, from its pairing string ("" when unknown): a
+	// hub's native RPC listener is named after it.
+	NodeId        string `protobuf:"bytes,13,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Peer) Reset() {
@@ -1876,6 +1879,13 @@ func (x *Peer) GetUpdatedAt() int64 {
 func (x *Peer) GetTlsFingerprint() string {
 	if x != nil {
 		return x.TlsFingerprint
+	}
+	return ""
+}
+
+func (x *Peer) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
 	}
 	return ""
 }
@@ -2487,7 +2497,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x05 \x01(\fR\tpublicKey\x12\x1d\n" +
 	"\n" +
-	"clinic_ids\x18\x06 \x03(\tR\tclinicIds\"\xe0\x02\n" +
+	"clinic_ids\x18\x06 \x03(\tR\tclinicIds\"\xf9\x02\n" +
 	"\x04Peer\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x1b\n" +
 	"\tpeer_type\x18\x02 \x01(\tR\bpeerType\x12\x16\n" +
@@ -2505,7 +2515,8 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	" \x01(\x03R\tcreatedAt\x12\x1d\n" +
 	"\n" +
 	"updated_at\x18\v \x01(\x03R\tupdatedAt\x12'\n" +
-	"\x0ftls_fingerprint\x18\f \x01(\tR\x0etlsFingerprint\"\xbc\x03\n" +
+	"\x0ftls_fingerprint\x18\f \x01(\tR\x0etlsFingerprint\x12\x17\n" +
+	"\anode_id\x18\r \x01(\tR\x06nodeId\"\xbc\x03\n" +
 	"\tStoredRow\x126\n" +
 	"\x04cols\x18\x01 \x03(\v2\".clinicsync.v1.StoredRow.ColsEntryR\x04cols\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.clinicsync.v1.StatusR\x06status\x12\x18\n" +
