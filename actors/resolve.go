@@ -47,6 +47,8 @@ func UserMessage(peerType string, err error) string {
 		return "Please make sure you have internet or contact your administrator."
 	case errors.Is(err, fsm.ErrConflict):
 		return "The server has changes made since this device last synced; sync again to merge them."
+	case errors.Is(err, ErrPeerRevoked):
+		return "This device's access was revoked by the hub: ask your administrator to pair it again."
 	}
 	return "Sync failed: " + err.Error()
 }

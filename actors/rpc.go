@@ -364,7 +364,7 @@ func (l *rpcListener) handshake(ctx actor.Context, m *pb.HandshakeRequest) *pb.H
 	if err != nil {
 		return refuse(rpcCodeInternal, "internal server error")
 	}
-	s := &rpcSession{deps: d, id: id, client: m.GetClientId(), sealer: sealer, opener: opener}
+	s := &rpcSession{deps: d, id: id, client: m.GetClientId(), clientPub: m.GetClientPublicKey(), sealer: sealer, opener: opener}
 	pid, err := ctx.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return s }), "session-"+id)
 	if err != nil {
 		return refuse(rpcCodeInternal, "internal server error")
@@ -377,8 +377,8 @@ func (l *rpcListener) handshake(ctx actor.Context, m *pb.HandshakeRequest) *pb.H
 
 // peerRevoked returns the revocation message when id names a peer of
 // this node that is revoked ("" otherwise). Devices that sync with a
-// hub over native RPC are recorded as peers only when added as such;
-// a hub's registered devices (kv.Device) are refused through their
+// node over native RPC are recorded as its peers after their first
+// authenticated request (rpcSession.recordDevice); a hub's registered devices (kv.Device) are refused through their
 // revoked key by the Authenticator.
 func peerRevoked(store *kv.Store, id string) (string, error) {
 	p, err := store.Peer(id)
@@ -395,13 +395,16 @@ func peerRevoked(store *kv.Store, id string) (string, error) {
 }
 
 // rpcSession is one client's session: it owns the session's keys and
-// serves its requests one at a time.
+// serves its requests one at a time. Its state is touched only in
+// Receive.
 type rpcSession struct {
-	deps   *rpcDeps
-	id     string
-	client string
-	sealer *codec.Sealer
-	opener *codec.Opener
+	deps      *rpcDeps
+	id        string
+	client    string
+	clientPub []byte // the client's public key of this handshake
+	sealer    *codec.Sealer
+	opener    *codec.Opener
+	recorded  bool // the device is noted in the peers (recordDevice)
 }
 
 func (s *rpcSession) Receive(ctx actor.Context) {
@@ -514,6 +517,13 @@ func (s *rpcSession) answer(log *slog.Logger, dir codec.Direction, req *pb.RpcRe
 		fail(rpcCodeInternal, "internal server error")
 		return false
 	}
+	if req.GetPeerType() == "" { // a device, not a hub declaring itself to its cloud
+		if err := s.recordDevice(); err != nil {
+			log.Error("native rpc: recording the device", "error", err)
+			fail(rpcCodeInternal, "internal server error")
+			return false
+		}
+	}
 	if pull := req.GetPull(); pull != nil {
 		out, err := s.deps.server.Pull(c, pull)
 		if err == nil {
@@ -528,6 +538,33 @@ func (s *rpcSession) answer(log *slog.Logger, dir codec.Direction, req *pb.RpcRe
 		s.refusal(log, err, resp)
 	}
 	return false
+}
+
+// recordDevice notes the session's client in the store's peers, as a
+// mobile_app peer with the public key of its handshake, once per
+// session: after its first authenticated request (so a handshake alone
+// writes nothing), as the Hikma RPC does (HikmaHandler.recordDevice).
+// CreatedAt is when it was first seen, UpdatedAt when last. A peer of
+// that id of another type is left as it is; a revoked one stays
+// revoked. The session key is never stored.
+func (s *rpcSession) recordDevice() error {
+	if s.recorded {
+		return nil
+	}
+	err := s.deps.store.UpdatePeer(s.client, func(p *kv.Peer) {
+		if p.Type == kv.PeerMobile {
+			p.PublicKey = s.clientPub
+		}
+	})
+	if errors.Is(err, kv.ErrNotFound) {
+		err = s.deps.store.PutPeer(kv.Peer{ID: s.client, Type: kv.PeerMobile, Status: kv.StatusActive, PublicKey: s.clientPub,
+			Name: "Go device"})
+	}
+	if err == nil {
+		s.recorded = true
+		s.deps.log.Info("native rpc: device recorded", "session", s.id, "client", s.client)
+	}
+	return err
 }
 
 // refusal turns a Server error into the answer's error and code.

@@ -617,3 +617,52 @@ func TestRPCSharedRemote(t *testing.T) {
 		t.Errorf("a hub on %s while the process serves %s: %v", elsewhere, a1.RPC, err)
 	}
 }
+
+// TestRPCRecordsDevice: a hub records a Go device as a mobile_app peer
+// with the public key of its handshake after its first authenticated
+// request (not after a refused one), and refuses it once revoked.
+func TestRPCRecordsDevice(t *testing.T) {
+	hub, a := serveRPCHub(t, slog.New(slog.DiscardHandler))
+	phone := rpcNode(t, KindMobile)
+	id := phone.Info().NodeID
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := phone.SetCredentials(rpcEmail, "wrong password!"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rpcTransportTo(t, phone, a).Pull(ctx, &pb.PullRequest{}); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("pull with a wrong password: %v, want ErrUnauthorized", err)
+	}
+	if p, err := hub.store.Peer(id); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("a refused device was recorded: %+v %v", p, err)
+	}
+
+	if err := phone.SetCredentials(rpcEmail, rpcPassword); err != nil {
+		t.Fatal(err)
+	}
+	seed := strings.Repeat("k", 32)
+	want, err := codec.GenerateKey(strings.NewReader(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := rpcTransportTo(t, phone, a)
+	tr.Rand = strings.NewReader(seed)
+	if _, err := tr.Pull(ctx, &pb.PullRequest{}); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	p, err := hub.store.Peer(id)
+	if err != nil || p.Type != kv.PeerMobile || p.Status != kv.StatusActive || !bytes.Equal(p.PublicKey, want.PublicKey().Bytes()) {
+		t.Fatalf("the recorded device: %+v %v, want an active mobile_app with key %x", p, err, want.PublicKey().Bytes())
+	}
+
+	if err := hub.RevokePeer(id); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tr.Pull(ctx, &pb.PullRequest{})
+	if !errors.Is(err, ErrPeerRevoked) || !strings.Contains(UserMessage(kv.PeerHub, err), "revoked by the hub") {
+		t.Errorf("pull by a revoked device: %v (%q), want ErrPeerRevoked", err, UserMessage(kv.PeerHub, err))
+	}
+	if p, err := hub.store.Peer(id); err != nil || p.Status != kv.StatusRevoked {
+		t.Errorf("the revoked device: %+v %v", p, err)
+	}
+}
