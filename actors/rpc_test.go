@@ -304,6 +304,12 @@ func TestRPCPinnedKey(t *testing.T) {
 	if _, err := down.Pull(context.Background(), &pb.PullRequest{}); !errors.Is(err, ErrUnreachable) {
 		t.Errorf("pull from a closed port: %v, want ErrUnreachable", err)
 	}
+	// With a long timeout too it fails when the address is found closed,
+	// not at the timeout (errNothingListens, not a future's timeout).
+	patient := &RPCTransport{Addr: gone, NodeID: "phone", Timeout: time.Hour}
+	if _, err := patient.Pull(context.Background(), &pb.PullRequest{}); !errors.Is(err, ErrUnreachable) || !errors.Is(err, errNothingListens) {
+		t.Errorf("pull from a closed port, an hour's timeout: %v, want ErrUnreachable: nothing listens", err)
+	}
 
 	// The hub revokes the phone (recorded as its peer).
 	if err := hub.store.PutPeer(kv.Peer{ID: phone.Info().NodeID, Type: "mobile_app", Status: kv.StatusRevoked}); err != nil {

@@ -307,7 +307,10 @@ func (t *RPCTransport) request(ctx context.Context, name string, msg proto.Messa
 	if timeout <= 0 {
 		return nil, fmt.Errorf("%w: %s %s: deadline passed", ErrUnreachable, op, t.Addr)
 	}
-	res, err := sys.Root.RequestFuture(actor.NewPID(t.Addr, name), msg, timeout).Result()
+	res, err := waitAnswer(ctx, sys.Root.RequestFuture(actor.NewPID(t.Addr, name), msg, timeout), t.Addr)
+	if errors.Is(err, errNothingListens) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("%w: %s %s%s: %w", ErrUnreachable, op, RPCScheme, t.Addr, err)
+	}
 	if errors.Is(err, actor.ErrDeadLetter) { // the peer is this process (rpcProcess), without that actor
 		res, err = &actor.DeadLetterResponse{}, nil
 	}
@@ -318,6 +321,44 @@ func (t *RPCTransport) request(ctx context.Context, name string, msg proto.Messa
 		return nil, fmt.Errorf("%w: %s %s%s: %w (%s)", ErrUnreachable, op, RPCScheme, t.Addr, errNoRPCListener, name)
 	}
 	return res, nil
+}
+
+// probeAfter is how long a request waits for its answer before it
+// checks that something still listens at the peer's address (remote
+// gives no error for a peer that is gone: the answer just never comes).
+const probeAfter = 2 * time.Second
+
+var errNothingListens = errors.New("nothing listens there")
+
+// waitAnswer waits for a request's answer, or for ctx, or until nothing
+// listens at addr any more (checked every probeAfter), so that a
+// request to a stopped peer fails in seconds, not at its timeout.
+func waitAnswer(ctx context.Context, fut *actor.Future, addr string) (any, error) {
+	type answer struct {
+		res any
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() { // ends when the future does, at its timeout at the latest
+		res, err := fut.Result()
+		done <- answer{res, err}
+	}()
+	probe := time.NewTicker(probeAfter)
+	defer probe.Stop()
+	for {
+		select {
+		case a := <-done:
+			return a.res, a.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-probe.C:
+			c, err := (&net.Dialer{Timeout: probeAfter}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", errNothingListens, err)
+			}
+			c.Close()
+		}
+	}
 }
 
 // rpcClientSystem returns the process's actor system with remote
