@@ -184,7 +184,7 @@ func (a *Authenticator) user(cred, addr string) (fsm.Caller, error) {
 		return fsm.Caller{}, err
 	}
 	key := sha256.Sum256(raw)
-	now := a.now()
+	now := nowOf(a.Clock)
 	a.mu.Lock()
 	v, ok := a.verified[key]
 	a.mu.Unlock()
@@ -216,13 +216,6 @@ func (a *Authenticator) user(cred, addr string) (fsm.Caller, error) {
 
 // maxVerified bounds the credentials remembered.
 const maxVerified = 100_000
-
-func (a *Authenticator) now() time.Time {
-	if a.Clock == nil {
-		return time.Now()
-	}
-	return a.Clock.Now()
-}
 
 // lookup returns the live user with that email (compared in lower
 // case) and a password hash, or a zero entry. The index is brought up

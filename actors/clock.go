@@ -15,3 +15,12 @@ type SystemClock struct{}
 func (SystemClock) Now() time.Time { return time.Now() }
 
 var _ kv.Clock = SystemClock{}
+
+// nowOf is c's time, the wall clock's when c is nil (a config left
+// empty).
+func nowOf(c kv.Clock) time.Time {
+	if c == nil {
+		return SystemClock{}.Now()
+	}
+	return c.Now()
+}

@@ -434,49 +434,56 @@ func accepts(r *http.Request, mediaType string) bool {
 // connection: the client sees a truncated document, which it refuses
 // whole.
 func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64, mig *codec.Migration, out *outcome) *httpError {
-	st := h.server.Store
-	ts, err := st.IssueCursor()
-	if err != nil {
-		return internal(err)
-	}
 	tw := &trackingWriter{w: w}
-	spool := codec.NewPullSpool(tw, codec.Options{Catalog: st.Catalog(), IncludeSecret: c.Hub}, h.spool)
-	defer func() { // also when the response is aborted (a panic)
-		if err := spool.Abort(); err != nil {
-			h.log.Error("sync pull: releasing its spool file", "caller", out.caller, "cause", err)
-		}
-	}()
-	fail := func(err error) *httpError {
-		if !tw.wrote {
-			w.Header().Del("Content-Type")
-			return internal(err)
-		}
+	w.Header().Set("Content-Type", ContentTypeJSON)
+	ts, spilled, err := h.writePull(tw, c, since, mig, func(n int) { out.records += n })
+	switch {
+	case err != nil && !tw.wrote:
+		w.Header().Del("Content-Type")
+		return internal(err)
+	case err != nil:
 		h.log.Error("sync pull failed mid-stream; aborting the response", "caller", out.caller, "cause", err)
 		panic(http.ErrAbortHandler)
 	}
+	out.extra = append(out.extra, "since", since, "timestamp", ts, "bytes", tw.n, "spilled", spilled)
+	return nil
+}
+
+// writePull writes c's JSON pull document to w as pullJSON describes:
+// the timestamp first, then one walk (the migration's rows first when
+// mig is set) into a codec.PullSpool, the document once the walk is
+// done. added counts the records of each page. It returns the timestamp
+// and the bytes the spool kept on disk.
+func (h *CloudHandler) writePull(w io.Writer, c fsm.Caller, since int64, mig *codec.Migration, added func(int)) (ts, spilled int64, err error) {
+	st := h.server.Store
+	if ts, err = st.IssueCursor(); err != nil {
+		return 0, 0, err
+	}
+	spool := codec.NewPullSpool(w, codec.Options{Catalog: st.Catalog(), IncludeSecret: c.Hub}, h.spool)
+	defer func() {
+		if err := spool.Abort(); err != nil {
+			h.log.Error("sync pull: releasing its spool file", "caller", callerKey(c), "cause", err)
+		}
+	}()
 	add := func(cs *codec.Changeset) error {
 		n, err := spoolPage(spool, cs)
-		out.records += n
+		added(n)
 		return err
 	}
 	if mig != nil {
 		if err := h.eachPage(c, since, mig, 0, since, add); err != nil {
-			return fail(err)
+			return 0, 0, err
 		}
 	}
 	if err := h.eachPage(c, since, nil, since, ts, add); err != nil {
-		return fail(err)
+		return 0, 0, err
 	}
-	w.Header().Set("Content-Type", ContentTypeJSON)
-	err = spool.Close(ts)
-	switch {
-	case errors.Is(err, codec.ErrSpoolRelease): // after the whole document
-		h.log.Error("sync pull: releasing its spool file", "caller", out.caller, "cause", err)
-	case err != nil:
-		return fail(err)
+	if err := spool.Close(ts); errors.Is(err, codec.ErrSpoolRelease) { // after the whole document
+		h.log.Error("sync pull: releasing its spool file", "caller", callerKey(c), "cause", err)
+	} else if err != nil {
+		return 0, 0, err
 	}
-	out.extra = append(out.extra, "since", since, "timestamp", ts, "bytes", tw.n, "spilled", spool.Spilled())
-	return nil
+	return ts, spool.Spilled(), nil
 }
 
 // eachPage serves c the pages of changes with cursors in (from, to]

@@ -122,9 +122,6 @@ type HikmaHandler struct {
 	rand           io.Reader
 	log            *slog.Logger
 	sessions       *sessions
-
-	keyMu  sync.Mutex // guards jwtKey
-	jwtKey []byte
 }
 
 // HikmaHandler returns a hub's HTTP handler: the Hikma app's RPC on
@@ -482,7 +479,7 @@ func (h *HikmaHandler) login(client string, data json.RawMessage, addr string, l
 			return nil, rpcInternal(err)
 		}
 	}
-	key, err := h.tokenKey()
+	key, err := h.store.Secret(jwtKeyConfig, 32)
 	if err != nil {
 		return nil, rpcInternal(err)
 	}
@@ -498,21 +495,6 @@ func (h *HikmaHandler) login(client string, data json.RawMessage, addr string, l
 	return resp, nil
 }
 
-// tokenKey returns the store's token signing secret (32 random bytes,
-// made on first use).
-func (h *HikmaHandler) tokenKey() ([]byte, error) {
-	h.keyMu.Lock()
-	defer h.keyMu.Unlock()
-	if h.jwtKey == nil {
-		k, err := h.store.Secret(jwtKeyConfig, 32)
-		if err != nil {
-			return nil, err
-		}
-		h.jwtKey = k
-	}
-	return h.jwtKey, nil
-}
-
 // authorize checks an operation's token and returns its caller: the
 // token's user, unscoped (as Basic auth on /api/v2/sync), if that user
 // is still live with a password (a user deleted since the login is
@@ -521,7 +503,7 @@ func (h *HikmaHandler) authorize(client string, token *string, l *rpcLog) (fsm.C
 	if token == nil || *token == "" {
 		return fsm.Caller{}, opError(CodeAuthFailed, "Authentication required: log in first")
 	}
-	key, err := h.tokenKey()
+	key, err := h.store.Secret(jwtKeyConfig, 32)
 	if err != nil {
 		return fsm.Caller{}, rpcInternal(err)
 	}
@@ -555,31 +537,16 @@ func (a *Authenticator) live(id string) (bool, error) {
 	return ok, nil
 }
 
-// recordDevice notes a paired client in the store's peers, as a
-// mobile_app peer with its public key, once per session: the first
-// time a session logs in or presents a valid token (so an
-// unauthenticated handshake writes nothing). CreatedAt is when it was
-// first seen, UpdatedAt when last. The session key is never stored.
+// recordDevice notes a paired client as a device (upsertDevice, the
+// handshake having refused ids of other types) once per session: the
+// first time a session logs in or presents a valid token, so an
+// unauthenticated handshake writes nothing.
 func (h *HikmaHandler) recordDevice(client string) error {
 	s, ok := h.sessions.markRecorded(client)
 	if !ok {
 		return nil
 	}
-	err := h.store.UpdatePeer(client, func(p *kv.Peer) {
-		if p.Type == kv.PeerMobile { // the handshake refused other types
-			p.PublicKey = s.clientPub
-			if s.name != "" {
-				p.Name = s.name
-			}
-		}
-	})
-	if errors.Is(err, kv.ErrNotFound) {
-		name := s.name
-		if name == "" {
-			name = "Hikma app"
-		}
-		err = h.store.PutPeer(kv.Peer{ID: client, Type: kv.PeerMobile, Status: kv.StatusActive, PublicKey: s.clientPub, Name: name})
-	}
+	err := upsertDevice(h.store, client, s.clientPub, s.name, "Hikma app")
 	if err != nil {
 		h.sessions.unmarkRecorded(client)
 	}
@@ -666,26 +633,8 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 // writes it (the same walk, serve function and spool), at most max
 // bytes.
 func (h *CloudHandler) pullDocument(c fsm.Caller, since int64, max int) ([]byte, error) {
-	st := h.server.Store
-	ts, err := st.IssueCursor()
-	if err != nil {
-		return nil, err
-	}
 	buf := &limitedBuffer{max: max}
-	spool := codec.NewPullSpool(buf, codec.Options{Catalog: st.Catalog(), IncludeSecret: c.Hub}, h.spool)
-	defer func() {
-		if err := spool.Abort(); err != nil {
-			h.log.Error("hikma sync_pull: releasing its spool file", "cause", err)
-		}
-	}()
-	err = h.eachPage(c, since, nil, since, ts, func(cs *codec.Changeset) error {
-		_, err := spoolPage(spool, cs)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := spool.Close(ts); err != nil && !errors.Is(err, codec.ErrSpoolRelease) {
+	if _, _, err := h.writePull(buf, c, since, nil, func(int) {}); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

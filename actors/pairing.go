@@ -171,3 +171,28 @@ func validHostPort(s string) bool {
 func reachableAddr(hostport string) string {
 	return strings.TrimPrefix(reachable("rpc://"+hostport), "rpc://")
 }
+
+// upsertDevice notes a device a hub serves (over the Hikma or the
+// native RPC) as a mobile_app peer with the public key of its session,
+// and its name when it gave one (fallback for a new peer otherwise):
+// made when first seen, updated after, so CreatedAt is when it was
+// first seen and UpdatedAt when last. A peer of that id of another type
+// is left as it is; a revoked one stays revoked. Session keys are
+// never stored.
+func upsertDevice(st *kv.Store, id string, pub []byte, name, fallback string) error {
+	err := st.UpdatePeer(id, func(p *kv.Peer) {
+		if p.Type == kv.PeerMobile {
+			p.PublicKey = pub
+			if name != "" {
+				p.Name = name
+			}
+		}
+	})
+	if errors.Is(err, kv.ErrNotFound) {
+		if name == "" {
+			name = fallback
+		}
+		err = st.PutPeer(kv.Peer{ID: id, Type: kv.PeerMobile, Status: kv.StatusActive, PublicKey: pub, Name: name})
+	}
+	return err
+}

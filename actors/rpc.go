@@ -540,26 +540,14 @@ func (s *rpcSession) answer(log *slog.Logger, dir codec.Direction, req *pb.RpcRe
 	return false
 }
 
-// recordDevice notes the session's client in the store's peers, as a
-// mobile_app peer with the public key of its handshake, once per
-// session: after its first authenticated request (so a handshake alone
-// writes nothing), as the Hikma RPC does (HikmaHandler.recordDevice).
-// CreatedAt is when it was first seen, UpdatedAt when last. A peer of
-// that id of another type is left as it is; a revoked one stays
-// revoked. The session key is never stored.
+// recordDevice notes the session's client as a paired device
+// (upsertDevice) once per session: after its first authenticated
+// request, so a handshake alone writes nothing, as the Hikma RPC does.
 func (s *rpcSession) recordDevice() error {
 	if s.recorded {
 		return nil
 	}
-	err := s.deps.store.UpdatePeer(s.client, func(p *kv.Peer) {
-		if p.Type == kv.PeerMobile {
-			p.PublicKey = s.clientPub
-		}
-	})
-	if errors.Is(err, kv.ErrNotFound) {
-		err = s.deps.store.PutPeer(kv.Peer{ID: s.client, Type: kv.PeerMobile, Status: kv.StatusActive, PublicKey: s.clientPub,
-			Name: "Go device"})
-	}
+	err := upsertDevice(s.deps.store, s.client, s.clientPub, "", "Go device")
 	if err == nil {
 		s.recorded = true
 		s.deps.log.Info("native rpc: device recorded", "session", s.id, "client", s.client)

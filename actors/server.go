@@ -3,7 +3,6 @@ package actors
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/fsm"
@@ -36,9 +35,6 @@ type Server struct {
 	// OnPush, when set, is called after each push applied (not after
 	// one refused whole), from the pusher's goroutine: it must not block.
 	OnPush func(PushResult)
-
-	keyMu sync.Mutex
-	key   []byte // signs continuations (tokenKeyConfig)
 }
 
 // Pull answers one page of a pull. The first page issues the pull's
@@ -59,7 +55,7 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	if since == 0 || mig.Empty() {
 		mig = nil // a first pull returns every row anyway
 	}
-	key, err := s.tokenKey()
+	key, err := s.Store.Secret(tokenKeyConfig, 32)
 	if err != nil {
 		return nil, err
 	}
@@ -147,20 +143,6 @@ func (s *Server) servePage(c fsm.Caller, since int64, mig *codec.Migration, from
 		return kv.Page{}, nil, err
 	}
 	return page, cs, nil
-}
-
-// tokenKey returns the store's continuation signing secret.
-func (s *Server) tokenKey() ([]byte, error) {
-	s.keyMu.Lock()
-	defer s.keyMu.Unlock()
-	if s.key == nil {
-		k, err := s.Store.Secret(tokenKeyConfig, 32)
-		if err != nil {
-			return nil, err
-		}
-		s.key = k
-	}
-	return s.key, nil
 }
 
 // recordClient notes the caller's app schema version (0: not given) at

@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/clinicsync/clinicsync/codec"
@@ -60,9 +59,6 @@ type SessionTokens struct {
 	Store *kv.Store
 	Clock kv.Clock      // nil: the wall clock
 	TTL   time.Duration // 0: SessionTokenTTL
-
-	mu  sync.Mutex // guards key
-	key []byte
 }
 
 type sessionClaims struct {
@@ -71,29 +67,9 @@ type sessionClaims struct {
 	Exp int64  `json:"exp"`
 }
 
-func (s *SessionTokens) secret() ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.key == nil {
-		k, err := s.Store.Secret(sessionKeyConfig, 32)
-		if err != nil {
-			return nil, err
-		}
-		s.key = k
-	}
-	return s.key, nil
-}
-
-func (s *SessionTokens) now() time.Time {
-	if s.Clock == nil {
-		return time.Now()
-	}
-	return s.Clock.Now()
-}
-
 // Issue returns a token for userID and when it expires.
 func (s *SessionTokens) Issue(userID string) (string, time.Time, error) {
-	key, err := s.secret()
+	key, err := s.Store.Secret(sessionKeyConfig, 32)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -101,7 +77,7 @@ func (s *SessionTokens) Issue(userID string) (string, time.Time, error) {
 	if ttl <= 0 {
 		ttl = SessionTokenTTL
 	}
-	now := s.now()
+	now := nowOf(s.Clock)
 	exp := now.Add(ttl)
 	token, err := signJWT(key, sessionClaims{Sub: userID, Iat: now.Unix(), Exp: exp.Unix()})
 	return token, exp, err
@@ -110,7 +86,7 @@ func (s *SessionTokens) Issue(userID string) (string, time.Time, error) {
 // Verify returns the user id a token carries, or an error wrapping
 // ErrInvalidToken.
 func (s *SessionTokens) Verify(token string) (string, error) {
-	key, err := s.secret()
+	key, err := s.Store.Secret(sessionKeyConfig, 32)
 	if err != nil {
 		return "", err
 	}
@@ -120,7 +96,7 @@ func (s *SessionTokens) Verify(token string) (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	case c.Sub == "":
 		return "", fmt.Errorf("%w: no subject", ErrInvalidToken)
-	case !s.now().Before(time.Unix(c.Exp, 0)):
+	case !nowOf(s.Clock).Before(time.Unix(c.Exp, 0)):
 		return "", fmt.Errorf("%w: expired", ErrInvalidToken)
 	}
 	return c.Sub, nil

@@ -74,8 +74,13 @@ func (s *Store) Log(from uint64, fn func(LogEntry) error) error {
 
 // Secret returns the random secret stored under key, creating it (n
 // bytes from crypto/rand) in the same transaction when there is none:
-// every caller gets the same secret, across restarts.
+// every caller gets the same secret, across restarts. A secret never
+// changes, so it is read from the store once and then from memory
+// (callers sign with it on every request).
 func (s *Store) Secret(key string, n int) ([]byte, error) {
+	if v, ok := s.secrets.Load(key); ok {
+		return v.([]byte), nil
+	}
 	var out []byte
 	err := s.be.Update(func(tx Tx) error {
 		b, err := tx.Bucket(bConfig)
@@ -92,5 +97,9 @@ func (s *Store) Secret(key string, n int) ([]byte, error) {
 		}
 		return b.Put([]byte(key), out)
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	v, _ := s.secrets.LoadOrStore(key, out)
+	return v.([]byte), nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/clinicsync/clinicsync/codec/schema"
@@ -43,9 +44,10 @@ type Options struct {
 // indexes, peers, devices, config and the event log, over a Backend.
 // A Store is safe for concurrent use; every method is one transaction.
 type Store struct {
-	be   Backend
-	opts Options
-	cat  *schema.Catalog
+	be      Backend
+	opts    Options
+	cat     *schema.Catalog
+	secrets sync.Map // key → []byte: Secret's, read once
 }
 
 // FileName is the bbolt file inside a node's data directory.
