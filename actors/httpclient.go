@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
@@ -399,8 +400,24 @@ func writePrivateFile(path string, data []byte) error {
 // TLS fingerprint (paired with a hub's pairing string) is trusted by
 // that pin alone: another certificate fails with ErrCertMismatch. A
 // peer with an rpc://host:port URL gets an RPCTransport (native RPC),
-// which pins the peer's public key when the peer record has one.
+// which pins the peer's public key when the peer record has one. A hub
+// paired with a pairing string that names its discovery address is
+// looked for there and by broadcast when it is not at its URL
+// (discovery.go), and its URL follows it.
 func (n *Node) HTTPTransports(other TransportFactory) TransportFactory {
+	build := n.transportTo(other)
+	return func(p kv.Peer) (Transport, error) {
+		tr, err := build(p)
+		if err != nil || !findable(p) {
+			return tr, err
+		}
+		return &findingTransport{n: n, build: build, log: slog.Default(), peer: p, tr: tr}, nil
+	}
+}
+
+// transportTo is HTTPTransports without discovery: the transport to a
+// peer at its URL.
+func (n *Node) transportTo(other TransportFactory) TransportFactory {
 	return func(p kv.Peer) (Transport, error) {
 		if strings.HasPrefix(p.URL, RPCScheme) {
 			return n.rpcTransport(p)
@@ -471,12 +488,16 @@ type PeerConfig struct {
 	APIKey string
 	// PublicKey is the hub's X25519 public key and TLSFingerprint its
 	// certificate's pin (Fingerprint), both from its pairing string
-	// (PairingPeer); a pin needs an https URL.
+	// (PairingPeer); a certificate pin needs an https URL, or an rpc
+	// one (it then checks the hub's TLS address discovery finds).
 	PublicKey      []byte
 	TLSFingerprint string
 	// NodeID is the hub's node id from its pairing string ("" when
 	// unknown): native RPC addresses the hub's listener by it.
 	NodeID string
+	// Discovery is where the hub answers discovery queries (UDP
+	// host:port; "": the hub is not looked for when it moves).
+	Discovery string
 }
 
 // AddPeer adds a peer to sync with and returns it with its new id. A
@@ -495,8 +516,11 @@ func (n *Node) AddPeer(cfg PeerConfig) (kv.Peer, error) {
 		u.Scheme == "rpc" && (u.Port() == "" || strings.Trim(u.Path, "/") != "") {
 		return kv.Peer{}, fmt.Errorf("%w: peer URL %q: want http(s)://host[:port][/path] or rpc://host:port", ErrInvalidConfig, cfg.URL)
 	}
-	if cfg.TLSFingerprint != "" && (u.Scheme != "https" || !validFingerprint(cfg.TLSFingerprint)) {
-		return kv.Peer{}, fmt.Errorf("%w: a TLS fingerprint (base64url sha256) pins an https URL, not %q", ErrInvalidConfig, cfg.URL)
+	if cfg.TLSFingerprint != "" && (u.Scheme == "http" || !validFingerprint(cfg.TLSFingerprint)) {
+		return kv.Peer{}, fmt.Errorf("%w: a TLS fingerprint (base64url sha256) pins an https URL (or the hub of an rpc one), not %q", ErrInvalidConfig, cfg.URL)
+	}
+	if cfg.Discovery != "" && !validHostPort(cfg.Discovery) {
+		return kv.Peer{}, fmt.Errorf("%w: discovery address %q is not host:port", ErrInvalidConfig, cfg.Discovery)
 	}
 	if len(cfg.PublicKey) != 0 && len(cfg.PublicKey) != 32 {
 		return kv.Peer{}, fmt.Errorf("%w: a peer's public key is 32 bytes (X25519), not %d", ErrInvalidConfig, len(cfg.PublicKey))
@@ -506,7 +530,8 @@ func (n *Node) AddPeer(cfg PeerConfig) (kv.Peer, error) {
 		return kv.Peer{}, err
 	}
 	p := kv.Peer{ID: id, Type: cfg.Type, Status: kv.StatusActive, URL: strings.TrimRight(cfg.URL, "/"),
-		Name: cfg.Name, APIKey: cfg.APIKey, PublicKey: cfg.PublicKey, TLSFingerprint: cfg.TLSFingerprint, NodeID: cfg.NodeID}
+		Name: cfg.Name, APIKey: cfg.APIKey, PublicKey: cfg.PublicKey, TLSFingerprint: cfg.TLSFingerprint, NodeID: cfg.NodeID,
+		Discovery: cfg.Discovery}
 	if err := n.store.PutPeer(p); err != nil {
 		return kv.Peer{}, err
 	}

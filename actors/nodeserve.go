@@ -43,6 +43,17 @@ type ServeOptions struct {
 	// with the node's key (rpc.go). A hub's pairing string then names
 	// it, and Go devices paired with it sync there.
 	RPC string
+	// RPCIdle ends a native RPC session that has had no request for
+	// this long (0: the package's RPCIdle); the client handshakes
+	// again on its next request.
+	RPCIdle time.Duration
+	// Discovery is the UDP address where a hub answers discovery
+	// queries for its id with its pairing string, so that devices find
+	// it again after its address changes (discovery.go). "" is port
+	// DefaultDiscoveryPort on the host of HTTP (a warning, not an
+	// error, when that is taken); DiscoveryOff: none. A cloud serves
+	// none.
+	Discovery string
 	// Cloud configures the HTTP sync API (push policy, rate limits, body
 	// and page bounds). Its Logger defaults to Logger; its OnPush, if
 	// any, is called before the upstream loop's.
@@ -78,6 +89,9 @@ type Addrs struct {
 	HTTPS, Fingerprint string
 	// RPC is the native RPC address (host:port; "" when none).
 	RPC string
+	// Discovery is where a hub answers discovery queries (UDP
+	// host:port; "" when it does not).
+	Discovery string
 	// Pairing is a hub's pairing string (nil on a cloud): pass it to
 	// PairingPeer on a device, or print it (Pairing.String).
 	Pairing *Pairing
@@ -96,8 +110,8 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	if !kind.Serves() {
 		return fmt.Errorf("%w: a %s node syncs with a hub or the cloud and serves nobody", ErrNotServing, kind)
 	}
-	if kind != KindHub && (opts.HTTPS != "" || opts.InsecureHTTP) {
-		return fmt.Errorf("%w: HTTPS and InsecureHTTP are for a hub: a %s serves plain HTTP (put it behind a TLS-terminating proxy)", ErrInvalidConfig, kind)
+	if kind != KindHub && (opts.HTTPS != "" || opts.InsecureHTTP || opts.Discovery != "" && opts.Discovery != DiscoveryOff) {
+		return fmt.Errorf("%w: HTTPS, InsecureHTTP and Discovery are for a hub: a %s serves plain HTTP (put it behind a TLS-terminating proxy)", ErrInvalidConfig, kind)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -166,12 +180,23 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 		if err != nil {
 			return err
 		}
-		rs, err := startRPC(opts.RPC, rpcDeps{server: h.server, auth: h.auth, store: n.store, priv: priv, nodeID: n.info.NodeID, log: log})
+		rs, err := startRPC(opts.RPC, rpcDeps{server: h.server, auth: h.auth, store: n.store, priv: priv, nodeID: n.info.NodeID, log: log,
+			idle: opts.RPCIdle})
 		if err != nil {
 			return err
 		}
 		defer rs.stop()
 		addrs.RPC = rs.addr
+	}
+	var disc net.PacketConn
+	if kind == KindHub {
+		if disc, err = listenDiscovery(opts.Discovery, l.Addr().String(), log); err != nil {
+			return err
+		}
+		if disc != nil {
+			defer disc.Close()
+			addrs.Discovery = disc.LocalAddr().String()
+		}
 	}
 	plain := handler
 	if kind == KindHub {
@@ -185,6 +210,9 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 		if addrs.RPC != "" {
 			p.RPC = reachableAddr(addrs.RPC)
 		}
+		if addrs.Discovery != "" {
+			p.Disc = reachableAddr(addrs.Discovery)
+		}
 		addrs.Pairing = &p
 	}
 	if opts.Ready != nil {
@@ -195,7 +223,7 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	if opts.InsecureHTTP {
 		log.Warn("insecure HTTP (--insecure-http): /api/v2/sync and sign-in are served over plain HTTP, passwords and rows in cleartext", "url", addrs.HTTP)
 	}
-	log.Info("serving", "node", n.info.NodeID, "kind", kind, "url", addrs.HTTP, "https_url", addrs.HTTPS, "rpc", addrs.RPC, "tls_fingerprint", addrs.Fingerprint,
+	log.Info("serving", "node", n.info.NodeID, "kind", kind, "url", addrs.HTTP, "https_url", addrs.HTTPS, "rpc", addrs.RPC, "discovery", addrs.Discovery, "tls_fingerprint", addrs.Fingerprint,
 		"insecure_http", opts.InsecureHTTP, "push_policy", cfg.Policy.String(), "rate_limit", cfg.RateLimit, "max_body", cfg.MaxBodyBytes,
 		"push_budget", h.PushBudget().Limit, "max_conns", scfg.MaxConns, "max_conns_per_addr", scfg.MaxConnsPerAddr,
 		"upstream", up != nil)
@@ -203,6 +231,9 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	// A listener that fails stops the others.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if disc != nil {
+		go serveDiscovery(ctx, disc, n.info.NodeID, func() Pairing { return *addrs.Pairing }, log)
+	}
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)

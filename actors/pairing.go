@@ -36,6 +36,10 @@ type Pairing struct {
 	// RPC is where the hub serves native RPC, host:port ("" when it
 	// does not): Go nodes sync there, sealed under PK.
 	RPC string `json:"rpc,omitempty"`
+	// Disc is where the hub answers discovery queries, UDP host:port
+	// ("" when it does not): a device finds the hub there, or by
+	// broadcast on its port, after the hub's address changed.
+	Disc string `json:"disc,omitempty"`
 }
 
 // String is the pairing string: compact JSON, fields in a fixed order.
@@ -137,6 +141,8 @@ func ParsePairing(s string) (Pairing, error) {
 		return Pairing{}, fmt.Errorf("%w: fp %q is not a sha256 in base64url", ErrBadPairing, p.FP)
 	case p.RPC != "" && !validHostPort(p.RPC):
 		return Pairing{}, fmt.Errorf("%w: rpc %q is not host:port", ErrBadPairing, p.RPC)
+	case p.Disc != "" && !validHostPort(p.Disc):
+		return Pairing{}, fmt.Errorf("%w: disc %q is not host:port", ErrBadPairing, p.Disc)
 	}
 	if _, err := codec.DecodePublicKey(p.PK); err != nil {
 		return Pairing{}, fmt.Errorf("%w: pk: %v", ErrBadPairing, err)
@@ -146,18 +152,16 @@ func ParsePairing(s string) (Pairing, error) {
 
 // PairingPeer is the PeerConfig of the hub a pairing string names: its
 // sync URL (SyncURL: native RPC when served, else TLS), public key and,
-// for a TLS URL, certificate pin, and its node id. Over native RPC the public key is the
-// pin: a hub presenting another one is refused (ErrHubKeyMismatch).
+// certificate pin, node id and discovery address. Over native RPC the
+// public key is the pin: a hub presenting another one is refused
+// (ErrHubKeyMismatch); over TLS the certificate's fingerprint is.
 func PairingPeer(p Pairing) (PeerConfig, error) {
 	pk, err := codec.DecodePublicKey(p.PK)
 	if err != nil {
 		return PeerConfig{}, fmt.Errorf("%w: pk: %v", ErrBadPairing, err)
 	}
-	cfg := PeerConfig{Type: kv.PeerHub, URL: p.SyncURL(), PublicKey: pk.Bytes(), NodeID: p.ID}
-	if strings.HasPrefix(cfg.URL, "https://") {
-		cfg.TLSFingerprint = p.FP
-	}
-	return cfg, nil
+	return PeerConfig{Type: kv.PeerHub, URL: p.SyncURL(), PublicKey: pk.Bytes(), NodeID: p.ID,
+		TLSFingerprint: p.FP, Discovery: p.Disc}, nil
 }
 
 // validHostPort reports whether s is host:port with a non-empty host

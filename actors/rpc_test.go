@@ -271,6 +271,43 @@ func TestRPCEnvelopeRefused(t *testing.T) {
 	}
 }
 
+// TestRPCSessionIdle: a session without requests for RPCIdle ends (and
+// is logged); the client's next request handshakes again and succeeds.
+func TestRPCSessionIdle(t *testing.T) {
+	var logs syncBuffer
+	hub := rpcNode(t, KindHub)
+	if _, err := hub.AddUser(UserConfig{Email: rpcEmail, Password: rpcPassword}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := serveFor(t, hub, ServeOptions{RPC: "127.0.0.1:0", RPCIdle: 200 * time.Millisecond, Discovery: DiscoveryOff,
+		UpstreamInterval: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Cloud: CloudConfig{RateLimit: -1}})
+	phone := rpcNode(t, KindMobile)
+	if err := phone.SetCredentials(rpcEmail, rpcPassword); err != nil {
+		t.Fatal(err)
+	}
+	tr := rpcTransportTo(t, phone, a)
+	ctx := context.Background()
+	if _, err := tr.Pull(ctx, &pb.PullRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	first := tr.SessionID()
+	tick, deadline := time.NewTicker(10*time.Millisecond), time.After(time.Minute) // the bound is for a stuck actor
+	defer tick.Stop()
+	for !strings.Contains(logs.String(), `session idle, closed" session=`+first) {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("the idle session %s did not end; log:\n%s", first, logs.String())
+		}
+	}
+	if _, err := tr.Pull(ctx, &pb.PullRequest{}); err != nil {
+		t.Fatalf("pull after the session idled out: %v", err)
+	}
+	if tr.SessionID() == first || tr.SessionID() == "" {
+		t.Errorf("session after idling out: %q, was %q: want a new one", tr.SessionID(), first)
+	}
+}
+
 // TestRPCPinnedKey: a hub presenting another key than the one pinned at
 // pairing is refused before anything is sent sealed; a revoked device
 // is refused at the handshake.
@@ -546,7 +583,7 @@ func TestRPCLostReply(t *testing.T) {
 	var mu sync.Mutex // guards lost
 	lost := 0
 	factory := func(p kv.Peer) (Transport, error) {
-		tr, err := phone.HTTPTransports(nil)(p)
+		tr, err := phone.transportTo(nil)(p) // without discovery: the RPCTransport itself
 		if err != nil {
 			return nil, err
 		}

@@ -160,8 +160,14 @@ func TestParsePairing(t *testing.T) {
 	if p, err := actors.ParsePairing(withTLS); err != nil || p.SyncURL() != "https://10.0.0.2:4443" || p.String() != withTLS {
 		t.Errorf("ParsePairing(%s) = %+v %v", withTLS, p, err)
 	}
+	full := `{"type":"sync_hub","url":"http://10.0.0.2:4001","id":"h1",` + pk + `,"https":"https://10.0.0.2:4443",` + fp +
+		`,"rpc":"10.0.0.2:4003","disc":"10.0.0.2:4002"}`
+	if p, err := actors.ParsePairing(full); err != nil || p.SyncURL() != "rpc://10.0.0.2:4003" || p.Disc != "10.0.0.2:4002" || p.String() != full {
+		t.Errorf("ParsePairing(%s) = %+v %v", full, p, err)
+	}
 	for _, bad := range []string{
 		"", "x", "https://hub.example.org", good + "{}",
+		`{"type":"sync_hub","url":"http://h:1","id":"h1",` + pk + `,"disc":"h"}`,
 		`{"type":"cloud_server","url":"http://h:1","id":"h1",` + pk + `}`,
 		`{"type":"sync_hub","url":"ftp://h:1","id":"h1",` + pk + `}`,
 		`{"type":"sync_hub","url":"http://h:1",` + pk + `}`,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -437,7 +438,9 @@ func TestBadLocalWritesChangeNothing(t *testing.T) {
 
 func TestPeersDevicesConfig(t *testing.T) {
 	eachBackend(t, false, func(t *testing.T, h *harness) {
-		if err := h.s.PutPeer(kv.Peer{ID: "hub1", Type: kv.PeerHub, URL: "http://127.0.0.1:4001"}); err != nil {
+		paired := kv.Peer{ID: "hub1", Type: kv.PeerHub, URL: "rpc://127.0.0.1:4003", PublicKey: []byte("k32"),
+			TLSFingerprint: "fp", NodeID: "hub-node", Discovery: "127.0.0.1:4002", APIKey: "key", Name: "North"}
+		if err := h.s.PutPeer(paired); err != nil {
 			t.Fatal(err)
 		}
 		h.clock.Add(time.Second)
@@ -454,6 +457,12 @@ func TestPeersDevicesConfig(t *testing.T) {
 		ps, err := h.s.Peers()
 		if err != nil || len(ps) != 2 || ps[0].ID != "hub1" || ps[0].Status != kv.StatusRevoked || ps[1].Status != kv.StatusActive {
 			t.Fatalf("peers: %+v %v", ps, err)
+		}
+		got := ps[0]
+		got.Status, got.CreatedAt, got.UpdatedAt = "", 0, 0
+		paired.Status = ""
+		if !reflect.DeepEqual(got, paired) {
+			t.Errorf("peer after reopening: %+v, want %+v", got, paired)
 		}
 		if err := h.s.PutDevice(kv.Device{ID: "d1", Name: "hub", KeyHash: []byte("hash1")}); err != nil {
 			t.Fatal(err)

@@ -33,7 +33,10 @@ type Peer struct {
 	TLSFingerprint string
 	// NodeID is the peer's own node id, from its pairing string (""
 	// when unknown): native RPC addresses the hub's listener by it.
-	NodeID    string
+	NodeID string
+	// Discovery is where the hub answers discovery queries (UDP
+	// host:port, from its pairing string; "" when unknown).
+	Discovery string
 	CreatedAt int64
 	UpdatedAt int64
 }
@@ -41,13 +44,13 @@ type Peer struct {
 func (p *Peer) toProto() *pb.Peer {
 	return &pb.Peer{PeerId: p.ID, PeerType: p.Type, Status: p.Status, PublicKey: p.PublicKey,
 		LastSyncedAt: p.LastSyncedAt, Url: p.URL, Name: p.Name, PullCursor: p.PullCursor,
-		ApiKey: p.APIKey, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, TlsFingerprint: p.TLSFingerprint, NodeId: p.NodeID}
+		ApiKey: p.APIKey, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, TlsFingerprint: p.TLSFingerprint, NodeId: p.NodeID, Discovery: p.Discovery}
 }
 
 func peerFromProto(m *pb.Peer) Peer {
 	return Peer{ID: m.PeerId, Type: m.PeerType, Status: m.Status, PublicKey: m.PublicKey,
 		LastSyncedAt: m.LastSyncedAt, URL: m.Url, Name: m.Name, PullCursor: m.PullCursor,
-		APIKey: m.ApiKey, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, TLSFingerprint: m.TlsFingerprint, NodeID: m.NodeId}
+		APIKey: m.ApiKey, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, TLSFingerprint: m.TlsFingerprint, NodeID: m.NodeId, Discovery: m.Discovery}
 }
 
 func getPeer(tx Tx, id string) (*Peer, error) {

@@ -1764,7 +1764,11 @@ type Peer struct {
 	TlsFingerprint string `protobuf:"bytes,12,opt,name=tls_fingerprint,json=tlsFingerprint,proto3" json:"tls_fingerprint,omitempty"`
 	// The peer's node id, from its pairing string ("" when unknown): a
 	// hub's native RPC listener is named after it.
-	NodeId        string `protobuf:"bytes,13,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string `protobuf:"bytes,13,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Where the hub answers discovery queries (UDP host:port, from its
+	// pairing string; "" when unknown): a hub whose address changed is
+	// looked for there and by broadcast on that port.
+	Discovery     string `protobuf:"bytes,14,opt,name=discovery,proto3" json:"discovery,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1886,6 +1890,13 @@ func (x *Peer) GetTlsFingerprint() string {
 func (x *Peer) GetNodeId() string {
 	if x != nil {
 		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Peer) GetDiscovery() string {
+	if x != nil {
+		return x.Discovery
 	}
 	return ""
 }
@@ -2497,7 +2508,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x05 \x01(\fR\tpublicKey\x12\x1d\n" +
 	"\n" +
-	"clinic_ids\x18\x06 \x03(\tR\tclinicIds\"\xf9\x02\n" +
+	"clinic_ids\x18\x06 \x03(\tR\tclinicIds\"\x97\x03\n" +
 	"\x04Peer\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x1b\n" +
 	"\tpeer_type\x18\x02 \x01(\tR\bpeerType\x12\x16\n" +
@@ -2516,7 +2527,8 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\v \x01(\x03R\tupdatedAt\x12'\n" +
 	"\x0ftls_fingerprint\x18\f \x01(\tR\x0etlsFingerprint\x12\x17\n" +
-	"\anode_id\x18\r \x01(\tR\x06nodeId\"\xbc\x03\n" +
+	"\anode_id\x18\r \x01(\tR\x06nodeId\x12\x1c\n" +
+	"\tdiscovery\x18\x0e \x01(\tR\tdiscovery\"\xbc\x03\n" +
 	"\tStoredRow\x126\n" +
 	"\x04cols\x18\x01 \x03(\v2\".clinicsync.v1.StoredRow.ColsEntryR\x04cols\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.clinicsync.v1.StatusR\x06status\x12\x18\n" +

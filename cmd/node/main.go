@@ -37,7 +37,7 @@ Available:
                 [--trust-forwarded-for] [--max-body BYTES] [--page-size N] [--push-budget BYTES]
                 [--body-timeout D] [--max-conns N] [--max-conns-per-addr N] [--spool-dir DIR]
                 [--upstream-interval D] [--sign-in-limit N] [--https ADDR] [--insecure-http]
-                [--rpc ADDR]
+                [--rpc ADDR] [--discovery ADDR|off]
                 (cloud: GET/POST /api/v2/sync, POST /api/auth/sign-in and /api/login, /healthz on
                 --http, behind a TLS-terminating proxy. hub: the Hikma app's RPC /rpc/* (sealed) on
                 --http, and /api/v2/sync, sign-in and /healthz over TLS on --https, with the hub's
@@ -48,7 +48,9 @@ Available:
                 --https: a second line); refused while another serve runs on DIR.
                 --rpc ADDR: native RPC for Go nodes (protobuf over protoactor-go remote, every
                 pull and push sealed after an X25519 handshake with the node's key); a hub's
-                pairing string then carries "rpc":"host:port" and paired Go devices sync there)
+                pairing string then carries "rpc":"host:port" and paired Go devices sync there.
+                --discovery: a hub answers devices looking for it by its id on this UDP address
+                (default port 4002 on --http's host), so they find it after its address changes)
   node pairing  --data DIR [--qr | --png FILE]
                 (a serving hub's pairing string, as text, a QR code on the terminal or a PNG)
   node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K]

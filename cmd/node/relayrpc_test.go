@@ -27,12 +27,13 @@ func nodeProc(t *testing.T, args ...string) result {
 	return result{}
 }
 
-// startHubProc starts a hub's serve process with native RPC and the
-// upstream loop, and returns it with its HTTP, HTTPS and RPC addresses
-// (host:port).
-func startHubProc(t *testing.T, dir, httpAddr, httpsAddr, rpcAddr string) (*proc, [3]string) {
+// startHubProc starts a hub's serve process with native RPC, discovery
+// on discAddr and the upstream loop, and returns it with its HTTP,
+// HTTPS and RPC addresses (host:port).
+func startHubProc(t *testing.T, dir, httpAddr, httpsAddr, rpcAddr, discAddr string) (*proc, [3]string) {
 	t.Helper()
-	p := startProc(t, "serve", "--data", dir, "--http", httpAddr, "--https", httpsAddr, "--rpc", rpcAddr, "--upstream-interval", "1s")
+	p := startProc(t, "serve", "--data", dir, "--http", httpAddr, "--https", httpsAddr, "--rpc", rpcAddr,
+		"--discovery", discAddr, "--upstream-interval", "1s")
 	var addrs [3]string
 	for i, prefix := range []string{"http://", "https://", actors.RPCScheme} {
 		line, err := p.stdout.ReadString('\n')
@@ -53,7 +54,8 @@ func startHubProc(t *testing.T, dir, httpAddr, httpsAddr, rpcAddr string) (*proc
 // on the cloud reaches both; a delete on mobile 2 reaches everyone; a
 // hub killed (-9) while a device syncs and restarted on its addresses
 // ends with every node converged; a device revoked on the hub is
-// refused with the revocation message while the other keeps syncing.
+// refused with the revocation message while the other keeps syncing;
+// a hub that comes back on other ports is found by its pinned identity.
 func TestRelayRPC(t *testing.T) {
 	root := t.TempDir()
 	cloud, hub := filepath.Join(root, "cloud"), filepath.Join(root, "hub")
@@ -64,8 +66,12 @@ func TestRelayRPC(t *testing.T) {
 	dev := okJSON(t, "device", "add", "--data", cloud, "--name", "North hub", "--clinic", "c1") // through serve's control socket
 
 	ok(t, "init", "--data", hub, "--kind", "hub", "--clinic", "c1")
-	hubProc, hubAddrs := startHubProc(t, hub, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+	hubProc, hubAddrs := startHubProc(t, hub, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
 	pairing := strings.TrimSpace(ok(t, "pairing", "--data", hub))
+	parsed, err := actors.ParsePairing(pairing)
+	if err != nil || parsed.Disc == "" {
+		t.Fatalf("the hub's pairing string %s: %v, want a discovery address", pairing, err)
+	}
 	ok(t, "peer", "add", "--data", hub, "--type", "cloud_server", "--url", cloudURL, "--api-key", dev["api_key"].(string))
 
 	ids := make([]string, len(mobiles))
@@ -170,7 +176,7 @@ func TestRelayRPC(t *testing.T) {
 	if r := nodeProc(t, "sync", "--data", mobiles[1], "--json", "--timeout", "5s"); r.code == 0 {
 		t.Fatalf("mobile 2 synced with the hub down: %+v", r)
 	}
-	_, again := startHubProc(t, hub, hubAddrs[0], hubAddrs[1], hubAddrs[2])
+	hubProc, again := startHubProc(t, hub, hubAddrs[0], hubAddrs[1], hubAddrs[2], parsed.Disc)
 	if again != hubAddrs {
 		t.Fatalf("the hub restarted on %v, want %v", again, hubAddrs)
 	}
@@ -206,4 +212,24 @@ func TestRelayRPC(t *testing.T) {
 	if p := peers()[ids[0]]; p == nil || p["status"] != "active" {
 		t.Errorf("the hub's peer for mobile 1: %v", p)
 	}
+
+	// 6. The hub moves: killed and started on other ports (its discovery
+	// address kept). Mobile 1's next sync finds it by its id and pinned
+	// key, syncs, and keeps the new address; its patient reaches the
+	// cloud.
+	hubProc.kill()
+	_, moved := startHubProc(t, hub, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", parsed.Disc)
+	if moved[2] == hubAddrs[2] {
+		t.Fatalf("the hub came back on its native RPC address %s", moved[2])
+	}
+	ok(t, append([]string{"put", "--data", mobiles[0], "--table", "patients", "--id", "p5", "primary_clinic_id=c1"}, patient...)...)
+	if out := syncOK(mobiles[0]); !strings.Contains(out, `"pushed":1`) {
+		t.Fatalf("mobile 1's push to the moved hub: %s", out)
+	}
+	var mine struct{ Peers []map[string]any }
+	if out := ok(t, "peer", "list", "--data", mobiles[0], "--json"); json.Unmarshal([]byte(out), &mine) != nil || len(mine.Peers) != 1 ||
+		mine.Peers[0]["url"] != actors.RPCScheme+moved[2] {
+		t.Errorf("mobile 1's peers after the hub moved: %s, want url %s%s", out, actors.RPCScheme, moved[2])
+	}
+	onNode(cloud, "p5", "mobile 1's patient through the moved hub", present)
 }

@@ -24,7 +24,7 @@ var serveLog io.Writer = os.Stderr
 // [--rate-limit N] [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
 // [--push-budget BYTES] [--body-timeout D] [--max-conns N] [--max-conns-per-addr N]
 // [--spool-dir DIR] [--upstream-interval D] [--sign-in-limit N]
-// [--https ADDR] [--insecure-http] [--rpc ADDR]
+// [--https ADDR] [--insecure-http] [--rpc ADDR] [--discovery ADDR|off]
 func cmdServe(e *env, name string, args []string) error {
 	f := e.flags(name)
 	addr := f.String("http", "127.0.0.1:8080", "`address` to serve plain HTTP on (host:port; port 0 picks one): a cloud's /api/v2/sync, a hub's Hikma RPC /rpc/*")
@@ -43,6 +43,7 @@ func cmdServe(e *env, name string, args []string) error {
 	upstream := f.Duration("upstream-interval", actors.DefaultUpstreamInterval, "hub: sync with the cloud peer at start, this often, and 2s after a device's push (0: only on node sync)")
 	spoolDir := f.String("spool-dir", "", "`directory` where a large JSON pull keeps its rows while it groups them by table (default: the system's temporary directory)")
 	rpc := f.String("rpc", "", "`address` to serve native RPC on (host:port; port 0 picks one): sealed protobuf sync between node processes over protoactor-go remote; a hub's pairing string names it and Go devices paired with it sync there (rpc://host:port)")
+	disc := f.String("discovery", "", "hub: UDP `address` to answer discovery queries on, so paired devices find the hub after its address changes (default: port 4002 on the host of --http; off: none)")
 	metrics := f.String("metrics", "", "metrics address (not available yet)")
 	verbose := f.Bool("v", false, "log health checks too")
 	err := f.parseAll(args)
@@ -97,7 +98,7 @@ func cmdServe(e *env, name string, args []string) error {
 	if up == 0 {
 		up = -1 // ServeOptions: negative is no upstream loop
 	}
-	err = serveNode(e, f, n, actors.ServeOptions{HTTP: *addr, HTTPS: *httpsAddr, InsecureHTTP: *insecure, RPC: *rpc,
+	err = serveNode(e, f, n, actors.ServeOptions{HTTP: *addr, HTTPS: *httpsAddr, InsecureHTTP: *insecure, RPC: *rpc, Discovery: *disc,
 		Cloud: actors.CloudConfig{Policy: pol, RateLimit: *rate, SignInLimit: *signIn, TrustForwardedFor: *trustFF,
 			MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir},
 		Limits: scfg, UpstreamInterval: up, Logger: log})
@@ -166,11 +167,12 @@ func serveNode(e *env, f *flags, n *actors.Node, opts actors.ServeOptions) error
 		var err error
 		if f.json {
 			err = writeJSON(e.out, struct {
-				URL      string `json:"url"`
-				HTTPSURL string `json:"https_url,omitempty"`
-				RPC      string `json:"rpc,omitempty"`
-				Pairing  string `json:"pairing,omitempty"`
-			}{srv.url, srv.httpsURL, a.RPC, srv.pairing})
+				URL       string `json:"url"`
+				HTTPSURL  string `json:"https_url,omitempty"`
+				RPC       string `json:"rpc,omitempty"`
+				Discovery string `json:"discovery,omitempty"`
+				Pairing   string `json:"pairing,omitempty"`
+			}{srv.url, srv.httpsURL, a.RPC, a.Discovery, srv.pairing})
 		} else {
 			_, err = fmt.Fprintf(e.out, "listening on %s\n", srv.url)
 			if err == nil && srv.httpsURL != "" {
