@@ -397,7 +397,7 @@ func (h *HikmaHandler) command(client string, req rpcRequest, addr string, l *rp
 		if rerr != nil {
 			return nil, rerr
 		}
-		return h.syncPush(c, req.Data, l)
+		return h.syncPush(c.Caller, req.Data, l)
 	case "":
 		return nil, opError(CodeBadRequest, "the command has no \"command\" name")
 	}
@@ -413,7 +413,7 @@ func (h *HikmaHandler) query(client string, req rpcRequest, l *rpcLog) (any, *rp
 		if rerr != nil {
 			return nil, rerr
 		}
-		return h.syncPull(c, client, req.Params, l)
+		return h.syncPull(c.Caller, client, req.Params, l)
 	case "":
 		return nil, opError(CodeBadRequest, "the query has no \"query\" name")
 	}
@@ -495,34 +495,49 @@ func (h *HikmaHandler) login(client string, data json.RawMessage, addr string, l
 	return resp, nil
 }
 
-// authorize checks an operation's token and returns its caller: the
-// token's user, unscoped (as Basic auth on /api/v2/sync), if that user
-// is still live with a password (a user deleted since the login is
-// refused at once, through the Authenticator's index).
-func (h *HikmaHandler) authorize(client string, token *string, l *rpcLog) (fsm.Caller, *rpcError) {
+// hikmaCaller is who makes a Hikma operation: the token's user as a
+// sync caller (unscoped, as Basic auth on /api/v2/sync), the token's
+// clinic and role, and the user's permissions there, read for this
+// operation.
+type hikmaCaller struct {
+	fsm.Caller
+	ClinicID, Role string
+	Perms          Permissions
+}
+
+// authorize checks an operation's token and returns its caller, if the
+// token's user is still live with a password (a user deleted since the
+// login is refused at once, through the Authenticator's index), with
+// the user's permissions in the token's clinic, read again now
+// (reference §2.4).
+func (h *HikmaHandler) authorize(client string, token *string, l *rpcLog) (hikmaCaller, *rpcError) {
 	if token == nil || *token == "" {
-		return fsm.Caller{}, opError(CodeAuthFailed, "Authentication required: log in first")
+		return hikmaCaller{}, opError(CodeAuthFailed, "Authentication required: log in first")
 	}
 	key, err := h.store.Secret(jwtKeyConfig, 32)
 	if err != nil {
-		return fsm.Caller{}, rpcInternal(err)
+		return hikmaCaller{}, rpcInternal(err)
 	}
 	claims, err := verifyJWT(key, *token, h.clock.Now())
 	if err != nil {
-		return fsm.Caller{}, opError(CodeAuthFailed, "%v: log in again", err)
+		return hikmaCaller{}, opError(CodeAuthFailed, "%v: log in again", err)
 	}
 	live, err := h.cloud.auth.live(claims.Sub)
 	if err != nil {
-		return fsm.Caller{}, rpcInternal(err)
+		return hikmaCaller{}, rpcInternal(err)
 	}
 	if !live {
-		return fsm.Caller{}, opError(CodeAuthFailed, "the user of this token no longer exists: log in again")
+		return hikmaCaller{}, opError(CodeAuthFailed, "the user of this token no longer exists: log in again")
 	}
 	l.user = claims.Sub
-	if err := h.recordDevice(client); err != nil {
-		return fsm.Caller{}, rpcInternal(err)
+	perms, err := loadPermissions(h.store, claims.Sub, claims.ClinicID)
+	if err != nil {
+		return hikmaCaller{}, rpcInternal(err)
 	}
-	return fsm.Caller{ID: claims.Sub}, nil
+	if err := h.recordDevice(client); err != nil {
+		return hikmaCaller{}, rpcInternal(err)
+	}
+	return hikmaCaller{Caller: fsm.Caller{ID: claims.Sub}, ClinicID: claims.ClinicID, Role: claims.Role, Perms: perms}, nil
 }
 
 // live reports whether the user id is a live user with a password,
