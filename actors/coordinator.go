@@ -97,6 +97,9 @@ type coordinatorConfig struct {
 	// publish sees every transition of the machine. It runs inside
 	// Receive and must not block.
 	publish func(fsm.Transition)
+	// done sees every sync that started, once, when it ends. It runs
+	// inside Receive and must not block.
+	done func(SyncReport)
 }
 
 // coordinatorProps builds the props of a node's coordinator. Its peer
@@ -127,8 +130,22 @@ type peerChild struct {
 	peer kv.Peer // as it was when the actor was spawned
 }
 
+// SyncReport is one sync that ended, as NodeConfig.OnSync sees it.
+type SyncReport struct {
+	ID       string // the sync's id, also in its log line
+	PeerType string // kv.PeerCloud or kv.PeerHub
+	Trigger  Trigger
+	Result   Result
+	// Started is when the sync was asked for, and Duration how long it
+	// took to its end (retries included), on the node's clock.
+	Started  time.Time
+	Duration time.Duration
+}
+
 // running is the sync in flight.
 type running struct {
+	id        string    // the sync's id, in its log line and report
+	started   time.Time // when it was asked for
 	run       *Run
 	peer      kv.Peer
 	trigger   Trigger
@@ -199,8 +216,13 @@ func (c *coordinator) startSync(ctx actor.Context, req SyncRequest) {
 		c.refuse(ctx, err, msg)
 		return
 	}
-	s := &running{peer: peer, trigger: req.Trigger, since: req.Since, pageSize: c.cfg.pageSize,
-		pid: c.peerActor(ctx, peer), requester: ctx.Sender()}
+	id, err := newUUID()
+	if err != nil {
+		c.refuse(ctx, err, err.Error())
+		return
+	}
+	s := &running{id: id, started: nowOf(c.cfg.clock), peer: peer, trigger: req.Trigger, since: req.Since,
+		pageSize: c.cfg.pageSize, pid: c.peerActor(ctx, peer), requester: ctx.Sender()}
 	if req.PageSize > 0 {
 		s.pageSize = req.PageSize
 	}
@@ -355,13 +377,18 @@ func (c *coordinator) onReply(ctx actor.Context, m *peerReply) {
 func (c *coordinator) finish(ctx actor.Context, s *running, res Result) {
 	switch res.Outcome {
 	case OutcomeOK:
-		c.cfg.log.Info("sync finished", "peer", res.Peer, "trigger", s.trigger, "pulled", res.Pulled,
+		c.cfg.log.Info("sync finished", "sync", s.id, "peer", res.Peer, "trigger", s.trigger, "pulled", res.Pulled,
 			"pushed", res.Pushed, "rejected", len(res.Rejected))
 	case OutcomeSkipped:
-		c.cfg.log.Info("sync skipped", "peer", res.Peer, "trigger", s.trigger, "cause", res.Err)
+		c.cfg.log.Info("sync skipped", "sync", s.id, "peer", res.Peer, "trigger", s.trigger, "cause", res.Err)
 	default:
-		c.cfg.log.Warn("sync failed", "peer", res.Peer, "peer_type", s.peer.Type, "trigger", s.trigger,
+		c.cfg.log.Warn("sync failed", "sync", s.id, "peer", res.Peer, "peer_type", s.peer.Type, "trigger", s.trigger,
 			"message", res.Message, "cause", res.Err)
+	}
+	if c.cfg.done != nil {
+		end := nowOf(c.cfg.clock)
+		c.cfg.done(SyncReport{ID: s.id, PeerType: s.peer.Type, Trigger: s.trigger, Result: res,
+			Started: s.started, Duration: end.Sub(s.started)})
 	}
 	if s.requester != nil {
 		ctx.Send(s.requester, res)

@@ -36,6 +36,10 @@ type NodeConfig struct {
 	// a pull from its last applied page.
 	Retries      int
 	RetryBackoff time.Duration
+	// OnSync, if set, is called once for every sync that ended (ok,
+	// failed, or aborted), after its store work, from the coordinator:
+	// it must not block.
+	OnSync func(SyncReport)
 }
 
 // Defaults of NodeConfig's retries.
@@ -102,7 +106,8 @@ func (n *Node) Start(cfg NodeConfig) error {
 			if d := n.feed.publish(t); d > 0 {
 				log.Warn("sync state subscribers too slow: transitions dropped", "dropped", d, "event", t.Event)
 			}
-		}})
+		},
+		done: cfg.OnSync})
 	pid, err := sys.Root.SpawnNamed(props, "coordinator")
 	if err != nil {
 		sys.Shutdown()
