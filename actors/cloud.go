@@ -255,6 +255,14 @@ func (h *CloudHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case SignInPath, LoginPath:
 		herr = h.signIn(rw, r, &out)
 	default:
+		if rest, ok := strings.CutPrefix(r.URL.Path, OpsPath); ok {
+			herr = h.opsHTTP(rw, r, rest, &out)
+			return
+		}
+		if rest, ok := strings.CutPrefix(r.URL.Path, CloudOpsPath); ok && !h.server.Relay { // a hub's /rpc/ is the Hikma RPC
+			herr = h.opsHTTP(rw, r, rest, &out)
+			return
+		}
 		herr = refuse(http.StatusNotFound, "not found: %s", r.URL.Path)
 	}
 }

@@ -401,7 +401,11 @@ func (h *HikmaHandler) command(client string, req rpcRequest, addr string, l *rp
 	case "":
 		return nil, opError(CodeBadRequest, "the command has no \"command\" name")
 	}
-	return nil, opError(CodeNotSupported, "command %q is not supported by this hub (it serves login, ping and sync_push)", req.Command)
+	c, rerr := h.authorize(client, req.Token, l)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return h.cloud.operation(c, true, req.Command, req.Data)
 }
 
 func (h *HikmaHandler) query(client string, req rpcRequest, l *rpcLog) (any, *rpcError) {
@@ -417,7 +421,11 @@ func (h *HikmaHandler) query(client string, req rpcRequest, l *rpcLog) (any, *rp
 	case "":
 		return nil, opError(CodeBadRequest, "the query has no \"query\" name")
 	}
-	return nil, opError(CodeNotSupported, "query %q is not supported by this hub (it serves ping, heartbeat and sync_pull)", req.Query)
+	c, rerr := h.authorize(client, req.Token, l)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return h.cloud.operation(c, false, req.Query, req.Params)
 }
 
 // ---- login and tokens ----

@@ -458,7 +458,8 @@ func TestHikmaHubRefusals(t *testing.T) {
 		goodSyncs()
 	})
 	t.Run("unknown operation", func(t *testing.T) {
-		good.command("register_patient", map[string]any{}).refused(t, 200, "NOT_SUPPORTED", "register_patient")
+		good.command("appointments.teleport", map[string]any{}).refused(t, 200, "NOT_SUPPORTED", "appointments.teleport")
+		good.query("vitals.forecast", nil).refused(t, 200, "NOT_SUPPORTED", "vitals.forecast")
 	})
 }
 

@@ -464,7 +464,16 @@ func (n *Node) Login(ctx context.Context, email, password string, peerID string)
 	if err := n.SetCredentials(email, password); err != nil {
 		return Result{}, err
 	}
-	res, err := n.Sync(ctx, SyncRequest{PeerID: peerID, Trigger: AfterLogin})
+	var res Result
+	on, err := n.online()
+	if on { // no sync: an operation checks the credentials
+		res = Result{Outcome: OutcomeOK}
+		if _, oerr := n.Operation(ctx, false, "get_patients", map[string]any{"limit": 1}); oerr != nil {
+			res = Result{Outcome: OutcomeError, Message: oerr.Error(), Err: oerr}
+		}
+	} else if err == nil {
+		res, err = n.Sync(ctx, SyncRequest{PeerID: peerID, Trigger: AfterLogin})
+	}
 	if err == nil && res.Outcome == OutcomeError && errors.Is(res.Err, ErrUnauthorized) {
 		if oldErr == nil {
 			err = n.SetCredentials(oldEmail, oldPassword)

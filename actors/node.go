@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/base64"
@@ -381,6 +382,10 @@ func (n *Node) Put(table, id string, text map[string]string) (kv.Record, error) 
 // write with an error wrapping kv.ErrInvalidValue that names the table,
 // id, column, value and reason; an unknown column fails with
 // kv.ErrUnknownColumn. Nothing is written then.
+//
+// In online mode (Mode) the row is written on the peer instead
+// (rows.put, through the peer's push engine) and returned as the peer
+// holds it; nothing is written locally.
 func (n *Node) PutValues(table, id string, cols map[string]any) (kv.Record, error) {
 	t, ok := n.store.Catalog().Table(table)
 	if !ok {
@@ -410,6 +415,12 @@ func (n *Node) PutValues(table, id string, cols map[string]any) (kv.Record, erro
 		if id, err = newUUID(); err != nil {
 			return kv.Record{}, err
 		}
+	}
+	if on, err := n.online(); err != nil || on {
+		if err != nil {
+			return kv.Record{}, err
+		}
+		return n.putOnline(table, id, vals)
 	}
 	return n.store.Put(table, id, vals)
 }
@@ -518,12 +529,36 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// Delete deletes a row locally (it becomes a tombstone pending upstream).
-func (n *Node) Delete(table, id string) error { return n.store.Delete(table, id) }
+// Delete deletes a row locally (it becomes a tombstone pending
+// upstream); in online mode on the peer (rows.delete).
+func (n *Node) Delete(table, id string) error {
+	if on, err := n.online(); err != nil || on {
+		if err != nil {
+			return err
+		}
+		if _, ok := n.store.Catalog().Table(table); !ok {
+			return fmt.Errorf("%w %q", kv.ErrUnknownTable, table)
+		}
+		_, err = n.Operation(context.Background(), true, "rows.delete", map[string]any{"table": table, "id": id})
+		return err
+	}
+	return n.store.Delete(table, id)
+}
 
 // Rows returns the rows of a table in id order, tombstones included; with
-// a non-empty id, just that row (kv.ErrNotFound if absent).
+// a non-empty id, just that row (kv.ErrNotFound if absent). In online
+// mode they come from the peer (rows.get, rows.list): its live rows,
+// without sync metadata.
 func (n *Node) Rows(table, id string) ([]kv.Record, error) {
+	if on, err := n.online(); err != nil || on {
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := n.store.Catalog().Table(table); !ok {
+			return nil, fmt.Errorf("%w %q", kv.ErrUnknownTable, table)
+		}
+		return n.rowsOnline(context.Background(), table, id)
+	}
 	if id != "" {
 		r, err := n.store.Get(table, id)
 		if err != nil {
@@ -563,8 +598,8 @@ type Status struct {
 	// State is the sync state machine's state ("idle" while the sync
 	// engine is not started).
 	State string
-	// Mode is "offline" (through the local store) or "online". Only
-	// offline exists so far.
+	// Mode is "offline" (through the local store) or "online" (straight
+	// through the peer): Node.Mode.
 	Mode    string
 	Peers   []kv.Peer
 	Pending int // rows with changes to push upstream
@@ -587,7 +622,11 @@ func (n *Node) Status() (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return Status{NodeID: n.info.NodeID, Kind: n.info.Kind, State: string(n.State()), Mode: "offline",
+	mode, err := n.Mode()
+	if err != nil {
+		return Status{}, err
+	}
+	return Status{NodeID: n.info.NodeID, Kind: n.info.Kind, State: string(n.State()), Mode: mode.Mode,
 		Peers: peers, Pending: pending, Clients: clients}, nil
 }
 

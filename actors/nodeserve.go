@@ -180,7 +180,7 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 		if err != nil {
 			return err
 		}
-		rs, err := startRPC(opts.RPC, rpcDeps{server: h.server, auth: h.auth, store: n.store, priv: priv, nodeID: n.info.NodeID, log: log,
+		rs, err := startRPC(opts.RPC, rpcDeps{server: h.server, auth: h.auth, ops: h, store: n.store, priv: priv, nodeID: n.info.NodeID, log: log,
 			idle: opts.RPCIdle})
 		if err != nil {
 			return err

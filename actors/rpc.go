@@ -22,6 +22,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,6 +90,7 @@ var (
 type rpcDeps struct {
 	server *Server
 	auth   *Authenticator
+	ops    *CloudHandler // online operations (ops.go)
 	store  *kv.Store
 	priv   *ecdh.PrivateKey
 	nodeID string
@@ -478,11 +480,12 @@ func (s *rpcSession) answer(log *slog.Logger, dir codec.Direction, req *pb.RpcRe
 	case req.GetRequestId() != resp.GetRequestId():
 		fail(rpcCodeBadRequest, "sealed request id %q differs from the envelope's", req.GetRequestId())
 		return false
-	case req.GetPull() != nil && dir != codec.DirQuery, req.GetPush() != nil && dir != codec.DirCommand:
-		fail(rpcCodeBadRequest, "a pull travels as %q, a push as %q", codec.DirQuery, codec.DirCommand)
+	case req.GetPull() != nil && dir != codec.DirQuery, req.GetPush() != nil && dir != codec.DirCommand,
+		req.GetOperation() != nil && req.GetOperation().GetCommand() != (dir == codec.DirCommand):
+		fail(rpcCodeBadRequest, "a pull or a query travels as %q, a push or a command as %q", codec.DirQuery, codec.DirCommand)
 		return false
-	case req.GetPull() == nil && req.GetPush() == nil:
-		fail(rpcCodeBadRequest, "neither a pull nor a push")
+	case req.GetPull() == nil && req.GetPush() == nil && req.GetOperation() == nil:
+		fail(rpcCodeBadRequest, "neither a pull, a push nor an operation")
 		return false
 	}
 	if msg, err := peerRevoked(s.deps.store, s.client); err != nil {
@@ -524,7 +527,9 @@ func (s *rpcSession) answer(log *slog.Logger, dir codec.Direction, req *pb.RpcRe
 			return false
 		}
 	}
-	if pull := req.GetPull(); pull != nil {
+	if op := req.GetOperation(); op != nil {
+		s.operation(log, c, op, resp)
+	} else if pull := req.GetPull(); pull != nil {
 		out, err := s.deps.server.Pull(c, pull)
 		if err == nil {
 			resp.Op = &pb.RpcResponse_Pull{Pull: out}
@@ -538,6 +543,34 @@ func (s *rpcSession) answer(log *slog.Logger, dir codec.Direction, req *pb.RpcRe
 		s.refusal(log, err, resp)
 	}
 	return false
+}
+
+// operation answers an online operation (ops.go) of a user: its result
+// as JSON, or its refusal's Hikma code and message.
+func (s *rpcSession) operation(log *slog.Logger, c fsm.Caller, op *pb.Operation, resp *pb.RpcResponse) {
+	if s.deps.ops == nil || c.Hub {
+		resp.ErrorCode, resp.Error = CodeNotSupported, "online operations are a user's, served by a hub or a cloud"
+		return
+	}
+	hc, err := s.deps.ops.opsCaller(c)
+	if err != nil {
+		log.Error("native rpc: the operation's user", "error", err)
+		resp.Error, resp.ErrorCode = "internal server error", rpcCodeInternal
+		return
+	}
+	res, rerr := s.deps.ops.operation(hc, op.GetCommand(), op.GetName(), op.GetJson())
+	if rerr == nil {
+		var b []byte
+		if b, err = json.Marshal(res); err == nil {
+			resp.Op = &pb.RpcResponse_Operation{Operation: &pb.OperationResult{Json: b}}
+			return
+		}
+		rerr = rpcInternal(err)
+	}
+	if rerr.code == CodeServerError {
+		log.Error("native rpc: operation", "op", op.GetName(), "error", rerr.cause)
+	}
+	resp.ErrorCode, resp.Error = rerr.code, rerr.msg
 }
 
 // recordDevice notes the session's client as a paired device

@@ -118,7 +118,10 @@ func (t *RPCTransport) SessionID() string {
 
 func (t *RPCTransport) call(ctx context.Context, dir codec.Direction, req *pb.RpcRequest) (*pb.RpcResponse, error) {
 	op := "pull"
-	if dir == codec.DirCommand {
+	switch {
+	case req.GetOperation() != nil:
+		op = req.GetOperation().GetName()
+	case dir == codec.DirCommand:
 		op = "push"
 	}
 	if t.Auth != nil {
@@ -186,6 +189,9 @@ func (t *RPCTransport) call(ctx context.Context, dir codec.Direction, req *pb.Rp
 		resp := new(pb.RpcResponse)
 		if err := proto.Unmarshal(plain, resp); err != nil || resp.GetRequestId() != id {
 			return nil, fmt.Errorf("%w: %s %s: a malformed answer", ErrBadRequest, op, t.Addr)
+		}
+		if code := resp.GetErrorCode(); code != "" && req.GetOperation() != nil && code == strings.ToUpper(code) {
+			return nil, &rpcOpRefusal{code: code, msg: resp.GetError()} // an operation's refusal: a Hikma code
 		}
 		if resp.GetErrorCode() != "" {
 			if resp.GetErrorCode() == rpcCodeRevoked {

@@ -57,10 +57,11 @@ const subscriberBuffer = 256
 
 // engine is a started node's actor system and coordinator.
 type engine struct {
-	sys   *actor.ActorSystem
-	coord *actor.PID
-	log   *slog.Logger
-	done  chan struct{} // closed once the coordinator has stopped
+	sys        *actor.ActorSystem
+	coord      *actor.PID
+	log        *slog.Logger
+	transports TransportFactory
+	done       chan struct{} // closed once the coordinator has stopped
 }
 
 // Start starts the node's sync engine: an actor system with the node's
@@ -113,7 +114,7 @@ func (n *Node) Start(cfg NodeConfig) error {
 		sys.Shutdown()
 		return fmt.Errorf("actors: starting the sync coordinator: %w", err)
 	}
-	n.engine = &engine{sys: sys, coord: pid, log: log, done: make(chan struct{})}
+	n.engine = &engine{sys: sys, coord: pid, log: log, transports: cfg.Transports, done: make(chan struct{})}
 	return nil
 }
 
@@ -210,6 +211,9 @@ func (b *inbox) Stop(*actor.PID)                   {}
 // ctx's error. ctx bounds the wait, not the sync: a sync whose caller
 // gave up still ends as usual (or by ForceReset).
 func (n *Node) Sync(ctx context.Context, req SyncRequest) (Result, error) {
+	if skip, err := n.onlineSkip(); err == nil && skip != nil { // an error shows in the sync (or ErrClosed)
+		return *skip, nil
+	}
 	v, err := n.ask(ctx, req)
 	if err != nil {
 		return Result{}, err

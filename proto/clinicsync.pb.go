@@ -1457,6 +1457,7 @@ type RpcRequest struct {
 	//
 	//	*RpcRequest_Pull
 	//	*RpcRequest_Push
+	//	*RpcRequest_Operation
 	Op            isRpcRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1538,6 +1539,15 @@ func (x *RpcRequest) GetPush() *PushRequest {
 	return nil
 }
 
+func (x *RpcRequest) GetOperation() *Operation {
+	if x != nil {
+		if x, ok := x.Op.(*RpcRequest_Operation); ok {
+			return x.Operation
+		}
+	}
+	return nil
+}
+
 type isRpcRequest_Op interface {
 	isRpcRequest_Op()
 }
@@ -1550,9 +1560,124 @@ type RpcRequest_Push struct {
 	Push *PushRequest `protobuf:"bytes,5,opt,name=push,proto3,oneof"`
 }
 
+type RpcRequest_Operation struct {
+	Operation *Operation `protobuf:"bytes,6,opt,name=operation,proto3,oneof"`
+}
+
 func (*RpcRequest_Pull) isRpcRequest_Op() {}
 
 func (*RpcRequest_Push) isRpcRequest_Op() {}
+
+func (*RpcRequest_Operation) isRpcRequest_Op() {}
+
+// Operation is an online-mode operation (a Hikma RPC query or command,
+// such as get_patient or register_patient): its name, whether it is a
+// command (writes) or a query, and its parameters as JSON.
+type Operation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Command       bool                   `protobuf:"varint,2,opt,name=command,proto3" json:"command,omitempty"`
+	Json          []byte                 `protobuf:"bytes,3,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Operation) Reset() {
+	*x = Operation{}
+	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Operation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Operation) ProtoMessage() {}
+
+func (x *Operation) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Operation.ProtoReflect.Descriptor instead.
+func (*Operation) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Operation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Operation) GetCommand() bool {
+	if x != nil {
+		return x.Command
+	}
+	return false
+}
+
+func (x *Operation) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+// OperationResult is an operation's answer as JSON (errors travel in
+// RpcResponse.error and error_code, the Hikma codes).
+type OperationResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          []byte                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperationResult) Reset() {
+	*x = OperationResult{}
+	mi := &file_proto_clinicsync_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperationResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperationResult) ProtoMessage() {}
+
+func (x *OperationResult) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperationResult.ProtoReflect.Descriptor instead.
+func (*OperationResult) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *OperationResult) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
 
 // RpcResponse is the plaintext sealed in an answer's RpcEnvelope.
 type RpcResponse struct {
@@ -1564,6 +1689,7 @@ type RpcResponse struct {
 	//
 	//	*RpcResponse_Pull
 	//	*RpcResponse_Push
+	//	*RpcResponse_Operation
 	Op            isRpcResponse_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1571,7 +1697,7 @@ type RpcResponse struct {
 
 func (x *RpcResponse) Reset() {
 	*x = RpcResponse{}
-	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	mi := &file_proto_clinicsync_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1709,7 @@ func (x *RpcResponse) String() string {
 func (*RpcResponse) ProtoMessage() {}
 
 func (x *RpcResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[17]
+	mi := &file_proto_clinicsync_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1722,7 @@ func (x *RpcResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RpcResponse.ProtoReflect.Descriptor instead.
 func (*RpcResponse) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{17}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RpcResponse) GetRequestId() string {
@@ -1645,6 +1771,15 @@ func (x *RpcResponse) GetPush() *PushResponse {
 	return nil
 }
 
+func (x *RpcResponse) GetOperation() *OperationResult {
+	if x != nil {
+		if x, ok := x.Op.(*RpcResponse_Operation); ok {
+			return x.Operation
+		}
+	}
+	return nil
+}
+
 type isRpcResponse_Op interface {
 	isRpcResponse_Op()
 }
@@ -1657,9 +1792,15 @@ type RpcResponse_Push struct {
 	Push *PushResponse `protobuf:"bytes,5,opt,name=push,proto3,oneof"`
 }
 
+type RpcResponse_Operation struct {
+	Operation *OperationResult `protobuf:"bytes,6,opt,name=operation,proto3,oneof"`
+}
+
 func (*RpcResponse_Pull) isRpcResponse_Op() {}
 
 func (*RpcResponse_Push) isRpcResponse_Op() {}
+
+func (*RpcResponse_Operation) isRpcResponse_Op() {}
 
 type NodeInfo struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1675,7 +1816,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_proto_clinicsync_proto_msgTypes[18]
+	mi := &file_proto_clinicsync_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1828,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[18]
+	mi := &file_proto_clinicsync_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1841,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{18}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NodeInfo) GetProtocolVersion() ProtocolVersion {
@@ -1775,7 +1916,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_proto_clinicsync_proto_msgTypes[19]
+	mi := &file_proto_clinicsync_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1928,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[19]
+	mi := &file_proto_clinicsync_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1941,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{19}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Peer) GetPeerId() string {
@@ -1920,7 +2061,7 @@ type StoredRow struct {
 
 func (x *StoredRow) Reset() {
 	*x = StoredRow{}
-	mi := &file_proto_clinicsync_proto_msgTypes[20]
+	mi := &file_proto_clinicsync_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2073,7 @@ func (x *StoredRow) String() string {
 func (*StoredRow) ProtoMessage() {}
 
 func (x *StoredRow) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[20]
+	mi := &file_proto_clinicsync_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2086,7 @@ func (x *StoredRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRow.ProtoReflect.Descriptor instead.
 func (*StoredRow) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{20}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StoredRow) GetCols() map[string]*Value {
@@ -2034,7 +2175,7 @@ type Conflict struct {
 
 func (x *Conflict) Reset() {
 	*x = Conflict{}
-	mi := &file_proto_clinicsync_proto_msgTypes[21]
+	mi := &file_proto_clinicsync_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2046,7 +2187,7 @@ func (x *Conflict) String() string {
 func (*Conflict) ProtoMessage() {}
 
 func (x *Conflict) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[21]
+	mi := &file_proto_clinicsync_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2059,7 +2200,7 @@ func (x *Conflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
 func (*Conflict) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{21}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Conflict) GetTable() string {
@@ -2126,7 +2267,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_proto_clinicsync_proto_msgTypes[22]
+	mi := &file_proto_clinicsync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2279,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[22]
+	mi := &file_proto_clinicsync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2292,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{22}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Device) GetDeviceId() string {
@@ -2211,7 +2352,7 @@ type Client struct {
 
 func (x *Client) Reset() {
 	*x = Client{}
-	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	mi := &file_proto_clinicsync_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2364,7 @@ func (x *Client) String() string {
 func (*Client) ProtoMessage() {}
 
 func (x *Client) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	mi := &file_proto_clinicsync_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2377,7 @@ func (x *Client) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Client.ProtoReflect.Descriptor instead.
 func (*Client) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{23}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Client) GetId() string {
@@ -2296,7 +2437,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_proto_clinicsync_proto_msgTypes[24]
+	mi := &file_proto_clinicsync_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2449,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[24]
+	mi := &file_proto_clinicsync_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2462,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{24}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LogEntry) GetSeq() uint64 {
@@ -2481,7 +2622,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\x04blob\x18\x05 \x01(\tR\x04blob\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\a \x01(\tR\terrorCode\"\xd8\x01\n" +
+	"error_code\x18\a \x01(\tR\terrorCode\"\x92\x02\n" +
 	"\n" +
 	"RpcRequest\x12\x1d\n" +
 	"\n" +
@@ -2489,8 +2630,15 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\rauthorization\x18\x02 \x01(\tR\rauthorization\x12\x1b\n" +
 	"\tpeer_type\x18\x03 \x01(\tR\bpeerType\x120\n" +
 	"\x04pull\x18\x04 \x01(\v2\x1a.clinicsync.v1.PullRequestH\x00R\x04pull\x120\n" +
-	"\x04push\x18\x05 \x01(\v2\x1a.clinicsync.v1.PushRequestH\x00R\x04pushB\x04\n" +
-	"\x02op\"\xcd\x01\n" +
+	"\x04push\x18\x05 \x01(\v2\x1a.clinicsync.v1.PushRequestH\x00R\x04push\x128\n" +
+	"\toperation\x18\x06 \x01(\v2\x18.clinicsync.v1.OperationH\x00R\toperationB\x04\n" +
+	"\x02op\"M\n" +
+	"\tOperation\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acommand\x18\x02 \x01(\bR\acommand\x12\x12\n" +
+	"\x04json\x18\x03 \x01(\fR\x04json\"%\n" +
+	"\x0fOperationResult\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\"\x8d\x02\n" +
 	"\vRpcResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x14\n" +
@@ -2498,7 +2646,8 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x03 \x01(\tR\terrorCode\x121\n" +
 	"\x04pull\x18\x04 \x01(\v2\x1b.clinicsync.v1.PullResponseH\x00R\x04pull\x121\n" +
-	"\x04push\x18\x05 \x01(\v2\x1b.clinicsync.v1.PushResponseH\x00R\x04pushB\x04\n" +
+	"\x04push\x18\x05 \x01(\v2\x1b.clinicsync.v1.PushResponseH\x00R\x04push\x12>\n" +
+	"\toperation\x18\x06 \x01(\v2\x1e.clinicsync.v1.OperationResultH\x00R\toperationB\x04\n" +
 	"\x02op\"\xed\x01\n" +
 	"\bNodeInfo\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x17\n" +
@@ -2607,7 +2756,7 @@ func file_proto_clinicsync_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_clinicsync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_proto_clinicsync_proto_goTypes = []any{
 	(ProtocolVersion)(0),      // 0: clinicsync.v1.ProtocolVersion
 	(NodeKind)(0),             // 1: clinicsync.v1.NodeKind
@@ -2629,20 +2778,22 @@ var file_proto_clinicsync_proto_goTypes = []any{
 	(*HandshakeResponse)(nil), // 17: clinicsync.v1.HandshakeResponse
 	(*RpcEnvelope)(nil),       // 18: clinicsync.v1.RpcEnvelope
 	(*RpcRequest)(nil),        // 19: clinicsync.v1.RpcRequest
-	(*RpcResponse)(nil),       // 20: clinicsync.v1.RpcResponse
-	(*NodeInfo)(nil),          // 21: clinicsync.v1.NodeInfo
-	(*Peer)(nil),              // 22: clinicsync.v1.Peer
-	(*StoredRow)(nil),         // 23: clinicsync.v1.StoredRow
-	(*Conflict)(nil),          // 24: clinicsync.v1.Conflict
-	(*Device)(nil),            // 25: clinicsync.v1.Device
-	(*Client)(nil),            // 26: clinicsync.v1.Client
-	(*LogEntry)(nil),          // 27: clinicsync.v1.LogEntry
-	nil,                       // 28: clinicsync.v1.Row.ColsEntry
-	nil,                       // 29: clinicsync.v1.StoredRow.ColsEntry
-	nil,                       // 30: clinicsync.v1.LogEntry.ChangesEntry
+	(*Operation)(nil),         // 20: clinicsync.v1.Operation
+	(*OperationResult)(nil),   // 21: clinicsync.v1.OperationResult
+	(*RpcResponse)(nil),       // 22: clinicsync.v1.RpcResponse
+	(*NodeInfo)(nil),          // 23: clinicsync.v1.NodeInfo
+	(*Peer)(nil),              // 24: clinicsync.v1.Peer
+	(*StoredRow)(nil),         // 25: clinicsync.v1.StoredRow
+	(*Conflict)(nil),          // 26: clinicsync.v1.Conflict
+	(*Device)(nil),            // 27: clinicsync.v1.Device
+	(*Client)(nil),            // 28: clinicsync.v1.Client
+	(*LogEntry)(nil),          // 29: clinicsync.v1.LogEntry
+	nil,                       // 30: clinicsync.v1.Row.ColsEntry
+	nil,                       // 31: clinicsync.v1.StoredRow.ColsEntry
+	nil,                       // 32: clinicsync.v1.LogEntry.ChangesEntry
 }
 var file_proto_clinicsync_proto_depIdxs = []int32{
-	28, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
+	30, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
 	4,  // 1: clinicsync.v1.Row.versions:type_name -> clinicsync.v1.VersionGroup
 	5,  // 2: clinicsync.v1.TableChanges.created:type_name -> clinicsync.v1.Row
 	5,  // 3: clinicsync.v1.TableChanges.updated:type_name -> clinicsync.v1.Row
@@ -2662,25 +2813,27 @@ var file_proto_clinicsync_proto_depIdxs = []int32{
 	0,  // 17: clinicsync.v1.RpcEnvelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
 	8,  // 18: clinicsync.v1.RpcRequest.pull:type_name -> clinicsync.v1.PullRequest
 	12, // 19: clinicsync.v1.RpcRequest.push:type_name -> clinicsync.v1.PushRequest
-	11, // 20: clinicsync.v1.RpcResponse.pull:type_name -> clinicsync.v1.PullResponse
-	14, // 21: clinicsync.v1.RpcResponse.push:type_name -> clinicsync.v1.PushResponse
-	0,  // 22: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	1,  // 23: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
-	29, // 24: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
-	2,  // 25: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
-	4,  // 26: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
-	3,  // 27: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
-	4,  // 28: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
-	4,  // 29: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
-	30, // 30: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
-	3,  // 31: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 32: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 33: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	20, // 20: clinicsync.v1.RpcRequest.operation:type_name -> clinicsync.v1.Operation
+	11, // 21: clinicsync.v1.RpcResponse.pull:type_name -> clinicsync.v1.PullResponse
+	14, // 22: clinicsync.v1.RpcResponse.push:type_name -> clinicsync.v1.PushResponse
+	21, // 23: clinicsync.v1.RpcResponse.operation:type_name -> clinicsync.v1.OperationResult
+	0,  // 24: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	1,  // 25: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
+	31, // 26: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
+	2,  // 27: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
+	4,  // 28: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
+	3,  // 29: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
+	4,  // 30: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
+	4,  // 31: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
+	32, // 32: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
+	3,  // 33: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 34: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 35: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_proto_clinicsync_proto_init() }
@@ -2697,10 +2850,12 @@ func file_proto_clinicsync_proto_init() {
 	file_proto_clinicsync_proto_msgTypes[16].OneofWrappers = []any{
 		(*RpcRequest_Pull)(nil),
 		(*RpcRequest_Push)(nil),
+		(*RpcRequest_Operation)(nil),
 	}
-	file_proto_clinicsync_proto_msgTypes[17].OneofWrappers = []any{
+	file_proto_clinicsync_proto_msgTypes[19].OneofWrappers = []any{
 		(*RpcResponse_Pull)(nil),
 		(*RpcResponse_Push)(nil),
+		(*RpcResponse_Operation)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2708,7 +2863,7 @@ func file_proto_clinicsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_clinicsync_proto_rawDesc), len(file_proto_clinicsync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

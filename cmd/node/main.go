@@ -68,12 +68,18 @@ Available:
   node rows     --data DIR --table T [--id ID]
   node import   --data DIR --table T [--batch N] FILE.ndjson|-
                 (bulk load: one JSON object a line, as a push's created rows)
+  node mode     --data DIR [online|offline]
+                (a device's mode: offline syncs through its store; online reads and writes
+                straight through its peer (put, delete, rows) and keeps nothing locally. The
+                clinic's policy, app_config system/operation_mode, decides: offline, online, or
+                user_choice (then this command). Offline → online is refused while local changes
+                are unsynced: "Sync local changes before switching to online mode")
   node status   --data DIR
   node conflicts --data DIR [--table T] [--id ID]
                 (values that lost to a newer edit, oldest first)
 
 Not available yet in this build (they exit 2):
-  mode, serve --metrics
+  serve --metrics
 
 login keeps the credentials in DIR/credentials.json (mode 0600, the
 password in plain text, as the Hikma app keeps it): protect DIR.
@@ -144,11 +150,12 @@ func init() {
 		"force-upload":   cmdForce,
 		"force-download": cmdForce,
 		"pairing":        cmdPairing,
+		"mode":           cmdMode,
 	}
 }
 
 // notYet are the design's subcommands this build does not have.
-var notYet = map[string]bool{"mode": true}
+var notYet = map[string]bool{}
 
 // run is the whole program: it returns the exit status. A command on a
 // node that a `node serve` process holds is forwarded to that process's
