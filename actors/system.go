@@ -38,7 +38,8 @@ type NodeConfig struct {
 	RetryBackoff time.Duration
 	// OnSync, if set, is called once for every sync that ended (ok,
 	// failed, or aborted), after its store work, from the coordinator:
-	// it must not block.
+	// it must not block. The node keeps each peer's last sync in its
+	// store (Status.LastSync) before calling it.
 	OnSync func(SyncReport)
 }
 
@@ -107,7 +108,12 @@ func (n *Node) Start(cfg NodeConfig) error {
 				log.Warn("sync state subscribers too slow: transitions dropped", "dropped", d, "event", t.Event)
 			}
 		},
-		done: cfg.OnSync})
+		done: func(r SyncReport) {
+			n.recordSync(log, r) // first, so that OnSync sees it in Status
+			if cfg.OnSync != nil {
+				cfg.OnSync(r)
+			}
+		}})
 	pid, err := sys.Root.SpawnNamed(props, "coordinator")
 	if err != nil {
 		sys.Shutdown()
