@@ -96,9 +96,9 @@ type env struct {
 	ctx context.Context
 	out io.Writer
 	// errOut is where a command shows progress (stderr); terminal says
-	// that it is a terminal.
-	errOut   io.Writer
-	terminal bool
+	// that it is a terminal, outTerminal that out is.
+	errOut                io.Writer
+	terminal, outTerminal bool
 	// in is the input a control socket's client sent with the command
 	// (import's file); nil elsewhere.
 	in io.Reader
@@ -159,7 +159,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // runContext is run in ctx: serve stops when it ends.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr), open: openLocal}
+	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr), outTerminal: isTerminal(stdout), open: openLocal}
 	code, fwd := runEnv(e, args, stderr)
 	if fwd == nil {
 		return code
@@ -169,7 +169,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	// The command's output streams back as it prints it, and its input
 	// (import's file) goes with it.
-	st := actors.ControlStreams{Stdout: stdout, Stderr: stderr, Terminal: e.terminal}
+	st := actors.ControlStreams{Stdout: stdout, Stderr: stderr, Terminal: e.terminal, OutTerminal: e.outTerminal}
 	if fwd.input != nil {
 		st.Stdin = fwd.input
 	}
