@@ -144,6 +144,7 @@ func init() {
 		"force-upload":   cmdForce,
 		"force-download": cmdForce,
 		"pairing":        cmdPairing,
+		"reset":          cmdReset,
 	}
 }
 
