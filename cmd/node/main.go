@@ -61,6 +61,11 @@ Available:
   node peer list|use|revoke --data DIR [ID]
   node login    --data DIR --email E --password P [--peer ID]   (a sync follows)
   node sync     --data DIR [--peer ID] [--page-size N]
+                (login, sync, force-*: progress per phase, pull and push, on a terminal's
+                stdout; otherwise, or with --json, plain lines on stderr)
+  node reset    --data DIR
+                (forceReset: a served node's sync machine back to idle, abandoning a sync in
+                flight; an idle node's interrupted pull is cleared, to start over next sync)
   node force-upload   --data DIR --since TIME [--peer ID]
   node force-download --data DIR --since TIME [--peer ID]
   node put      --data DIR --table T [--id ID] COL=VALUE ...
@@ -69,6 +74,8 @@ Available:
   node import   --data DIR --table T [--batch N] FILE.ndjson|-
                 (bulk load: one JSON object a line, as a push's created rows)
   node status   --data DIR
+                (state, mode, selected peer, each peer's last sync, pending rows per table,
+                conflict log size; a serving node: addresses, sessions, pairing string)
   node conflicts --data DIR [--table T] [--id ID]
                 (values that lost to a newer edit, oldest first)
 
