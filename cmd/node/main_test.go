@@ -38,6 +38,21 @@ func ok(t *testing.T, args ...string) string {
 	return r.stdout
 }
 
+// okSync runs a command that must succeed with nothing on stderr but
+// a sync's plain progress lines (syncProgress).
+func okSync(t *testing.T, args ...string) string {
+	t.Helper()
+	r := runCLI(args...)
+	progress := true
+	for _, line := range strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n") {
+		progress = progress && (line == "" && r.stderr == "" || strings.HasPrefix(line, "pull: ") || strings.HasPrefix(line, "push: "))
+	}
+	if r.code != 0 || !progress {
+		t.Fatalf("node %s: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
 // okJSON runs a --json command and decodes its output.
 func okJSON(t *testing.T, args ...string) map[string]any {
 	t.Helper()

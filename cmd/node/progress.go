@@ -28,8 +28,13 @@ type syncProgress struct {
 	phase       string
 	start       time.Time // when the phase began
 	done, total int       // total 0: unknown
-	drawn       time.Time // the phase's last line; zero before it
-	ended       bool      // finish was called: later transitions are ignored
+	// The rate counts from the phase's first progress event (base
+	// records at t0), since a resumed pull starts at the records an
+	// earlier sync pulled; t0 is zero until then.
+	base  int
+	t0    time.Time
+	drawn time.Time // the phase's last line; zero before it
+	ended bool      // finish was called: later transitions are ignored
 }
 
 // plainEvery is the least time between two plain progress lines.
@@ -53,6 +58,9 @@ func (p *syncProgress) observe(t fsm.Transition) {
 	case t.Event == fsm.Progress && t.To == fsm.Fetching && p.phase == "pull",
 		t.Event == fsm.Progress && t.To == fsm.Pushing && p.phase == "push":
 		p.done, p.total = t.Stats.Done, t.Stats.Total
+		if p.t0.IsZero() {
+			p.base, p.t0 = p.done, p.now()
+		}
 		p.draw(false)
 	case t.Event == fsm.StartResolve && p.phase == "pull":
 		p.complete(t.Stats.Fetched)
@@ -88,7 +96,8 @@ func (p *syncProgress) finish(res actors.Result) {
 }
 
 func (p *syncProgress) begin(phase string, total int) {
-	p.phase, p.start, p.done, p.total, p.drawn = phase, p.now(), 0, total, time.Time{}
+	p.phase, p.start, p.done, p.total = phase, p.now(), 0, total
+	p.base, p.t0, p.drawn = 0, time.Time{}, time.Time{}
 }
 
 // complete shows the phase at 100% with n records and ends it.
@@ -120,7 +129,11 @@ func (p *syncProgress) draw(last bool) {
 		return
 	}
 	p.drawn = now
-	line := progressLine(p.phase, p.done, p.total, now.Sub(p.start), last)
+	r := rate(p.done, now.Sub(p.start).Seconds()) // no progress event: one page or chunk
+	if !p.t0.IsZero() {
+		r = rate(p.done-p.base, now.Sub(p.t0).Seconds())
+	}
+	line := progressLine(p.phase, p.done, p.total, r, now.Sub(p.start), last)
 	switch {
 	case p.tty && last:
 		fmt.Fprintf(p.w, "\r\x1b[K%s\n", line)
@@ -132,8 +145,9 @@ func (p *syncProgress) draw(last bool) {
 }
 
 // progressLine renders a phase: records done (of total when known),
-// percent, rate, and the time left (or, at the end, taken).
-func progressLine(phase string, done, total int, elapsed time.Duration, last bool) string {
+// percent, rate (0: not known yet), and the time left (or, at the end,
+// the phase's time).
+func progressLine(phase string, done, total int, r float64, elapsed time.Duration, last bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d", phase, done)
 	if total > 0 {
@@ -141,8 +155,9 @@ func progressLine(phase string, done, total int, elapsed time.Duration, last boo
 	} else {
 		b.WriteString(" rows")
 	}
-	r := rate(done, elapsed.Seconds())
-	fmt.Fprintf(&b, ", %.0f rows/s", r)
+	if r > 0 {
+		fmt.Fprintf(&b, ", %.0f rows/s", r)
+	}
 	switch {
 	case last:
 		fmt.Fprintf(&b, ", %s", elapsed.Round(100*time.Millisecond))

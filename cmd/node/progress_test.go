@@ -23,18 +23,19 @@ func progressAt(done, total int) fsm.Transition {
 func TestProgressLine(t *testing.T) {
 	for _, c := range []struct {
 		done, total int
+		rate        float64
 		elapsed     time.Duration
 		last        bool
 		want        string
 	}{
-		{2500, 10000, 5 * time.Second, false, "pull: 2500/10000 rows  25%, 500 rows/s, ETA 15s"},
-		{10000, 10000, 8 * time.Second, true, "pull: 10000/10000 rows 100%, 1250 rows/s, 8s"},
-		{3000, 0, 2 * time.Second, false, "pull: 3000 rows, 1500 rows/s"},               // total unknown: no percent, no ETA
-		{0, 10000, 0, false, "pull: 0/10000 rows   0%, 0 rows/s"},                       // no rate yet: no ETA
-		{10050, 10000, time.Second, false, "pull: 10050/10000 rows 100%, 10050 rows/s"}, // past an estimate
+		{2500, 10000, 500, 5 * time.Second, false, "pull: 2500/10000 rows  25%, 500 rows/s, ETA 15s"},
+		{10000, 10000, 1250, 8 * time.Second, true, "pull: 10000/10000 rows 100%, 1250 rows/s, 8s"},
+		{3000, 0, 1500, 2 * time.Second, false, "pull: 3000 rows, 1500 rows/s"},                // total unknown: no percent, no ETA
+		{2000, 10000, 0, time.Second, false, "pull: 2000/10000 rows  20%"},                     // no rate yet: no ETA
+		{10050, 10000, 10050, time.Second, false, "pull: 10050/10000 rows 100%, 10050 rows/s"}, // past an estimate
 	} {
-		if got := progressLine("pull", c.done, c.total, c.elapsed, c.last); got != c.want {
-			t.Errorf("progressLine(%d, %d, %v, %v) = %q, want %q", c.done, c.total, c.elapsed, c.last, got, c.want)
+		if got := progressLine("pull", c.done, c.total, c.rate, c.elapsed, c.last); got != c.want {
+			t.Errorf("progressLine(%d, %d, %v, %v, %v) = %q, want %q", c.done, c.total, c.rate, c.elapsed, c.last, got, c.want)
 		}
 	}
 }
@@ -56,8 +57,10 @@ func TestSyncProgressTerminal(t *testing.T) {
 	clock.add(500 * time.Millisecond)
 	p.observe(fsm.Transition{Event: fsm.FinishSync, From: fsm.Pushing, To: fsm.Idle})
 	p.finish(actors.Result{Outcome: actors.OutcomeOK, Pulled: 4000, Pushed: 10})
-	want := "\r\x1b[Kpull: 2000/4000 rows  50%, 2000 rows/s, ETA 1s" +
-		"\r\x1b[Kpull: 4000/4000 rows 100%, 1905 rows/s, 2.1s\n" +
+	// The rate counts from the first progress event (a resumed pull
+	// starts at the rows an earlier sync pulled).
+	want := "\r\x1b[Kpull: 2000/4000 rows  50%" +
+		"\r\x1b[Kpull: 4000/4000 rows 100%, 1818 rows/s, 2.1s\n" +
 		"\r\x1b[Kpush: 10/10 rows 100%, 20 rows/s, 500ms\n"
 	if got := out.String(); got != want {
 		t.Errorf("terminal output:\n%q\nwant\n%q", got, want)
@@ -70,7 +73,7 @@ func TestSyncProgressTerminal(t *testing.T) {
 	p.observe(progressAt(100, 0))
 	p.observe(fsm.Transition{Event: fsm.ErrorSync, From: fsm.Fetching, To: fsm.Failed, Err: "Sync failed"})
 	p.finish(actors.Result{Outcome: actors.OutcomeError, Err: errors.New("unreachable")})
-	if got, want := out.String(), "\r\x1b[Kpull: 100 rows, 100 rows/s\n"; got != want {
+	if got, want := out.String(), "\r\x1b[Kpull: 100 rows\n"; got != want {
 		t.Errorf("terminal output of a failed sync: %q, want %q", got, want)
 	}
 }
@@ -92,7 +95,7 @@ func TestSyncProgressPlain(t *testing.T) {
 	p.observe(fsm.Transition{Event: fsm.StartResolve, From: fsm.Fetching, To: fsm.Resolving, Stats: fsm.Stats{Fetched: 10000}})
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	want := []string{
-		"pull: 1000/10000 rows  10%, 3333 rows/s, ETA 3s",
+		"pull: 1000/10000 rows  10%",
 		"pull: 5000/10000 rows  50%, 3333 rows/s, ETA 2s",
 		"pull: 9000/10000 rows  90%, 3333 rows/s, ETA 0s",
 		"pull: 10000/10000 rows 100%, 3333 rows/s, 3s",
