@@ -70,11 +70,12 @@ var (
 type ControlRequest struct {
 	Args []string `json:"args"`
 	// Stream asks for the output as it is printed, Input says the
-	// client sends the command's input, Terminal that the client's
-	// stderr is a terminal (see ControlStreams).
-	Stream   bool `json:"stream,omitempty"`
-	Input    bool `json:"input,omitempty"`
-	Terminal bool `json:"terminal,omitempty"`
+	// client sends the command's input, Terminal and OutTerminal that
+	// the client's stderr and stdout are terminals (see ControlStreams).
+	Stream      bool `json:"stream,omitempty"`
+	Input       bool `json:"input,omitempty"`
+	Terminal    bool `json:"terminal,omitempty"`
+	OutTerminal bool `json:"out_terminal,omitempty"`
 }
 
 // ControlResponse is what the command printed and its exit status.
@@ -102,8 +103,9 @@ type ControlStreams struct {
 	// Stdout and Stderr send each write on to the client before they
 	// return (a client that stops reading holds the command up).
 	Stdout, Stderr io.Writer
-	// Terminal says that the client's stderr is a terminal.
-	Terminal bool
+	// Terminal says that the client's stderr is a terminal, and
+	// OutTerminal that its stdout is.
+	Terminal, OutTerminal bool
 }
 
 type controlStreamsKey struct{}
@@ -301,7 +303,7 @@ func serveControlConn(ctx context.Context, c net.Conn, h ControlHandler, log *sl
 // an input that breaks off cancels the command.
 func streamControl(c net.Conn, dec *json.Decoder, lr *io.LimitedReader, req ControlRequest, gone, cancel func()) ControlStreams {
 	w := &controlWriter{enc: json.NewEncoder(c)}
-	s := ControlStreams{Stdout: controlOut{w, false}, Stderr: controlOut{w, true}, Terminal: req.Terminal}
+	s := ControlStreams{Stdout: controlOut{w, false}, Stderr: controlOut{w, true}, Terminal: req.Terminal, OutTerminal: req.OutTerminal}
 	if !req.Stream { // the answer comes whole: writes are kept for it
 		s.Stdout, s.Stderr = nil, nil
 	}
@@ -439,7 +441,7 @@ func (c *ControlConn) send(req ControlRequest) error {
 // the sending; Run does not wait for a read of s.Stdin under way.
 func (c *ControlConn) Run(args []string, s ControlStreams) (int, error) {
 	defer c.conn.Close()
-	if err := c.send(ControlRequest{Args: args, Stream: true, Input: s.Stdin != nil, Terminal: s.Terminal}); err != nil {
+	if err := c.send(ControlRequest{Args: args, Stream: true, Input: s.Stdin != nil, Terminal: s.Terminal, OutTerminal: s.OutTerminal}); err != nil {
 		return 0, err
 	}
 	c.conn.SetWriteDeadline(time.Time{}) // the command reads its input at its own pace

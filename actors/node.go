@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -204,6 +205,10 @@ type Node struct {
 	// userMu guards AddUser's duplicate-email check and the write that
 	// follows it, so that two AddUser calls cannot both pass the check.
 	userMu sync.Mutex
+
+	// served is what Serve serves while it runs (nil otherwise), for
+	// Status.
+	served atomic.Pointer[served]
 }
 
 // Open opens the node in dir. clock is the store's source of time (nil
@@ -591,7 +596,8 @@ func (n *Node) Conflicts(table, id string) ([]kv.Conflict, error) {
 	return out, err
 }
 
-// Status is what a node is doing and what it has to push.
+// Status is what a node is doing, what it has to push, and how its
+// last syncs went.
 type Status struct {
 	NodeID string
 	Kind   Kind
@@ -600,34 +606,78 @@ type Status struct {
 	State string
 	// Mode is "offline" (through the local store) or "online" (straight
 	// through the peer): Node.Mode.
-	Mode    string
-	Peers   []kv.Peer
-	Pending int // rows with changes to push upstream
+	Mode string
+	// ActivePeer is the selected peer (`node peer use`; "" when none
+	// is). A sync that names no peer uses it while it is usable
+	// (ResolvePeer).
+	ActivePeer string
+	Peers      []kv.Peer
+	// LastSync is the last sync with each peer that has ended, by peer
+	// id; a peer never synced with has none. It is kept in the store,
+	// so it survives restarts.
+	LastSync map[string]LastSync
+	// Pending is the number of rows with changes to push upstream, and
+	// PendingByTable the same per table (tables with none are absent).
+	Pending        int
+	PendingByTable map[string]int
+	// Conflicts is the number of entries in the conflict log (values
+	// that lost to a newer edit: Node.Conflicts).
+	Conflicts int
 	// Clients are the downstream clients a serving node has seen pull,
 	// with the app schema version each last reported.
 	Clients []kv.Client
+	// Serving is set while this process serves the node (Node.Serve).
+	Serving *Serving
 }
 
-// Status reports the node's sync state, peers and pending changes.
+// Status reports the node's sync state, peers and their last syncs,
+// pending changes, conflict log size, downstream clients and, while
+// this process serves it, where and with how many sessions.
 func (n *Node) Status() (Status, error) {
-	peers, err := n.store.Peers()
-	if err != nil {
+	st := Status{NodeID: n.info.NodeID, Kind: n.info.Kind, State: string(n.State()), LastSync: map[string]LastSync{}}
+	var err error
+	if st.ActivePeer, err = n.ActivePeer(); err != nil {
 		return Status{}, err
 	}
-	pending, err := n.store.PendingCount()
-	if err != nil {
+	if st.Peers, err = n.store.Peers(); err != nil {
 		return Status{}, err
 	}
-	clients, err := n.store.Clients()
-	if err != nil {
+	for _, p := range st.Peers {
+		ls, ok, err := n.lastSync(p.ID)
+		if err != nil {
+			return Status{}, err
+		}
+		if ok {
+			st.LastSync[p.ID] = ls
+		}
+	}
+	if st.Pending, err = n.store.PendingCount(); err != nil {
 		return Status{}, err
 	}
 	mode, err := n.Mode()
 	if err != nil {
 		return Status{}, err
 	}
-	return Status{NodeID: n.info.NodeID, Kind: n.info.Kind, State: string(n.State()), Mode: mode.Mode,
-		Peers: peers, Pending: pending, Clients: clients}, nil
+	st.Mode = mode.Mode
+	if st.PendingByTable, err = n.store.PendingByTable(); err != nil {
+		return Status{}, err
+	}
+	if st.Conflicts, err = n.store.ConflictCount(); err != nil {
+		return Status{}, err
+	}
+	if st.Clients, err = n.store.Clients(); err != nil {
+		return Status{}, err
+	}
+	if s := n.served.Load(); s != nil {
+		st.Serving = &Serving{Addrs: s.addrs}
+		if s.hikma != nil {
+			st.Serving.HikmaSessions = s.hikma.Sessions()
+		}
+		if s.rpc != nil {
+			st.Serving.RPCSessions = s.rpc.sessions()
+		}
+	}
+	return st, nil
 }
 
 // Clients lists the downstream clients a serving node has seen pull,

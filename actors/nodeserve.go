@@ -143,10 +143,12 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 		return err
 	}
 	var handler http.Handler = h
+	var hikma *HikmaHandler
 	if kind == KindHub { // the Hikma app's RPC on /rpc/
-		if handler, err = n.HikmaHandler(h, hcfg); err != nil {
+		if hikma, err = n.HikmaHandler(h, hcfg); err != nil {
 			return err
 		}
+		handler = hikma
 	}
 	if ecfg.Transports == nil {
 		ecfg.Transports = n.HTTPTransports(nil)
@@ -175,12 +177,13 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	}
 	defer l.Close()
 	addrs.HTTP = "http://" + l.Addr().String()
+	var rs *rpcServer
 	if opts.RPC != "" {
 		priv, err := n.PrivateKey()
 		if err != nil {
 			return err
 		}
-		rs, err := startRPC(opts.RPC, rpcDeps{server: h.server, auth: h.auth, ops: h, store: n.store, priv: priv, nodeID: n.info.NodeID, log: log,
+		rs, err = startRPC(opts.RPC, rpcDeps{server: h.server, auth: h.auth, ops: h, store: n.store, priv: priv, nodeID: n.info.NodeID, log: log,
 			idle: opts.RPCIdle})
 		if err != nil {
 			return err
@@ -215,6 +218,8 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 		}
 		addrs.Pairing = &p
 	}
+	n.served.Store(&served{addrs: addrs, hikma: hikma, rpc: rs})
+	defer n.served.Store(nil)
 	if opts.Ready != nil {
 		if err := opts.Ready(addrs); err != nil {
 			return err

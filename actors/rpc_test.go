@@ -291,17 +291,30 @@ func TestRPCSessionIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := tr.SessionID()
+	rpcSessions := func() int { // as Status reports them
+		st, err := hub.Status()
+		if err != nil || st.Serving == nil || st.Serving.RPC != a.RPC {
+			t.Fatalf("status of the serving hub: %+v %v", st.Serving, err)
+		}
+		return st.Serving.RPCSessions
+	}
+	if n := rpcSessions(); n != 1 {
+		t.Errorf("native RPC sessions after a pull: %d, want 1", n)
+	}
 	tick, deadline := time.NewTicker(10*time.Millisecond), time.After(time.Minute) // the bound is for a stuck actor
 	defer tick.Stop()
-	for !strings.Contains(logs.String(), `session idle, closed" session=`+first) {
+	for !strings.Contains(logs.String(), `session idle, closed" session=`+first) || rpcSessions() != 0 {
 		select {
 		case <-tick.C:
 		case <-deadline:
-			t.Fatalf("the idle session %s did not end; log:\n%s", first, logs.String())
+			t.Fatalf("the idle session %s did not end (%d sessions); log:\n%s", first, rpcSessions(), logs.String())
 		}
 	}
 	if _, err := tr.Pull(ctx, &pb.PullRequest{}); err != nil {
 		t.Fatalf("pull after the session idled out: %v", err)
+	}
+	if n := rpcSessions(); n != 1 {
+		t.Errorf("native RPC sessions after a new handshake: %d, want 1", n)
 	}
 	if tr.SessionID() == first || tr.SessionID() == "" {
 		t.Errorf("session after idling out: %q, was %q: want a new one", tr.SessionID(), first)

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/kv"
 )
 
 // NodeConfig configures a node's sync engine (Node.Start).
@@ -38,7 +40,8 @@ type NodeConfig struct {
 	RetryBackoff time.Duration
 	// OnSync, if set, is called once for every sync that ended (ok,
 	// failed, or aborted), after its store work, from the coordinator:
-	// it must not block.
+	// it must not block. The node keeps each peer's last sync in its
+	// store (Status.LastSync) before calling it.
 	OnSync func(SyncReport)
 }
 
@@ -108,7 +111,12 @@ func (n *Node) Start(cfg NodeConfig) error {
 				log.Warn("sync state subscribers too slow: transitions dropped", "dropped", d, "event", t.Event)
 			}
 		},
-		done: cfg.OnSync})
+		done: func(r SyncReport) {
+			n.recordSync(log, r) // first, so that OnSync sees it in Status
+			if cfg.OnSync != nil {
+				cfg.OnSync(r)
+			}
+		}})
 	pid, err := sys.Root.SpawnNamed(props, "coordinator")
 	if err != nil {
 		sys.Shutdown()
@@ -233,6 +241,46 @@ func (n *Node) ForceReset() error {
 	defer cancel()
 	_, err := n.ask(ctx, ForceResetRequest{})
 	return err
+}
+
+// ResetResult is what Reset did.
+type ResetResult struct {
+	// Engine says the sync engine was running: Reset was ForceReset,
+	// and a sync in flight (Was not idle) was abandoned.
+	Engine bool
+	Was    fsm.State
+	// Cleared is the resumable pull position Reset cleared when the
+	// engine was not running (nil: there was none).
+	Cleared *fsm.Resume
+}
+
+// Reset returns the node's sync to its starting point. With the engine
+// running it is ForceReset: the machine goes back to idle and a sync in
+// flight is abandoned (its caller gets an error wrapping
+// ErrSyncAborted). Without it nothing runs, and Reset clears what a
+// sync left persisted in progress: the resumable pull position
+// (fsm.ConfigResume), so that the next sync pulls from the peer's
+// cursor instead of resuming an interrupted pull.
+func (n *Node) Reset() (ResetResult, error) {
+	if _, err := n.running(); err == nil {
+		was := n.State()
+		return ResetResult{Engine: true, Was: was}, n.ForceReset()
+	}
+	res := ResetResult{Was: fsm.Idle}
+	v, err := n.store.Config(fsm.ConfigResume)
+	if errors.Is(err, kv.ErrNotFound) {
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	if r, ok := fsm.ParseResume(v); ok {
+		res.Cleared = &r
+	}
+	if v != "" {
+		err = n.store.SetConfig(fsm.ConfigResume, "")
+	}
+	return res, err
 }
 
 // State returns the sync state machine's state: idle while the engine

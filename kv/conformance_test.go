@@ -225,6 +225,9 @@ func TestWriteDuringPushSurvives(t *testing.T) {
 		h.put("visits", "v1", map[string]codec.Value{"patient_id": codec.String("p1"),
 			"clinic_id": codec.String("c1"), "provider_id": codec.String("u1"), "provider_name": codec.String("Dr"),
 			"check_in_timestamp": codec.Int(h.clock.Now().UnixMilli()), "metadata": codec.JSONText("{}"), "is_deleted": codec.Bool(false)})
+		if by, err := h.s.PendingByTable(); err != nil || !reflect.DeepEqual(by, map[string]int{"patients": 2, "visits": 1}) {
+			t.Fatalf("pending by table %v %v, want patients 2, visits 1", by, err)
+		}
 		refs := collect(t, h.s)
 		if len(refs) != 3 {
 			t.Fatalf("collected %d rows, want 3", len(refs))
@@ -252,6 +255,10 @@ func TestWriteDuringPushSurvives(t *testing.T) {
 		}
 		if n, _ := h.s.PendingCount(); n != 2 {
 			t.Fatalf("pending %d, want 2", n)
+		}
+		// Per table: p1 (edited) and p2 (deleted) are patients; v1 went.
+		if by, err := h.s.PendingByTable(); err != nil || !reflect.DeepEqual(by, map[string]int{"patients": 2}) {
+			t.Fatalf("pending by table %v %v, want patients 2", by, err)
 		}
 	})
 }

@@ -60,6 +60,30 @@ func (s *Store) PendingCount() (n int, err error) {
 	return n, err
 }
 
+// PendingByTable returns the number of rows pending upstream in each
+// table that has any, read from the pending index (O(pending)).
+func (s *Store) PendingByTable() (map[string]int, error) {
+	out := map[string]int{}
+	err := s.be.View(func(tx Tx) error {
+		pi, err := tx.Bucket(bPending)
+		if err != nil {
+			return err
+		}
+		return pi.Ascend(nil, func(k, _ []byte) (bool, error) {
+			table, _, err := splitRowKey(k)
+			if err != nil {
+				return false, err
+			}
+			out[table]++
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MarkSynced records that the upstream acknowledged the collected rows,
 // in one transaction. A row written since it was collected (its version
 // moved) is left pending, so that write is pushed next time. A pushed

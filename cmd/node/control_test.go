@@ -166,15 +166,23 @@ func TestServeForwards(t *testing.T) {
 	if err != nil || pr.URL != hubURL || pr.HTTPS != hubTLS || pr.FP == "" {
 		t.Fatalf("pairing %q: %+v %v; want %s and %s", pairing, pr, err, hubURL, hubTLS)
 	}
-	servingLines := fmt.Sprintf("serving  %s (pid %d)\nhttps    %s (certificate sha256 %s)\npairing  %s\n", hubURL, os.Getpid(), hubTLS, pr.FP, pairing)
+	wantJ, gotJ := okJSON(t, "status", "--data", twin), okJSON(t, "status", "--data", hub)
+	wantSrv := map[string]any{"url": hubURL, "pid": float64(os.Getpid()), "https_url": hubTLS,
+		"sessions": map[string]any{"hikma": float64(0), "rpc": float64(0)}}
+	discLine := "" // discovery's default port may be taken on this machine
+	if srv, _ := gotJ["serving"].(map[string]any); srv != nil && srv["discovery"] != nil {
+		wantSrv["discovery"] = srv["discovery"]
+		discLine = fmt.Sprintf("discovery    %s (UDP)\n", srv["discovery"])
+	}
+	if srv := gotJ["serving"]; !reflect.DeepEqual(srv, wantSrv) {
+		t.Errorf("status --json: serving = %v, want %v", srv, wantSrv)
+	}
+	servingLines := fmt.Sprintf("serving      %s (pid %d)\nhttps        %s (certificate sha256 %s)\n%ssessions     0 Hikma app, 0 native RPC\npairing      %s\n",
+		hubURL, os.Getpid(), hubTLS, pr.FP, discLine, pairing)
 	want, got := runCLI("status", "--data", twin), runCLI("status", "--data", hub)
 	if !strings.Contains(got.stdout, servingLines) || strings.Replace(got.stdout, servingLines, "", 1) != want.stdout ||
 		got.code != 0 || got.stderr != "" {
 		t.Errorf("status: served %+v, not served %+v; want the same but for %q", got, want, servingLines)
-	}
-	wantJ, gotJ := okJSON(t, "status", "--data", twin), okJSON(t, "status", "--data", hub)
-	if srv := gotJ["serving"]; !reflect.DeepEqual(srv, map[string]any{"url": hubURL, "pid": float64(os.Getpid()), "https_url": hubTLS}) {
-		t.Errorf("status --json: serving = %v", srv)
 	}
 	if gotJ["pairing"] != pairing {
 		t.Errorf("status --json: pairing = %v, want %s", gotJ["pairing"], pairing)

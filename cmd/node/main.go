@@ -61,6 +61,11 @@ Available:
   node peer list|use|revoke --data DIR [ID]
   node login    --data DIR --email E --password P [--peer ID]   (a sync follows)
   node sync     --data DIR [--peer ID] [--page-size N]
+                (login, sync, force-*: progress per phase, pull and push, on a terminal's
+                stdout; otherwise, or with --json, plain lines on stderr)
+  node reset    --data DIR
+                (forceReset: a served node's sync machine back to idle, abandoning a sync in
+                flight; an idle node's interrupted pull is cleared, to start over next sync)
   node force-upload   --data DIR --since TIME [--peer ID]
   node force-download --data DIR --since TIME [--peer ID]
   node put      --data DIR --table T [--id ID] COL=VALUE ...
@@ -75,6 +80,8 @@ Available:
                 user_choice (then this command). Offline → online is refused while local changes
                 are unsynced: "Sync local changes before switching to online mode")
   node status   --data DIR
+                (state, mode, selected peer, each peer's last sync, pending rows per table,
+                conflict log size; a serving node: addresses, sessions, pairing string)
   node conflicts --data DIR [--table T] [--id ID]
                 (values that lost to a newer edit, oldest first)
 
@@ -102,9 +109,9 @@ type env struct {
 	ctx context.Context
 	out io.Writer
 	// errOut is where a command shows progress (stderr); terminal says
-	// that it is a terminal.
-	errOut   io.Writer
-	terminal bool
+	// that it is a terminal, outTerminal that out is.
+	errOut                io.Writer
+	terminal, outTerminal bool
 	// in is the input a control socket's client sent with the command
 	// (import's file); nil elsewhere.
 	in io.Reader
@@ -151,6 +158,7 @@ func init() {
 		"force-download": cmdForce,
 		"pairing":        cmdPairing,
 		"mode":           cmdMode,
+		"reset":          cmdReset,
 	}
 }
 
@@ -166,7 +174,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // runContext is run in ctx: serve stops when it ends.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr), open: openLocal}
+	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr), outTerminal: isTerminal(stdout), open: openLocal}
 	code, fwd := runEnv(e, args, stderr)
 	if fwd == nil {
 		return code
@@ -176,7 +184,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	// The command's output streams back as it prints it, and its input
 	// (import's file) goes with it.
-	st := actors.ControlStreams{Stdout: stdout, Stderr: stderr, Terminal: e.terminal}
+	st := actors.ControlStreams{Stdout: stdout, Stderr: stderr, Terminal: e.terminal, OutTerminal: e.outTerminal}
 	if fwd.input != nil {
 		st.Stdin = fwd.input
 	}

@@ -38,6 +38,21 @@ func ok(t *testing.T, args ...string) string {
 	return r.stdout
 }
 
+// okSync runs a command that must succeed with nothing on stderr but
+// a sync's plain progress lines (syncProgress).
+func okSync(t *testing.T, args ...string) string {
+	t.Helper()
+	r := runCLI(args...)
+	progress := true
+	for _, line := range strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n") {
+		progress = progress && (line == "" && r.stderr == "" || strings.HasPrefix(line, "pull: ") || strings.HasPrefix(line, "push: "))
+	}
+	if r.code != 0 || !progress {
+		t.Fatalf("node %s: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
 // okJSON runs a --json command and decodes its output.
 func okJSON(t *testing.T, args ...string) map[string]any {
 	t.Helper()
@@ -188,15 +203,19 @@ func TestRunWorkflow(t *testing.T) {
 	}
 
 	st := okJSON(t, "status", "--data", dir)
-	if got := keys(st); !reflect.DeepEqual(got, []string{"mode", "peers", "pending", "state"}) {
+	if got := keys(st); !reflect.DeepEqual(got, []string{"active_peer", "conflicts", "mode", "peers", "pending", "pending_by_table", "state"}) {
 		t.Errorf("status --json keys = %v", got)
 	}
 	// The user, the tombstone of p1 and the second patient.
-	if st["state"] != "idle" || st["mode"] != "offline" || st["pending"] != float64(3) || !reflect.DeepEqual(st["peers"], []any{}) {
+	if st["state"] != "idle" || st["mode"] != "offline" || st["pending"] != float64(3) || !reflect.DeepEqual(st["peers"], []any{}) ||
+		!reflect.DeepEqual(st["pending_by_table"], map[string]any{"patients": float64(2), "users": float64(1)}) ||
+		st["active_peer"] != nil || st["conflicts"] != float64(0) {
 		t.Errorf("status --json = %v", st)
 	}
 	human = ok(t, "status", "--data", dir)
-	for _, want := range []string{"node_id  " + init["node_id"].(string), "kind     hub", "state    idle", "mode     offline", "pending  3", "peers    none"} {
+	for _, want := range []string{"node_id      " + init["node_id"].(string), "kind         hub", "state        idle", "mode         offline",
+		"pending      3 (patients 2, users 1)", "conflicts    0 in the log (node conflicts)",
+		"active_peer  none selected (a sync uses the first active hub, else the cloud)", "peers        none"} {
 		if !strings.Contains(human, want+"\n") {
 			t.Errorf("status output lacks %q:\n%s", want, human)
 		}
@@ -370,6 +389,17 @@ func TestRunServeAndSync(t *testing.T) {
 	out := ok(t, "sync", "--data", phone)
 	if !strings.Contains(out, "outcome  ok\n") || !strings.Contains(out, "pulled   1\n") || !strings.Contains(out, "pushed   0\n") {
 		t.Errorf("sync output %q", out)
+	}
+	// status keeps the last sync with the peer, in the phone's store.
+	st := okJSON(t, "status", "--data", phone)
+	ls, _ := st["peers"].([]any)[0].(map[string]any)["last_sync"].(map[string]any)
+	if ls == nil || ls["outcome"] != "ok" || ls["trigger"] != "manual" || ls["pulled"] != float64(1) || ls["pushed"] != float64(0) ||
+		ls["error"] != nil || st["active_peer"] != peer["peer_id"] {
+		t.Errorf("status --json after a sync: %v", st)
+	}
+	if out := ok(t, "status", "--data", phone); !strings.Contains(out, "last_sync    "+peer["peer_id"].(string)+" ") ||
+		!strings.Contains(out, " manual: ok, pulled 1, pushed 0\n") {
+		t.Errorf("status after a sync:\n%s", out)
 	}
 	if m := okJSON(t, "force-upload", "--data", phone, "--since", "2000-01-01"); m["outcome"] != "ok" || m["pushed"] != float64(1) {
 		t.Errorf("force-upload --json = %v", m)

@@ -222,7 +222,7 @@ func TestHubTLSRestart(t *testing.T) {
 		t.Errorf("the wire check does not see the cleartext of --insecure-http")
 	}
 	st := ok(t, "status", "--data", hub)
-	if !strings.Contains(st, "warning  --insecure-http") {
+	if !strings.Contains(st, "warning      --insecure-http") {
 		t.Errorf("status does not name --insecure-http:\n%s", st)
 	}
 	if m := okJSON(t, "status", "--data", hub); m["serving"].(map[string]any)["insecure_http"] != true {

@@ -269,7 +269,7 @@ func TestResumeAfterKill(t *testing.T) {
 		t.Fatalf("after the kill: %d patients stored, position says %d", applied, pos)
 	}
 	start = time.Now()
-	out := ok(t, syncArgs(one)...)
+	out := okSync(t, syncArgs(one)...)
 	took := time.Since(start)
 	_, sent := proxy.take()
 	if n, _ := stored(one); n != rows || !strings.Contains(out, `"outcome":"ok"`) {
@@ -293,7 +293,7 @@ func TestResumeAfterKill(t *testing.T) {
 		// Its retries ran out before the cloud was back (a slow
 		// machine): the next sync resumes all the same.
 		t.Logf("the sync gave up while the cloud was down (%v: %s); syncing again", err, strings.TrimSpace(out))
-		out = ok(t, syncArgs(two)...)
+		out = okSync(t, syncArgs(two)...)
 	}
 	_, after := proxy.take()
 	if n, _ := stored(two); n != rows {

@@ -219,7 +219,7 @@ func controlHandler(n *actors.Node, s *serving, log *slog.Logger) actors.Control
 			if st.Stdout != nil {
 				e.out, e.errOut = st.Stdout, st.Stderr
 			}
-			e.in, e.terminal = st.Stdin, st.Terminal
+			e.in, e.terminal, e.outTerminal = st.Stdin, st.Terminal, st.OutTerminal
 		}
 		code, _ := runEnv(e, args, e.errOut)
 		log.Info("command", "command", args[0], "code", code) // its flags may hold a password

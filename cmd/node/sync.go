@@ -81,6 +81,17 @@ func cmdLogin(e *env, name string, args []string) error {
 // runs one sync (or do, when given) and reports it: outcome, pulled
 // and pushed, and why it was skipped or failed. A failed sync exits 1
 // with the reason on stderr (and, with --json, the report on stdout).
+// While it runs, its progress shows on stdout when that is a terminal
+// (without --json), else on stderr in plain lines (syncProgress).
+// progress returns the display of a sync's progress this command's
+// outputs call for.
+func (f syncFlags) progress() *syncProgress {
+	if f.env.outTerminal && !f.json {
+		return newSyncProgress(f.env.out, true, time.Now)
+	}
+	return newSyncProgress(f.env.errOut, false, time.Now)
+}
+
 func (f syncFlags) run(do func(context.Context, *actors.Node) (actors.Result, error), req actors.SyncRequest) error {
 	out := f.env.out
 	if *f.pageSize <= 0 {
@@ -94,12 +105,16 @@ func (f syncFlags) run(do func(context.Context, *actors.Node) (actors.Result, er
 		}
 		ctx, cancel := context.WithTimeout(f.env.ctx, *f.timeout)
 		defer cancel()
+		bar := f.progress()
+		unsubscribe := n.Subscribe(bar.observe)
 		var err error
 		if do != nil {
 			res, err = do(ctx, n)
 		} else {
 			res, err = n.Sync(ctx, req)
 		}
+		unsubscribe()
+		bar.finish(res)
 		return err
 	})
 	if err != nil {
