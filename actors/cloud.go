@@ -756,7 +756,7 @@ func (h *CloudHandler) readBody(w http.ResponseWriter, r *http.Request, caller s
 		return nil, 0, herr
 	}
 	if n := int64(len(body)); n < held {
-		h.budget.give(caller, held-n)
+		h.budget.shrink(caller, held-n)
 		held = n
 	}
 	return body, held, nil
