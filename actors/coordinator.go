@@ -245,7 +245,7 @@ func (c *coordinator) begin(ctx actor.Context, s *running) {
 			}
 			return s.trigger.String() + "-" + strconv.Itoa(n)
 		}})
-	c.cfg.log.Info("sync started", "peer", s.peer.ID, "peer_type", s.peer.Type, "trigger", s.trigger, "attempt", s.attempt+1)
+	c.cfg.log.Info("sync started", "sync", s.id, "peer", s.peer.ID, "peer_type", s.peer.Type, "trigger", s.trigger, "attempt", s.attempt+1)
 	c.advance(ctx, s.run.Start())
 }
 
@@ -341,7 +341,7 @@ func (c *coordinator) advance(ctx actor.Context, step Step) {
 			// The sync stays running (others are skipped) while it waits.
 			s.attempt++
 			wait := c.retryDelay(s.attempt)
-			c.cfg.log.Warn("sync failed; trying again", "peer", d.Peer, "trigger", s.trigger, "attempt", s.attempt,
+			c.cfg.log.Warn("sync failed; trying again", "sync", s.id, "peer", d.Peer, "trigger", s.trigger, "attempt", s.attempt,
 				"of", c.cfg.retries+1, "in", wait.Round(time.Millisecond).String(), "cause", d.Err)
 			root, self := ctx.ActorSystem().Root, ctx.Self()
 			time.AfterFunc(wait, func() { root.Send(self, &retrySync{s}) })

@@ -108,6 +108,9 @@ type env struct {
 	// serving is the serve process a command runs in, for its control
 	// socket; nil elsewhere.
 	serving *serving
+	// log is the command's log (--log-level, --log-format; nil: none),
+	// where a sync engine it starts logs.
+	log *slog.Logger
 }
 
 // serving describes a running `node serve`.
@@ -159,7 +162,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // runContext is run in ctx: serve stops when it ends.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr), open: openLocal}
+	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr)}
+	e.open = func(dir string, engine bool) (*actors.Node, func() error, error) { return openLocal(dir, engine, e.log) }
 	code, fwd := runEnv(e, args, stderr)
 	if fwd == nil {
 		return code
@@ -255,8 +259,9 @@ func (f *forward) Error() string { return "the node is served by another process
 // serve` process holds it, returns a *forward to that process's control
 // socket. The socket is tried first, so that a served node's commands
 // do not wait for the store's lock; a store still locked after that is
-// tried once more (serve may have been starting).
-func openLocal(dir string, engine bool) (*actors.Node, func() error, error) {
+// tried once more (serve may have been starting). The engine logs to
+// log (nil: nowhere).
+func openLocal(dir string, engine bool, log *slog.Logger) (*actors.Node, func() error, error) {
 	if c, err := actors.DialControl(dir); err == nil {
 		return nil, nil, &forward{conn: c}
 	}
@@ -271,8 +276,11 @@ func openLocal(dir string, engine bool) (*actors.Node, func() error, error) {
 	}
 	if engine {
 		// The cause of a failure goes into the one line a command
-		// prints, so the engine's own log is dropped.
-		if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		// prints, so the engine's own log is dropped unless asked for.
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: log}); err != nil {
 			return nil, nil, errors.Join(err, n.Close())
 		}
 	}
@@ -329,6 +337,7 @@ type flags struct {
 	name string
 	data string
 	json bool
+	log  logFlags
 }
 
 func (e *env) flags(name string) *flags {
@@ -336,6 +345,7 @@ func (e *env) flags(name string) *flags {
 	f.SetOutput(io.Discard) // errors are reported by run, on one line
 	f.StringVar(&f.data, "data", "", "the node's data `directory`")
 	f.BoolVar(&f.json, "json", false, "machine-readable output")
+	f.log.add(f.FlagSet)
 	return f
 }
 
@@ -365,6 +375,10 @@ func (f *flags) parse(args []string) ([]string, error) {
 	if f.data == "" {
 		return nil, usageErr(f.name, "missing --data DIR")
 	}
+	if err := f.log.check(); err != nil {
+		return nil, usageErr(f.name, "%v", err)
+	}
+	f.env.log = f.log.logger(f.env.errOut, nil)
 	return pos, nil
 }
 
