@@ -24,8 +24,10 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `usage: node <command> [flags]
 
 Every command takes --data DIR (the node's directory) and --json
-(machine-readable output). Failures exit 1 (2 for usage errors) with
-one line on stderr. While serve runs on DIR, the other commands on DIR
+(machine-readable output), and --log-format text|json and --log-level
+debug|info|warn|error (serve logs at info by default; the other
+commands log to stderr only when --log-level is given). Failures exit 1
+(2 for usage errors) with one line on stderr. While serve runs on DIR, the other commands on DIR
 run inside it, through its control socket DIR/control.sock.
 
 Available:
@@ -37,7 +39,7 @@ Available:
                 [--trust-forwarded-for] [--max-body BYTES] [--page-size N] [--push-budget BYTES]
                 [--body-timeout D] [--max-conns N] [--max-conns-per-addr N] [--spool-dir DIR]
                 [--upstream-interval D] [--sign-in-limit N] [--https ADDR] [--insecure-http]
-                [--rpc ADDR] [--discovery ADDR|off]
+                [--rpc ADDR] [--discovery ADDR|off] [--metrics ADDR] [-v]
                 (cloud: GET/POST /api/v2/sync, POST /api/auth/sign-in and /api/login, /healthz on
                 --http, behind a TLS-terminating proxy. hub: the Hikma app's RPC /rpc/* (sealed) on
                 --http, and /api/v2/sync, sign-in and /healthz over TLS on --https, with the hub's
@@ -50,7 +52,9 @@ Available:
                 pull and push sealed after an X25519 handshake with the node's key); a hub's
                 pairing string then carries "rpc":"host:port" and paired Go devices sync there.
                 --discovery: a hub answers devices looking for it by its id on this UDP address
-                (default port 4002 on --http's host), so they find it after its address changes)
+                (default port 4002 on --http's host), so they find it after its address changes.
+                --metrics ADDR: Prometheus metrics at http://ADDR/metrics (a line says where);
+                -v: --log-level debug)
   node pairing  --data DIR [--qr | --png FILE]
                 (a serving hub's pairing string, as text, a QR code on the terminal or a PNG)
   node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K]
@@ -72,8 +76,8 @@ Available:
   node conflicts --data DIR [--table T] [--id ID]
                 (values that lost to a newer edit, oldest first)
 
-Not available yet in this build (they exit 2):
-  mode, serve --metrics
+Not available yet in this build (it exits 2):
+  mode
 
 login keeps the credentials in DIR/credentials.json (mode 0600, the
 password in plain text, as the Hikma app keeps it): protect DIR.
@@ -163,7 +167,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runContext is run in ctx: serve stops when it ends.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr)}
-	e.open = func(dir string, engine bool) (*actors.Node, func() error, error) { return openLocal(dir, engine, e.log) }
+	e.open = func(dir string, engine bool) (*actors.Node, func() error, error) {
+		return openLocal(dir, engine, e.log)
+	}
 	code, fwd := runEnv(e, args, stderr)
 	if fwd == nil {
 		return code

@@ -233,7 +233,7 @@ func TestRunErrors(t *testing.T) {
 		{1, "node sync: No sync peer configured.", []string{"sync", "--data", dir}},
 		{1, "node serve: actors: this node does not serve: a mobile node", []string{"serve", "--data", dir, "--http", "127.0.0.1:0"}},
 		{2, "node serve: --push-policy \"lax\"", []string{"serve", "--data", dir, "--push-policy", "lax"}},
-		{2, "node serve: --metrics is not available yet", []string{"serve", "--data", dir, "--metrics", ":1"}},
+		{1, "node serve: serving metrics: listen tcp: address x: missing port in address", []string{"serve", "--data", dir, "--metrics", "x"}},
 		{2, "node peer: want `node peer add|list|use|revoke", []string{"peer"}},
 		{2, "node peer add: missing --data DIR", []string{"peer", "add"}},
 		{2, "node peer add: --type \"cloud\"", []string{"peer", "add", "--data", dir, "--type", "cloud", "--url", "http://x"}},
