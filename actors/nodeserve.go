@@ -196,19 +196,20 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	}
 	defer l.Close()
 	addrs.HTTP = "http://" + l.Addr().String()
-	var rs *rpcServer
+	var served *rpcServer // the native RPC server, if any
 	if opts.RPC != "" {
 		priv, err := n.PrivateKey()
 		if err != nil {
 			return err
 		}
-		rs, err = startRPC(opts.RPC, rpcDeps{server: h.server, auth: h.auth, store: n.store, priv: priv, nodeID: n.info.NodeID, log: log,
+		rs, err := startRPC(opts.RPC, rpcDeps{server: h.server, auth: h.auth, store: n.store, priv: priv, nodeID: n.info.NodeID, log: log,
 			idle: opts.RPCIdle})
 		if err != nil {
 			return err
 		}
 		defer rs.stop()
 		addrs.RPC = rs.addr
+		served = rs
 	}
 	var disc net.PacketConn
 	if kind == KindHub {
@@ -239,7 +240,7 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	}
 	if o := opts.Observer; o != nil {
 		inner := handler
-		o.Serving(func() ServeStats { return serveStats(h, inner, rs) })
+		o.Serving(func() ServeStats { return serveStats(h, inner, served) })
 		handler, plain = o.WrapHTTP(handler), o.WrapHTTP(plain)
 	}
 	if opts.Ready != nil {
