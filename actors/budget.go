@@ -28,6 +28,8 @@ type PushBudget struct {
 	Limit int64
 	// InFlight is the bytes held now, Peak the most ever held at once.
 	InFlight, Peak int64
+	// Requests is the requests holding bytes now.
+	Requests int
 }
 
 // budget counts the bytes pushes in flight hold against a limit. A
@@ -41,6 +43,7 @@ type budget struct {
 	limit    int64
 	used     int64
 	peak     int64
+	holds    int // requests holding bytes: takes not given back yet
 	byCaller map[string]int64
 }
 
@@ -65,15 +68,31 @@ func (b *budget) take(caller string, n int64) bool {
 		return false
 	}
 	b.used += n
+	b.holds++
 	b.byCaller[caller] = held + n
 	b.peak = max(b.peak, b.used)
 	return true
 }
 
-// give returns n bytes caller took earlier.
+// give returns what one request of caller still holds, n bytes: its
+// take is over.
 func (b *budget) give(caller string, n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.holds--
+	b.put(caller, n)
+}
+
+// shrink returns n of the bytes a request of caller holds; it goes on
+// holding the rest.
+func (b *budget) shrink(caller string, n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.put(caller, n)
+}
+
+// put returns n bytes of caller's; b.mu is held.
+func (b *budget) put(caller string, n int64) {
 	held := b.byCaller[caller]
 	if n < 0 || n > held {
 		panic(fmt.Sprintf("actors: push budget: %s gives back %d bytes of %d held", caller, n, held))
@@ -89,7 +108,7 @@ func (b *budget) give(caller string, n int64) {
 func (b *budget) snapshot() PushBudget {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return PushBudget{Limit: b.limit, InFlight: b.used, Peak: b.peak}
+	return PushBudget{Limit: b.limit, InFlight: b.used, Peak: b.peak, Requests: b.holds}
 }
 
 // PushBudget reports the handler's push budget: its limit, the body

@@ -672,7 +672,7 @@ func (h *CloudHandler) pushJSON(c fsm.Caller, cs *codec.Changeset, lpa int64, re
 	out.records = cs.Count() + len(resp.Reasons)
 	// The decoded changeset goes to the Server as it is: no protobuf
 	// round trip.
-	res, herr := h.applyChanges(c, lpa, cs)
+	res, herr := h.applyChanges(c, lpa, cs, len(resp.Reasons))
 	if herr != nil {
 		return pushResponse{}, herr
 	}
@@ -703,8 +703,8 @@ func (h *CloudHandler) apply(c fsm.Caller, req *pb.PushRequest) (*pb.PushRespons
 
 // applyChanges runs a decoded push through the Server: all of it or
 // nothing.
-func (h *CloudHandler) applyChanges(c fsm.Caller, lpa int64, cs *codec.Changeset) (PushResult, *httpError) {
-	res, err := h.server.PushChanges(c, lpa, cs)
+func (h *CloudHandler) applyChanges(c fsm.Caller, lpa int64, cs *codec.Changeset, refused int) (PushResult, *httpError) {
+	res, err := h.server.pushChanges(c, lpa, cs, refused)
 	if err != nil {
 		return PushResult{}, pushRefusal(err)
 	}
@@ -764,7 +764,7 @@ func (h *CloudHandler) readBody(w http.ResponseWriter, r *http.Request, caller s
 		return nil, 0, herr
 	}
 	if n := int64(len(body)); n < held {
-		h.budget.give(caller, held-n)
+		h.budget.shrink(caller, held-n)
 		held = n
 	}
 	return body, held, nil

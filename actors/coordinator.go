@@ -245,7 +245,7 @@ func (c *coordinator) begin(ctx actor.Context, s *running) {
 			}
 			return s.trigger.String() + "-" + strconv.Itoa(n)
 		}})
-	c.cfg.log.Info("sync started", "peer", s.peer.ID, "peer_type", s.peer.Type, "trigger", s.trigger, "attempt", s.attempt+1)
+	c.cfg.log.Info("sync started", "sync", s.id, "peer", s.peer.ID, "peer_type", s.peer.Type, "trigger", s.trigger, "attempt", s.attempt+1)
 	c.advance(ctx, s.run.Start())
 }
 
@@ -341,7 +341,7 @@ func (c *coordinator) advance(ctx actor.Context, step Step) {
 			// The sync stays running (others are skipped) while it waits.
 			s.attempt++
 			wait := c.retryDelay(s.attempt)
-			c.cfg.log.Warn("sync failed; trying again", "peer", d.Peer, "trigger", s.trigger, "attempt", s.attempt,
+			c.cfg.log.Warn("sync failed; trying again", "sync", s.id, "peer", d.Peer, "trigger", s.trigger, "attempt", s.attempt,
 				"of", c.cfg.retries+1, "in", wait.Round(time.Millisecond).String(), "cause", d.Err)
 			root, self := ctx.ActorSystem().Root, ctx.Self()
 			time.AfterFunc(wait, func() { root.Send(self, &retrySync{s}) })
@@ -375,20 +375,19 @@ func (c *coordinator) onReply(ctx actor.Context, m *peerReply) {
 }
 
 func (c *coordinator) finish(ctx actor.Context, s *running, res Result) {
+	d := nowOf(c.cfg.clock).Sub(s.started)
+	attrs := []any{"sync", s.id, "peer", res.Peer, "peer_type", s.peer.Type, "trigger", s.trigger, "outcome", res.Outcome,
+		"pulled", res.Pulled, "pushed", res.Pushed, "rejected", len(res.Rejected), "duration_ms", float64(d.Microseconds()) / 1000}
 	switch res.Outcome {
 	case OutcomeOK:
-		c.cfg.log.Info("sync finished", "sync", s.id, "peer", res.Peer, "trigger", s.trigger, "pulled", res.Pulled,
-			"pushed", res.Pushed, "rejected", len(res.Rejected))
+		c.cfg.log.Info("sync finished", attrs...)
 	case OutcomeSkipped:
-		c.cfg.log.Info("sync skipped", "sync", s.id, "peer", res.Peer, "trigger", s.trigger, "cause", res.Err)
+		c.cfg.log.Info("sync skipped", append(attrs, "cause", res.Err)...)
 	default:
-		c.cfg.log.Warn("sync failed", "sync", s.id, "peer", res.Peer, "peer_type", s.peer.Type, "trigger", s.trigger,
-			"message", res.Message, "cause", res.Err)
+		c.cfg.log.Warn("sync failed", append(attrs, "message", res.Message, "cause", res.Err)...)
 	}
 	if c.cfg.done != nil {
-		end := nowOf(c.cfg.clock)
-		c.cfg.done(SyncReport{ID: s.id, PeerType: s.peer.Type, Trigger: s.trigger, Result: res,
-			Started: s.started, Duration: end.Sub(s.started)})
+		c.cfg.done(SyncReport{ID: s.id, PeerType: s.peer.Type, Trigger: s.trigger, Result: res, Started: s.started, Duration: d})
 	}
 	if s.requester != nil {
 		ctx.Send(s.requester, res)

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
@@ -411,7 +410,7 @@ func (n *Node) HTTPTransports(other TransportFactory) TransportFactory {
 		if err != nil || !findable(p) {
 			return tr, err
 		}
-		return &findingTransport{n: n, build: build, log: slog.Default(), peer: p, tr: tr}, nil
+		return &findingTransport{n: n, build: build, log: n.logger(), peer: p, tr: tr}, nil
 	}
 }
 

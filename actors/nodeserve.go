@@ -78,6 +78,27 @@ type ServeOptions struct {
 	// engine runs, before Serve answers requests, with where the node
 	// serves. An error from it stops Serve, which returns it.
 	Ready func(Addrs) error
+	// Observer, if set, sees the serving side (metrics: package
+	// metrics).
+	Observer ServeObserver
+}
+
+// ServeObserver watches a serving node, for metrics.
+type ServeObserver interface {
+	// Serving is called once, before Ready, with a function that reads
+	// what the node holds at the moment; it may be called from any
+	// goroutine until Serve returns, and is cheap.
+	Serving(stats func() ServeStats)
+	// WrapHTTP wraps the handler of each HTTP listener: it sees every
+	// request and its response.
+	WrapHTTP(http.Handler) http.Handler
+}
+
+// ServeStats is what a serving node holds at one moment.
+type ServeStats struct {
+	Push          PushBudget // the push budget and what holds it
+	HikmaSessions int        // a hub's Hikma app sessions
+	RPCSessions   int        // native RPC sessions
 }
 
 // Addrs says where a serving node can be reached.
@@ -177,7 +198,7 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	}
 	defer l.Close()
 	addrs.HTTP = "http://" + l.Addr().String()
-	var rs *rpcServer
+	var rs *rpcServer // the native RPC server, if any
 	if opts.RPC != "" {
 		priv, err := n.PrivateKey()
 		if err != nil {
@@ -220,6 +241,11 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	}
 	n.served.Store(&served{addrs: addrs, hikma: hikma, rpc: rs})
 	defer n.served.Store(nil)
+	if o := opts.Observer; o != nil {
+		inner := handler
+		o.Serving(func() ServeStats { return serveStats(h, inner, rs) })
+		handler, plain = o.WrapHTTP(handler), o.WrapHTTP(plain)
+	}
 	if opts.Ready != nil {
 		if err := opts.Ready(addrs); err != nil {
 			return err
@@ -267,4 +293,16 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serveStats reads what Serve's handlers hold (rs nil: no native RPC).
+func serveStats(h *CloudHandler, handler http.Handler, rs *rpcServer) ServeStats {
+	st := ServeStats{Push: h.PushBudget()}
+	if hk, ok := handler.(*HikmaHandler); ok {
+		st.HikmaSessions = hk.Sessions()
+	}
+	if rs != nil {
+		st.RPCSessions = rs.sessions()
+	}
+	return st
 }

@@ -97,18 +97,19 @@ type rpcDeps struct {
 	log    *slog.Logger
 	idle   time.Duration
 	rand   io.Reader
+	open   *atomic.Int64 // sessions open, as the listener last counted them
 }
 
 // rpcServer is a running native RPC listener.
 type rpcServer struct {
 	pid   *actor.PID // the listener actor
 	hubID string
-	addr  string        // host:port it listens on
-	open  *atomic.Int64 // sessions open, set by the listener
+	addr  string // host:port it listens on
+	deps  *rpcDeps
 }
 
-// sessions reports how many sessions the listener holds.
-func (s *rpcServer) sessions() int { return int(s.open.Load()) }
+// sessions counts the sessions open.
+func (s *rpcServer) sessions() int { return int(s.deps.open.Load()) }
 
 // rpcProcess is the process's one protoactor remote, shared by every
 // native RPC server and client in the process. protoactor's
@@ -267,8 +268,9 @@ func startRPC(addr string, deps rpcDeps) (*rpcServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	open := new(atomic.Int64)
-	props := actor.PropsFromProducer(func() actor.Actor { return &rpcListener{deps: &deps, open: open} },
+	deps.open = new(atomic.Int64)
+	d := &deps
+	props := actor.PropsFromProducer(func() actor.Actor { return &rpcListener{deps: d} },
 		actor.WithSupervisor(actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider)))
 	rpcProcess.mu.Lock()
 	defer rpcProcess.mu.Unlock()
@@ -280,7 +282,7 @@ func startRPC(addr string, deps rpcDeps) (*rpcServer, error) {
 		return nil, fmt.Errorf("actors: starting the RPC actor: %w", err)
 	}
 	rpcProcess.hubs[deps.nodeID] = pid
-	return &rpcServer{pid: pid, hubID: deps.nodeID, addr: bound, open: open}, nil
+	return &rpcServer{pid: pid, hubID: d.nodeID, addr: bound, deps: d}, nil
 }
 
 // stop stops the listener and its sessions (its children). The
@@ -310,13 +312,13 @@ func (l *rpcListener) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		l.sessions, l.byPID = map[string]*actor.PID{}, map[string]string{}
-		l.open.Store(0)
+		l.deps.open.Store(0)
 	case *actor.Stopping, *actor.Restarting:
 	case *actor.Terminated:
 		if id, ok := l.byPID[m.Who.Id]; ok {
 			delete(l.byPID, m.Who.Id)
 			delete(l.sessions, id)
-			l.open.Store(int64(len(l.sessions)))
+			l.deps.open.Store(int64(len(l.sessions)))
 		}
 	case *pb.HandshakeRequest:
 		ctx.Respond(l.handshake(ctx, m))
@@ -380,7 +382,7 @@ func (l *rpcListener) handshake(ctx actor.Context, m *pb.HandshakeRequest) *pb.H
 		return refuse(rpcCodeInternal, "internal server error")
 	}
 	l.sessions[id], l.byPID[pid.Id] = pid, id
-	l.open.Store(int64(len(l.sessions)))
+	d.open.Store(int64(len(l.sessions)))
 	d.log.Info("native rpc: session opened", "session", id, "client", m.GetClientId())
 	resp.Success, resp.SessionId, resp.HubPublicKey = true, id, d.priv.PublicKey().Bytes()
 	return resp

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/fsm"
@@ -23,6 +24,9 @@ const (
 var triggerNames = [...]string{"manual", "login", "force-upload", "force-download"}
 
 func (t Trigger) String() string { return triggerNames[t] }
+
+// LogValue logs a trigger by its name, as text and JSON alike.
+func (t Trigger) LogValue() slog.Value { return slog.StringValue(t.String()) }
 
 // Outcome values of a Result, as `node sync --json` prints them.
 const (

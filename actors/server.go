@@ -171,7 +171,7 @@ func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	res, err := s.PushChanges(c, lpa, cs)
+	res, err := s.pushChanges(c, lpa, cs, len(bad))
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +196,9 @@ type PushResult struct {
 	Accepted int
 	// Rejected are the rows the merge refused, with the reason.
 	Rejected []kv.Rejection
+	// Refused counts the rows refused before the merge (values the
+	// decoder could not take, unknown tables): answered as rejected too.
+	Refused int
 	// Ahead counts the versions dated beyond this node's time plus
 	// kv.DefaultMaxDrift.
 	Ahead int
@@ -208,6 +211,11 @@ type PushResult struct {
 // issued to a pull (kv.Store.IssuedTimestamp). A JSON push comes here
 // straight from its decoder; Push is the protobuf entry.
 func (s *Server) PushChanges(c fsm.Caller, lastPulledAt int64, cs *codec.Changeset) (PushResult, error) {
+	return s.pushChanges(c, lastPulledAt, cs, 0)
+}
+
+// pushChanges is PushChanges of a push whose decoding refused rows.
+func (s *Server) pushChanges(c fsm.Caller, lastPulledAt int64, cs *codec.Changeset, refused int) (PushResult, error) {
 	// A last_pulled_at this node never issued would blind the conflict
 	// rules (strict: everything looks pulled). One older than the
 	// record of issued timestamps (at or below its floor) is taken: an
@@ -241,7 +249,7 @@ func (s *Server) PushChanges(c fsm.Caller, lastPulledAt int64, cs *codec.Changes
 		}
 		return PushResult{}, fmt.Errorf("actors: apply push: %w", err)
 	}
-	pr := PushResult{Accepted: res.Written + res.Purged + res.Skipped, Rejected: res.Rejected, Ahead: ahead}
+	pr := PushResult{Accepted: res.Written + res.Purged + res.Skipped, Rejected: res.Rejected, Refused: refused, Ahead: ahead}
 	if s.OnPush != nil {
 		s.OnPush(pr)
 	}

@@ -144,6 +144,15 @@ func (n *Node) stopEngine() {
 	n.feed.close()
 }
 
+// logger is the sync engine's logger (slog.Default() when the engine
+// does not run).
+func (n *Node) logger() *slog.Logger {
+	if e, err := n.running(); err == nil {
+		return e.log
+	}
+	return slog.Default()
+}
+
 func (n *Node) running() (*engine, error) {
 	n.engineMu.Lock()
 	defer n.engineMu.Unlock()

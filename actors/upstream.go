@@ -40,7 +40,8 @@ type UpstreamConfig struct {
 	// node's first active cloud peer; with none, a skipped Result whose
 	// Err is ErrNoPeer).
 	Sync func(ctx context.Context) (Result, error)
-	// Logger gets one line per sync (nil: slog.Default()).
+	// Logger gets a line for each sync the loop starts, with its reason
+	// (nil: slog.Default()); the engine logs the sync's end.
 	Logger *slog.Logger
 }
 
@@ -147,12 +148,19 @@ func (u *Upstream) Run(ctx context.Context) error {
 			}
 		}
 		pending, debounce = false, nil
+		log := u.cfg.Logger
+		// The sync's end is the engine's line (sync finished, failed or
+		// skipped); the loop says why it starts one.
+		start := log.Info
+		if noPeer {
+			start = log.Debug
+		}
+		start("upstream sync", "reason", reason, "failures", failures)
 		res, err := u.cfg.Sync(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		wait := u.cfg.Interval
-		log := u.cfg.Logger
 		switch {
 		case err != nil || res.Outcome == OutcomeError:
 			failures++
@@ -161,8 +169,7 @@ func (u *Upstream) Run(ctx context.Context) error {
 			if cause == nil {
 				cause = res.Err
 			}
-			log.Warn("upstream sync", "outcome", OutcomeError, "peer", res.Peer, "reason", reason, "message", res.Message,
-				"cause", cause, "failures", failures, "next_in", wait)
+			log.Debug("upstream sync: backing off", "cause", cause, "failures", failures, "next_in", wait)
 		case res.Outcome == OutcomeSkipped && errors.Is(res.Err, ErrNoPeer):
 			if !noPeer {
 				log.Info("upstream sync: no active cloud peer (add one with `node peer add --type cloud_server --api-key K`)", "next_in", wait)
@@ -170,12 +177,9 @@ func (u *Upstream) Run(ctx context.Context) error {
 			noPeer = true
 		case res.Outcome == OutcomeSkipped:
 			pending = true // another sync ran: this one's reason still holds
-			log.Info("upstream sync", "outcome", res.Outcome, "peer", res.Peer, "reason", reason, "message", res.Message,
-				"next_in", u.cfg.Debounce)
+			log.Debug("upstream sync: skipped, tried again after the debounce", "next_in", u.cfg.Debounce)
 		default:
 			failures, noPeer = 0, false
-			log.Info("upstream sync", "outcome", res.Outcome, "peer", res.Peer, "reason", reason,
-				"pulled", res.Pulled, "pushed", res.Pushed, "rejected", len(res.Rejected))
 		}
 		reason = ""
 		tick = u.cfg.After(wait)

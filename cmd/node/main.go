@@ -24,8 +24,10 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `usage: node <command> [flags]
 
 Every command takes --data DIR (the node's directory) and --json
-(machine-readable output). Failures exit 1 (2 for usage errors) with
-one line on stderr. While serve runs on DIR, the other commands on DIR
+(machine-readable output), and --log-format text|json and --log-level
+debug|info|warn|error (serve logs at info by default; the other
+commands log to stderr only when --log-level is given). Failures exit 1
+(2 for usage errors) with one line on stderr. While serve runs on DIR, the other commands on DIR
 run inside it, through its control socket DIR/control.sock.
 
 Available:
@@ -37,7 +39,7 @@ Available:
                 [--trust-forwarded-for] [--max-body BYTES] [--page-size N] [--push-budget BYTES]
                 [--body-timeout D] [--max-conns N] [--max-conns-per-addr N] [--spool-dir DIR]
                 [--upstream-interval D] [--sign-in-limit N] [--https ADDR] [--insecure-http]
-                [--rpc ADDR] [--discovery ADDR|off]
+                [--rpc ADDR] [--discovery ADDR|off] [--metrics ADDR] [-v]
                 (cloud: GET/POST /api/v2/sync, POST /api/auth/sign-in and /api/login, /healthz on
                 --http, behind a TLS-terminating proxy. hub: the Hikma app's RPC /rpc/* (sealed) on
                 --http, and /api/v2/sync, sign-in and /healthz over TLS on --https, with the hub's
@@ -50,7 +52,9 @@ Available:
                 pull and push sealed after an X25519 handshake with the node's key); a hub's
                 pairing string then carries "rpc":"host:port" and paired Go devices sync there.
                 --discovery: a hub answers devices looking for it by its id on this UDP address
-                (default port 4002 on --http's host), so they find it after its address changes)
+                (default port 4002 on --http's host), so they find it after its address changes.
+                --metrics ADDR: Prometheus metrics at http://ADDR/metrics (a line says where);
+                -v: --log-level debug)
   node pairing  --data DIR [--qr | --png FILE]
                 (a serving hub's pairing string, as text, a QR code on the terminal or a PNG)
   node peer add --data DIR --type cloud_server|sync_hub --url URL [--name N] [--api-key K]
@@ -85,8 +89,6 @@ Available:
   node conflicts --data DIR [--table T] [--id ID]
                 (values that lost to a newer edit, oldest first)
 
-Not available yet in this build (they exit 2):
-  serve --metrics
 
 login keeps the credentials in DIR/credentials.json (mode 0600, the
 password in plain text, as the Hikma app keeps it): protect DIR.
@@ -121,6 +123,9 @@ type env struct {
 	// serving is the serve process a command runs in, for its control
 	// socket; nil elsewhere.
 	serving *serving
+	// log is the command's log (--log-level, --log-format; nil: none),
+	// where a sync engine it starts logs.
+	log *slog.Logger
 }
 
 // serving describes a running `node serve`.
@@ -162,8 +167,6 @@ func init() {
 	}
 }
 
-// notYet are the design's subcommands this build does not have.
-var notYet = map[string]bool{}
 
 // run is the whole program: it returns the exit status. A command on a
 // node that a `node serve` process holds is forwarded to that process's
@@ -174,7 +177,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // runContext is run in ctx: serve stops when it ends.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr), outTerminal: isTerminal(stdout), open: openLocal}
+	e := &env{ctx: ctx, out: stdout, errOut: stderr, terminal: isTerminal(stderr), outTerminal: isTerminal(stdout)}
+	e.open = func(dir string, engine bool) (*actors.Node, func() error, error) {
+		return openLocal(dir, engine, e.log)
+	}
 	code, fwd := runEnv(e, args, stderr)
 	if fwd == nil {
 		return code
@@ -225,9 +231,6 @@ func runEnv(e *env, args []string, stderr io.Writer) (int, *forward) {
 	}
 	cmd, ok := commands[name]
 	if !ok {
-		if notYet[name] {
-			return fail(2, "node %s: not available yet in this build", name)
-		}
 		return fail(2, "node: unknown command %q (run `node help` for usage)", name)
 	}
 	err := cmd(e, name, args[1:])
@@ -270,8 +273,9 @@ func (f *forward) Error() string { return "the node is served by another process
 // serve` process holds it, returns a *forward to that process's control
 // socket. The socket is tried first, so that a served node's commands
 // do not wait for the store's lock; a store still locked after that is
-// tried once more (serve may have been starting).
-func openLocal(dir string, engine bool) (*actors.Node, func() error, error) {
+// tried once more (serve may have been starting). The engine logs to
+// log (nil: nowhere).
+func openLocal(dir string, engine bool, log *slog.Logger) (*actors.Node, func() error, error) {
 	if c, err := actors.DialControl(dir); err == nil {
 		return nil, nil, &forward{conn: c}
 	}
@@ -286,8 +290,11 @@ func openLocal(dir string, engine bool) (*actors.Node, func() error, error) {
 	}
 	if engine {
 		// The cause of a failure goes into the one line a command
-		// prints, so the engine's own log is dropped.
-		if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		// prints, so the engine's own log is dropped unless asked for.
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: log}); err != nil {
 			return nil, nil, errors.Join(err, n.Close())
 		}
 	}
@@ -344,6 +351,7 @@ type flags struct {
 	name string
 	data string
 	json bool
+	log  logFlags
 }
 
 func (e *env) flags(name string) *flags {
@@ -351,6 +359,7 @@ func (e *env) flags(name string) *flags {
 	f.SetOutput(io.Discard) // errors are reported by run, on one line
 	f.StringVar(&f.data, "data", "", "the node's data `directory`")
 	f.BoolVar(&f.json, "json", false, "machine-readable output")
+	f.log.add(f.FlagSet)
 	return f
 }
 
@@ -380,6 +389,10 @@ func (f *flags) parse(args []string) ([]string, error) {
 	if f.data == "" {
 		return nil, usageErr(f.name, "missing --data DIR")
 	}
+	if err := f.log.check(); err != nil {
+		return nil, usageErr(f.name, "%v", err)
+	}
+	f.env.log = f.log.logger(f.env.errOut, nil)
 	return pos, nil
 }
 

@@ -146,9 +146,10 @@ func TestRelay(t *testing.T) {
 		t.Errorf("the hub still has the patient: %v", row)
 	}
 
-	// One log line per upstream sync, with what it moved.
+	// The loop logs why it starts a sync, the engine its end, with
+	// what it moved.
 	logs := hubProc.stderr.String()
-	for _, want := range []string{`msg="upstream sync" outcome=ok`, "pushed=1", "pulled="} {
+	for _, want := range []string{`msg="upstream sync" reason=`, `msg="sync finished"`, "pushed=1", "pulled=", "duration_ms="} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the hub's log lacks %q:\n%s", want, logs)
 		}
@@ -186,11 +187,15 @@ func TestRelay(t *testing.T) {
 		return !gone(row), stringify(row)
 	})
 	// The hub logs its sync once the sync is over, which may be after
-	// the cloud has the row.
+	// the cloud has the row: a sync started for the push, then its end.
 	eventually(t, "the hub's log of an upstream sync after the push", func() (bool, string) {
 		logs := hubProc.stderr.String()
-		return slices.ContainsFunc(strings.Split(logs, "\n"), func(l string) bool {
-			return strings.Contains(l, `msg="upstream sync" outcome=ok`) && strings.Contains(l, "reason=push") && strings.Contains(l, "pushed=1")
+		lines := strings.Split(logs, "\n")
+		i := slices.IndexFunc(lines, func(l string) bool {
+			return strings.Contains(l, `msg="upstream sync"`) && strings.Contains(l, "reason=push")
+		})
+		return i >= 0 && slices.ContainsFunc(lines[i:], func(l string) bool {
+			return strings.Contains(l, `msg="sync finished"`) && strings.Contains(l, "outcome=ok") && strings.Contains(l, "pushed=1")
 		}), logs
 	})
 }

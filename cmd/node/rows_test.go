@@ -149,7 +149,8 @@ func TestRowsPaged(t *testing.T) {
 	// In this process.
 	out := &lockedBuffer{}
 	pages := watch("rows --json", out.String)
-	e := &env{ctx: context.Background(), out: out, errOut: out, open: openLocal}
+	e := &env{ctx: context.Background(), out: out, errOut: out}
+	e.open = func(dir string, engine bool) (*actors.Node, func() error, error) { return openLocal(dir, engine, nil) }
 	if err := cmdRows(e, "rows", []string{"--data", dir, "--table", "patients", "--json"}); err != nil || out.String() != wantJSON {
 		t.Errorf("rows --json: %v\n%s\nwant\n%s", err, out.String(), wantJSON)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"github.com/clinicsync/clinicsync/actors"
 	"github.com/clinicsync/clinicsync/fsm"
 	"github.com/clinicsync/clinicsync/kv"
+	"github.com/clinicsync/clinicsync/metrics"
 )
 
 // serveLog is where serve's request log goes.
@@ -24,7 +26,7 @@ var serveLog io.Writer = os.Stderr
 // [--rate-limit N] [--trust-forwarded-for] [--max-body BYTES] [--page-size N]
 // [--push-budget BYTES] [--body-timeout D] [--max-conns N] [--max-conns-per-addr N]
 // [--spool-dir DIR] [--upstream-interval D] [--sign-in-limit N]
-// [--https ADDR] [--insecure-http] [--rpc ADDR] [--discovery ADDR|off]
+// [--https ADDR] [--insecure-http] [--rpc ADDR] [--discovery ADDR|off] [--metrics ADDR]
 func cmdServe(e *env, name string, args []string) error {
 	f := e.flags(name)
 	addr := f.String("http", "127.0.0.1:8080", "`address` to serve plain HTTP on (host:port; port 0 picks one): a cloud's /api/v2/sync, a hub's Hikma RPC /rpc/*")
@@ -44,14 +46,11 @@ func cmdServe(e *env, name string, args []string) error {
 	spoolDir := f.String("spool-dir", "", "`directory` where a large JSON pull keeps its rows while it groups them by table (default: the system's temporary directory)")
 	rpc := f.String("rpc", "", "`address` to serve native RPC on (host:port; port 0 picks one): sealed protobuf sync between node processes over protoactor-go remote; a hub's pairing string names it and Go devices paired with it sync there (rpc://host:port)")
 	disc := f.String("discovery", "", "hub: UDP `address` to answer discovery queries on, so paired devices find the hub after its address changes (default: port 4002 on the host of --http; off: none)")
-	metrics := f.String("metrics", "", "metrics address (not available yet)")
-	verbose := f.Bool("v", false, "log health checks too")
+	metricsAddr := f.String("metrics", "", "`address` to serve Prometheus metrics on, at /metrics (host:port; port 0 picks one; default: none)")
+	verbose := f.Bool("v", false, "log health checks too (--log-level debug)")
 	err := f.parseAll(args)
 	if err != nil {
 		return err
-	}
-	if *metrics != "" {
-		return usageErr(name, "--metrics is not available yet in this build")
 	}
 	pol, err := fsm.ParsePolicy(*policy)
 	if err != nil {
@@ -85,10 +84,18 @@ func cmdServe(e *env, name string, args []string) error {
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(serveLog, &slog.HandlerOptions{Level: level}))
+	log := f.log.logger(serveLog, level)
 	n, err := openToServe(f.data)
 	if err != nil {
 		return err
+	}
+	var ml net.Listener // the metrics listener
+	if *metricsAddr != "" {
+		if ml, err = net.Listen("tcp", *metricsAddr); err != nil {
+			n.Close()
+			return fmt.Errorf("serving metrics: %w", err)
+		}
+		defer ml.Close()
 	}
 	if n.Info().Kind == actors.KindCloud && (*httpsAddr != "" || *insecure) {
 		n.Close()
@@ -98,7 +105,7 @@ func cmdServe(e *env, name string, args []string) error {
 	if up == 0 {
 		up = -1 // ServeOptions: negative is no upstream loop
 	}
-	err = serveNode(e, f, n, actors.ServeOptions{HTTP: *addr, HTTPS: *httpsAddr, InsecureHTTP: *insecure, RPC: *rpc, Discovery: *disc,
+	err = serveNode(e, f, n, ml, actors.ServeOptions{HTTP: *addr, HTTPS: *httpsAddr, InsecureHTTP: *insecure, RPC: *rpc, Discovery: *disc,
 		Cloud: actors.CloudConfig{Policy: pol, RateLimit: *rate, SignInLimit: *signIn, TrustForwardedFor: *trustFF,
 			MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir},
 		Limits: scfg, UpstreamInterval: up, Logger: log})
@@ -141,11 +148,17 @@ func alreadyServed(dir string) error {
 }
 
 // serveNode serves n until serve's context ends (actors.Node.Serve:
-// the HTTP sync API, a hub's TLS and Hikma RPC, its upstream loop), and
-// the control socket, through which the node's other commands run
-// here, against n, with its sync engine.
-func serveNode(e *env, f *flags, n *actors.Node, opts actors.ServeOptions) error {
+// the HTTP sync API, a hub's TLS and Hikma RPC, its upstream loop), the
+// control socket, through which the node's other commands run here,
+// against n, with its sync engine, and n's metrics on ml (nil: none).
+func serveNode(e *env, f *flags, n *actors.Node, ml net.Listener, opts actors.ServeOptions) error {
 	log := opts.Logger
+	var m *metrics.Metrics
+	if ml != nil {
+		m = metrics.New()
+		m.Node(n)
+		m.Instrument(&opts)
+	}
 	ctl, err := n.ListenControl()
 	if err != nil {
 		return err
@@ -159,6 +172,13 @@ func serveNode(e *env, f *flags, n *actors.Node, opts actors.ServeOptions) error
 	ctx, cancel := context.WithCancel(sctx)
 	defer cancel()
 	var ctlDone chan error // set once the control socket serves
+	metricsDone := make(chan error, 1)
+	metricsURL := ""
+	if ml != nil {
+		metricsURL = "http://" + ml.Addr().String() + metrics.Path
+	} else {
+		metricsDone <- nil
+	}
 	opts.Ready = func(a actors.Addrs) error {
 		srv := &serving{pid: os.Getpid(), url: a.HTTP, httpsURL: a.HTTPS, fingerprint: a.Fingerprint, insecure: opts.InsecureHTTP}
 		if a.Pairing != nil {
@@ -172,7 +192,8 @@ func serveNode(e *env, f *flags, n *actors.Node, opts actors.ServeOptions) error
 				RPC       string `json:"rpc,omitempty"`
 				Discovery string `json:"discovery,omitempty"`
 				Pairing   string `json:"pairing,omitempty"`
-			}{srv.url, srv.httpsURL, a.RPC, a.Discovery, srv.pairing})
+				Metrics   string `json:"metrics,omitempty"`
+			}{srv.url, srv.httpsURL, a.RPC, a.Discovery, srv.pairing, metricsURL})
 		} else {
 			_, err = fmt.Fprintf(e.out, "listening on %s\n", srv.url)
 			if err == nil && srv.httpsURL != "" {
@@ -181,9 +202,19 @@ func serveNode(e *env, f *flags, n *actors.Node, opts actors.ServeOptions) error
 			if err == nil && a.RPC != "" {
 				_, err = fmt.Fprintf(e.out, "listening on %s%s (native RPC, sealed)\n", actors.RPCScheme, a.RPC)
 			}
+			if err == nil && metricsURL != "" {
+				_, err = fmt.Fprintf(e.out, "listening on %s (Prometheus metrics)\n", metricsURL)
+			}
 		}
 		if err != nil {
 			return err
+		}
+		if ml != nil {
+			go func() {
+				err := metrics.Serve(ctx, ml, m.Registry())
+				cancel()
+				metricsDone <- err
+			}()
 		}
 		log.Info("control socket", "path", actors.ControlPath(n.Dir()))
 		ctlDone = make(chan error, 1)
@@ -199,6 +230,9 @@ func serveNode(e *env, f *flags, n *actors.Node, opts actors.ServeOptions) error
 	if ctlDone != nil {
 		if cerr := <-ctlDone; err == nil {
 			err = cerr
+		}
+		if merr := <-metricsDone; err == nil {
+			err = merr
 		}
 	}
 	return err

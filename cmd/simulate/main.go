@@ -4,22 +4,38 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/clinicsync/clinicsync/cmd/simulate/sim"
+	"github.com/clinicsync/clinicsync/metrics"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
 
 // run parses the command line, runs the simulation(s) and returns the
 // exit code: 0 all invariants held, 1 a violation, 2 a usage error.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+// runContext is run; with --metrics it serves them until ctx ends.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d := sim.Defaults()
@@ -34,12 +50,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	report := fs.String("report", "", "write an HTML report to this file")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	trace := fs.Bool("trace", false, "print every event of the run to stderr")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics while the runs go on and after, until interrupted")
+	logFormat := fs.String("log-format", "text", "log lines (one per run, on stderr) as text or json")
+	logLevel := fs.String("log-level", "warn", "the least level logged: debug, info (a line per run), warn (runs with violations) or error")
 	// Test-only: planted bugs, to show the checks bite (hidden).
 	for _, b := range sim.BreakNames {
 		fs.BoolVar(d.Break(b), "break-"+b, false, "")
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: simulate [--seed N | --seeds K] [--clinics C] [--devices D] [--days N] [--faults LIST|all|none] [--mode sim|process] [--store memory|bolt] [--report FILE.html] [--json]\n")
+		fmt.Fprintf(stderr, "usage: simulate [--seed N | --seeds K] [--clinics C] [--devices D] [--days N] [--faults LIST|all|none] [--mode sim|process] [--store memory|bolt] [--report FILE.html] [--json] [--metrics ADDR] [--log-format text|json] [--log-level L]\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			if f.Usage != "" {
 				fmt.Fprintf(stderr, "  --%s\t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
@@ -74,6 +93,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *trace {
 		d.Trace = stderr
 	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "simulate: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	var log *slog.Logger
+	switch opts := (&slog.HandlerOptions{Level: level}); *logFormat {
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		fmt.Fprintf(stderr, "simulate: --log-format %q: want text or json\n", *logFormat)
+		return 2
+	}
+	var m *simMetrics
+	d.OnRun = func(r *sim.Report) {
+		if m != nil {
+			m.observe(r)
+		}
+		attrs := []any{"seed", r.Seed, "syncs", r.Syncs, "rows_written", r.RowsWritten, "violations", len(r.Violations) + r.Dropped,
+			"clinic_days", r.Options.Clinics * r.Options.Days, "wall_seconds", r.WallSeconds}
+		if r.OK() {
+			log.Info("simulation run", attrs...)
+		} else {
+			log.Warn("simulation run broke invariants", append(attrs, "replay", r.Replay)...)
+		}
+	}
 	if err := d.Check(); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -82,25 +129,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "simulate: --seeds %d: want at least 1\n", *seeds)
 		return 2
 	}
+	metricsDone := make(chan error, 1)
+	if *metricsAddr != "" {
+		l, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			fmt.Fprintln(stderr, "simulate: serving metrics:", err)
+			return 2
+		}
+		m = newSimMetrics()
+		fmt.Fprintf(stderr, "listening on http://%s%s (Prometheus metrics)\n", l.Addr(), metrics.Path)
+		go func() { metricsDone <- metrics.Serve(ctx, l, m.reg) }()
+	}
+	code := simulateAll(d, *seeds, *report, *asJSON, stdout, stderr)
+	if m != nil {
+		fmt.Fprintln(stderr, "simulate: done; serving metrics until interrupted")
+		if err := <-metricsDone; err != nil {
+			fmt.Fprintln(stderr, "simulate: serving metrics:", err)
+		}
+	}
+	return code
+}
+
+// simulateAll runs the simulations, writes the report and returns the
+// exit code.
+func simulateAll(d sim.Options, seeds int, report string, asJSON bool, stdout, stderr io.Writer) int {
 	var reports []*sim.Report
-	if *seeds == 1 {
+	var err error
+	if seeds == 1 {
 		r, err := sim.Run(d)
 		if err != nil {
 			fmt.Fprintln(stderr, "simulate:", err)
 			return 2
 		}
 		reports = []*sim.Report{r}
-	} else if reports, err = sim.RunSeeds(d, *seeds); err != nil {
+	} else if reports, err = sim.RunSeeds(d, seeds); err != nil {
 		fmt.Fprintln(stderr, "simulate:", err)
 		return 2
 	}
-	if *report != "" {
-		if err := os.WriteFile(*report, sim.HTML(reports), 0o644); err != nil {
+	if report != "" {
+		if err := os.WriteFile(report, sim.HTML(reports), 0o644); err != nil {
 			fmt.Fprintln(stderr, "simulate:", err)
 			return 2
 		}
 	}
-	failed := print(reports, *asJSON, stdout)
+	failed := print(reports, asJSON, stdout)
 	if failed > 0 {
 		return 1
 	}

@@ -134,13 +134,18 @@ func TestJSONKeys(t *testing.T) {
 	if _, ok := m["violations"].([]any); !ok {
 		t.Errorf("violations is %T, want a list", m["violations"])
 	}
+	// A run without violations logs nothing at the default level (warn).
+	if errs != "" {
+		t.Errorf("stderr %q, want nothing", errs)
+	}
 }
 
 func TestUsage(t *testing.T) {
 	if code, _, errs := simulate(t, "--mode", "process"); code != 2 || !strings.Contains(errs, "not available yet") {
 		t.Errorf("--mode process: exit %d, %q", code, errs)
 	}
-	for _, args := range [][]string{{"--faults", "meteor"}, {"--store", "tape"}, {"--clinics", "0"}, {"--seeds", "0"}, {"extra"}} {
+	for _, args := range [][]string{{"--faults", "meteor"}, {"--store", "tape"}, {"--clinics", "0"}, {"--seeds", "0"}, {"extra"},
+		{"--log-level", "loud"}, {"--log-format", "xml"}, {"--metrics", "x"}} {
 		if code, _, _ := simulate(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}

@@ -106,6 +106,9 @@ type Options struct {
 	BreakMarkSynced bool
 	// Trace, when set, receives every event of the run, one per line.
 	Trace io.Writer
+	// OnRun, when set, gets each run's report as the run ends (RunSeeds
+	// calls it from several goroutines at once).
+	OnRun func(*Report)
 }
 
 // Defaults returns the options of a plain `bin/simulate`.

@@ -17,7 +17,11 @@ func Run(o Options) (*Report, error) {
 	defer w.close()
 	start := time.Now() // wall clock: only to report the speed
 	w.run()
-	return w.report(time.Since(start)), nil
+	r := w.report(time.Since(start))
+	if o.OnRun != nil {
+		o.OnRun(r)
+	}
+	return r, nil
 }
 
 // RunSeeds plays k simulations, seeds o.Seed to o.Seed+k-1, on up to
