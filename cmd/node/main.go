@@ -167,7 +167,6 @@ func init() {
 	}
 }
 
-
 // run is the whole program: it returns the exit status. A command on a
 // node that a `node serve` process holds is forwarded to that process's
 // control socket, and what it printed there is printed here.
