@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/clinicsync/clinicsync/actors"
@@ -245,6 +246,8 @@ func runEnv(e *env, args []string, stderr io.Writer) (int, *forward) {
 	case errors.As(err, &fwd):
 		fwd.cmd = name
 		return 0, fwd
+	case errors.As(err, new(*helpShown)):
+		return 0, nil
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(e.out, usage)
 		return 0, nil
@@ -362,6 +365,54 @@ func (e *env) flags(name string) *flags {
 	return f
 }
 
+// helpShown is -h on a command: its help is printed.
+type helpShown struct{}
+
+func (*helpShown) Error() string { return "help shown" }
+
+// help prints the command's lines of the usage and its flags, with
+// their defaults.
+func (f *flags) help() error {
+	var b strings.Builder
+	in := false
+	group, sub, _ := strings.Cut(f.name, " ")
+	names := func(line string) bool { // the line shows node NAME, or node GROUP A|SUB|B
+		w := strings.Fields(line)
+		if len(w) < 2 || w[0] != "node" || !strings.HasPrefix(line, "  node ") {
+			return false
+		}
+		if sub == "" {
+			return slices.Contains(strings.Split(w[1], "|"), group)
+		}
+		return w[1] == group && len(w) > 2 && slices.Contains(strings.Split(w[2], "|"), sub)
+	}
+	for _, line := range strings.Split(usage, "\n") {
+		switch {
+		case names(line):
+			in = true
+		case in && strings.HasPrefix(line, "                "): // a continuation
+		default:
+			in = false
+		}
+		if in {
+			b.WriteString(line + "\n")
+		}
+	}
+	b.WriteString("\nflags:\n")
+	f.VisitAll(func(fl *flag.Flag) {
+		kind, text := flag.UnquoteUsage(fl)
+		fmt.Fprintf(&b, "  --%s %s\n        %s", fl.Name, kind, text)
+		if fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0" {
+			fmt.Fprintf(&b, " (default %s)", fl.DefValue)
+		}
+		b.WriteString("\n")
+	})
+	if _, err := io.WriteString(f.env.out, strings.ReplaceAll(b.String(), "  --json \n", "  --json\n")); err != nil {
+		return err
+	}
+	return &helpShown{}
+}
+
 // parse parses flags anywhere among the arguments (flag stops at the
 // first positional one) and returns the positional ones. Everything
 // after "--" is positional. It requires --data.
@@ -370,7 +421,7 @@ func (f *flags) parse(args []string) ([]string, error) {
 	for {
 		if err := f.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+				return nil, f.help()
 			}
 			return nil, usageErr(f.name, "%v", err)
 		}
