@@ -47,8 +47,11 @@ type Result struct {
 	// kv.DefaultMaxDrift (this node's clock runs far ahead), clamped
 	// before the push.
 	Clamped int
-	Message string // for the user ("" when ok)
-	Err     error  // the cause, for the log
+	// Conflicts counts the local values the pulled rows beat (each one
+	// in the conflict log).
+	Conflicts int
+	Message   string // for the user ("" when ok)
+	Err       error  // the cause, for the log
 }
 
 // Step is what a Run needs next: exactly one of a pull to send, a push
@@ -67,12 +70,13 @@ type Step struct {
 // transaction: a pulled page with the new cursor and the mirror
 // deletions; the acknowledged rows marked synced.
 type Run struct {
-	store   *kv.Store
-	clock   kv.Clock
-	peer    kv.Peer
-	merge   kv.Merge
-	sync    fsm.Sync
-	nextReq int
+	store     *kv.Store
+	clock     kv.Clock
+	peer      kv.Peer
+	merge     kv.Merge
+	sync      fsm.Sync
+	nextReq   int
+	conflicts int // values the pulled pages' merges logged as beaten
 }
 
 // RunConfig configures a Run.
@@ -145,9 +149,11 @@ func (r *Run) exec(s fsm.Step) Step {
 		if w := s.Apply; w != nil {
 			b := kv.Batch{Changes: w.Changes, Mirror: w.Mirror, Peer: w.Peer, PullCursor: w.PullCursor,
 				Config: w.Config, UpstreamTime: w.UpstreamTime}
-			if _, err := r.store.Apply(b, r.merge); err != nil {
+			res, err := r.store.Apply(b, r.merge)
+			if err != nil {
 				return r.Fail(fmt.Errorf("actors: apply pulled changes: %w", err))
 			}
+			r.conflicts += res.Conflicts
 		}
 		if s.Collect != fsm.CollectNone {
 			recs, clamped, err := r.collect(s.Clamp, s.Collect)
@@ -180,7 +186,7 @@ func (r *Run) exec(s fsm.Step) Step {
 		default:
 			d := s.Done
 			return Step{Done: &Result{Outcome: OutcomeOK, Peer: r.peer.ID, Pulled: d.Pulled, Pushed: d.Pushed,
-				Rejected: d.Rejected, Clamped: d.Clamped}}
+				Rejected: d.Rejected, Clamped: d.Clamped, Conflicts: r.conflicts}}
 		}
 	}
 }
@@ -224,7 +230,7 @@ func (r *Run) Fail(err error) Step {
 	}
 	msg := UserMessage(r.peer.Type, err)
 	d := r.sync.Fail(err, msg).Done
-	return Step{Done: &Result{Outcome: OutcomeError, Peer: r.peer.ID, Pulled: d.Pulled, Message: msg, Err: err}}
+	return Step{Done: &Result{Outcome: OutcomeError, Peer: r.peer.ID, Pulled: d.Pulled, Conflicts: r.conflicts, Message: msg, Err: err}}
 }
 
 // Drive runs a whole sync synchronously over a transport: Start, then

@@ -202,6 +202,9 @@ type PushResult struct {
 	// Ahead counts the versions dated beyond this node's time plus
 	// kv.DefaultMaxDrift.
 	Ahead int
+	// Conflicts counts the stored values the push beat (each one in
+	// the conflict log).
+	Conflicts int
 }
 
 // PushChanges applies a decoded push in one transaction, or nothing:
@@ -249,7 +252,8 @@ func (s *Server) pushChanges(c fsm.Caller, lastPulledAt int64, cs *codec.Changes
 		}
 		return PushResult{}, fmt.Errorf("actors: apply push: %w", err)
 	}
-	pr := PushResult{Accepted: res.Written + res.Purged + res.Skipped, Rejected: res.Rejected, Refused: refused, Ahead: ahead}
+	pr := PushResult{Accepted: res.Written + res.Purged + res.Skipped, Rejected: res.Rejected, Refused: refused, Ahead: ahead,
+		Conflicts: res.Conflicts}
 	if s.OnPush != nil {
 		s.OnPush(pr)
 	}

@@ -59,6 +59,7 @@ type Metrics struct {
 	pushes       prometheus.Counter
 	pushApplied  prometheus.Counter
 	pushRejected prometheus.Counter
+	conflicts    *prometheus.CounterVec
 	responses    *prometheus.CounterVec
 }
 
@@ -88,11 +89,13 @@ func New() *Metrics {
 			Help: "Changes in accepted pushes that were stored, or already there."}),
 		pushRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "clinicsync_push_rows_rejected_total",
 			Help: "Rows in accepted pushes that this node refused, with a reason sent back."}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clinicsync_conflicts_logged_total",
+			Help: "Values the merge by version decided lost to a newer edit and logged (node conflicts), by where: pull (this node's syncs) or push (pushes it applied)."}, []string{"where"}),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clinicsync_http_responses_total",
 			Help: "HTTP responses this node sent, by status code (429: rate limited; 503: push budget full or store unavailable)."}, []string{"code"}),
 	}
 	for _, c := range []prometheus.Collector{m.syncs, m.syncSeconds, m.rowsPulled, m.rowsPushed, m.rowsRefused,
-		m.pushes, m.pushApplied, m.pushRejected, m.responses} {
+		m.pushes, m.pushApplied, m.pushRejected, m.conflicts, m.responses} {
 		f(c)
 	}
 	return m
@@ -108,6 +111,7 @@ func (m *Metrics) OnSync(r actors.SyncReport) {
 	m.rowsPulled.Add(float64(r.Result.Pulled))
 	m.rowsPushed.Add(float64(r.Result.Pushed))
 	m.rowsRefused.Add(float64(len(r.Result.Rejected)))
+	m.conflicts.WithLabelValues("pull").Add(float64(r.Result.Conflicts))
 }
 
 // OnPush counts a push this node applied: an actors.CloudConfig.OnPush.
@@ -115,6 +119,7 @@ func (m *Metrics) OnPush(r actors.PushResult) {
 	m.pushes.Inc()
 	m.pushApplied.Add(float64(r.Accepted))
 	m.pushRejected.Add(float64(len(r.Rejected) + r.Refused))
+	m.conflicts.WithLabelValues("push").Add(float64(r.Conflicts))
 }
 
 // Instrument makes opts report to m: the syncs of the engine Serve

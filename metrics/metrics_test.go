@@ -84,13 +84,35 @@ func TestMetricsCountSyncsAndPushes(t *testing.T) {
 		t.Errorf("phone: sync duration histogram %v, want one positive sample", h)
 	}
 
+	// Two nurses edit p1, the phone's first: at the next sync the cloud's
+	// newer name and updated_at beat the phone's, which go to its
+	// conflict log.
+	if _, err := phone.PutValues("patients", "p1", map[string]any{"given_name": "Omer"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cloud.PutValues("patients", "p1", map[string]any{"given_name": "Umar"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = phone.Sync(ctx, actors.SyncRequest{Trigger: actors.Manual})
+	if err != nil || res.Outcome != actors.OutcomeOK || res.Conflicts != 2 {
+		cs, _ := phone.Conflicts("", "")
+		t.Fatalf("sync after two edits: %+v %v, want two conflicts; log %+v", res, err, cs)
+	}
+	after = scrape(t, phoneMetrics)
+	expect(t, "phone", after, 2, "clinicsync_conflicts_logged_total", "where", "pull")
+	expect(t, "phone", after, 2, "clinicsync_conflict_log_entries")
+	expect(t, "phone", after, 2, "clinicsync_syncs_total", "outcome", "ok", "peer_type", kv.PeerCloud)
+
 	// A WatermelonDB push of a good row and one with garbage in a bool
-	// column: the cloud stores one and refuses the other with its reason.
+	// column, and an edit of p1: the cloud stores two and refuses the
+	// other with its reason.
 	body, _ := json.Marshal(map[string]any{"lastPulledAt": 0, "changes": map[string]any{
 		"patients": map[string]any{"created": []any{
 			map[string]any{"id": "p3", "primary_clinic_id": "c1", "given_name": "Lina"},
 			map[string]any{"id": "p4", "primary_clinic_id": "c1", "is_deleted": "maybe"},
-		}, "updated": []any{}, "deleted": []any{}}}})
+		}, "updated": []any{
+			map[string]any{"id": "p1", "primary_clinic_id": "c1", "hometown": "Jerash", "_changed": "hometown"},
+		}, "deleted": []any{}}}})
 	if code, answer := request(t, http.MethodPost, cloudURL+actors.SyncPath, body); code != http.StatusOK || !bytes.Contains(answer, []byte(`"p4"`)) {
 		t.Fatalf("push: %d %s", code, answer)
 	}
@@ -107,7 +129,9 @@ func TestMetricsCountSyncsAndPushes(t *testing.T) {
 
 	got := scrape(t, cloudMetrics)
 	expect(t, "cloud", got, 2, "clinicsync_pushes_accepted_total")
-	expect(t, "cloud", got, 2, "clinicsync_push_rows_applied_total") // p2, then p3
+	expect(t, "cloud", got, 3, "clinicsync_push_rows_applied_total") // p2, then p3 and p1
+	// p1's hometown: the push had not seen the cloud's (last_pulled_at 0).
+	expect(t, "cloud", got, 1, "clinicsync_conflicts_logged_total", "where", "push")
 	expect(t, "cloud", got, 1, "clinicsync_push_rows_rejected_total")
 	expect(t, "cloud", got, 2, "clinicsync_http_responses_total", "code", "429")
 	expect(t, "cloud", got, 0, "clinicsync_http_responses_total", "code", "503")
