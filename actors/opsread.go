@@ -1,0 +1,312 @@
+package actors
+
+// The online operations that read (ops.go): rows as a pull serves them,
+// within the caller's scope.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/kv"
+)
+
+// live returns the live rows of a table the caller may read, in id
+// order, that keep says to keep.
+func (c *opCall) live(table string, keep func(kv.Record) bool) ([]kv.Record, *rpcError) {
+	var out []kv.Record
+	err := c.h.server.Store.Rows(table, func(r kv.Record) error {
+		if !r.Deleted && (keep == nil || keep(r)) {
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, rpcInternal(err)
+	}
+	return c.visible(out)
+}
+
+// visible keeps the rows the caller's scope lets it read (a user is
+// unscoped, as on /api/v2/sync).
+func (c *opCall) visible(rs []kv.Record) ([]kv.Record, *rpcError) {
+	if len(c.caller.Clinics) == 0 {
+		return rs, nil
+	}
+	st := c.h.server.Store
+	scope := fsm.Scope{Catalog: st.Catalog(), Clinics: c.caller.Clinics, Lookup: st.Lookup}
+	var out []kv.Record
+	for _, r := range rs {
+		t, _ := st.Catalog().Table(r.Table)
+		why, err := scope.Check(t, r.Row)
+		if err != nil {
+			return nil, rpcInternal(err)
+		}
+		if why == "" {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// one returns the live row table/id, or NOT_FOUND.
+func (c *opCall) one(table, id string) (kv.Record, *rpcError) {
+	r, err := c.h.server.Store.Get(table, id)
+	if errors.Is(err, kv.ErrNotFound) || err == nil && r.Deleted {
+		return kv.Record{}, opError(CodeNotFound, "%s %s not found", table, id)
+	}
+	if err != nil {
+		return kv.Record{}, rpcInternal(err)
+	}
+	vis, rerr := c.visible([]kv.Record{r})
+	if rerr != nil {
+		return kv.Record{}, rerr
+	}
+	if len(vis) == 0 {
+		return kv.Record{}, opError(CodeNotFound, "%s %s not found", table, id)
+	}
+	return r, nil
+}
+
+// rowsJSON renders records of one table as JSON objects, as a pull
+// (/api/v2/sync, the Hikma hub's sync_pull) serves them: timestamps as
+// epoch ms, JSON columns as objects.
+func (c *opCall) rowsJSON(rs []kv.Record) ([]json.RawMessage, *rpcError) {
+	if len(rs) == 0 {
+		return []json.RawMessage{}, nil
+	}
+	cs := codec.NewChangeset()
+	cs.Timestamp = 1
+	tc := cs.Table(rs[0].Table)
+	for _, r := range rs {
+		row := r.Row.Clone()
+		row.Changed, row.Versions = nil, nil
+		tc.Updated = append(tc.Updated, row)
+	}
+	o := codec.Options{Catalog: c.h.server.Store.Catalog(), KeepUnknownTables: true}
+	var b bytes.Buffer
+	if err := codec.EncodePullResponse(&b, cs, o); err != nil {
+		return nil, rpcInternal(err)
+	}
+	var doc struct {
+		Changes map[string]struct {
+			Updated []json.RawMessage `json:"updated"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		return nil, rpcInternal(err)
+	}
+	for _, t := range doc.Changes {
+		return t.Updated, nil
+	}
+	return []json.RawMessage{}, nil
+}
+
+func (c *opCall) rowJSON(r kv.Record) (json.RawMessage, *rpcError) {
+	rows, rerr := c.rowsJSON([]kv.Record{r})
+	if rerr != nil {
+		return nil, rerr
+	}
+	return rows[0], nil
+}
+
+// paged is a list answer: {data,total,limit,offset}, as the Hikma hub's.
+type paged struct {
+	Data   []json.RawMessage `json:"data"`
+	Total  int               `json:"total"`
+	Limit  int               `json:"limit"`
+	Offset int               `json:"offset"`
+}
+
+func (c *opCall) paged(rs []kv.Record) (any, *rpcError) {
+	limit, offset, rerr := c.page()
+	if rerr != nil {
+		return nil, rerr
+	}
+	total := len(rs)
+	rs = rs[min(offset, total):min(offset+limit, total)]
+	data, rerr := c.rowsJSON(rs)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return paged{Data: data, Total: total, Limit: limit, Offset: offset}, nil
+}
+
+// newestFirst sorts rows by a timestamp column, newest first, then id.
+func newestFirst(rs []kv.Record, col string) {
+	slices.SortStableFunc(rs, func(a, b kv.Record) int {
+		if d := b.Cols[col].Num - a.Cols[col].Num; d != 0 {
+			if d > 0 {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+func getPatient(c *opCall) (any, *rpcError) {
+	id, rerr := c.need("patient_id", "id")
+	if rerr != nil {
+		return nil, rerr
+	}
+	p, rerr := c.one("patients", id)
+	if rerr != nil {
+		return nil, rerr
+	}
+	attrs, rerr := c.live("patient_additional_attributes", func(r kv.Record) bool { return r.Cols["patient_id"].Str == id })
+	if rerr != nil {
+		return nil, rerr
+	}
+	prow, rerr := c.rowJSON(p)
+	if rerr != nil {
+		return nil, rerr
+	}
+	arows, rerr := c.rowsJSON(attrs)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return map[string]any{"patient": prow, "additional_attributes": arows}, nil
+}
+
+// patientSearched are the columns search_patients matches.
+var patientSearched = []string{"given_name", "surname", "government_id", "external_patient_id", "phone"}
+
+func searchPatients(c *opCall) (any, *rpcError) {
+	term, rerr := c.str("search_term", "query", "term")
+	if rerr != nil {
+		return nil, rerr
+	}
+	words := strings.Fields(strings.ToLower(term))
+	rs, rerr := c.live("patients", func(r kv.Record) bool {
+		for _, w := range words {
+			hit := false
+			for _, col := range patientSearched {
+				hit = hit || strings.Contains(strings.ToLower(r.Cols[col].Str), w)
+			}
+			if !hit {
+				return false
+			}
+		}
+		return true
+	})
+	if rerr != nil {
+		return nil, rerr
+	}
+	newestFirst(rs, "updated_at")
+	return c.paged(rs)
+}
+
+func getPatients(c *opCall) (any, *rpcError) {
+	rs, rerr := c.live("patients", nil)
+	if rerr != nil {
+		return nil, rerr
+	}
+	newestFirst(rs, "updated_at")
+	return c.paged(rs)
+}
+
+// childRows answers the live rows of table whose col is the parameter
+// of that name, newest first by order: {data:[...]}.
+func childRows(table, col, order string) opFunc {
+	return func(c *opCall) (any, *rpcError) {
+		id, rerr := c.need(col)
+		if rerr != nil {
+			return nil, rerr
+		}
+		rs, rerr := c.live(table, func(r kv.Record) bool { return r.Cols[col].Str == id })
+		if rerr != nil {
+			return nil, rerr
+		}
+		newestFirst(rs, order)
+		data, rerr := c.rowsJSON(rs)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return map[string]any{"data": data}, nil
+	}
+}
+
+func eventsByForm(c *opCall) (any, *rpcError) {
+	form, rerr := c.need("form_id")
+	if rerr != nil {
+		return nil, rerr
+	}
+	patient, rerr := c.str("patient_id")
+	if rerr != nil {
+		return nil, rerr
+	}
+	rs, rerr := c.live("events", func(r kv.Record) bool {
+		return r.Cols["form_id"].Str == form && (patient == "" || r.Cols["patient_id"].Str == patient)
+	})
+	if rerr != nil {
+		return nil, rerr
+	}
+	newestFirst(rs, "created_at")
+	data, rerr := c.rowsJSON(rs)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return map[string]any{"data": data}, nil
+}
+
+func getRow(table string) opFunc {
+	return func(c *opCall) (any, *rpcError) {
+		id, rerr := c.need("id")
+		if rerr != nil {
+			return nil, rerr
+		}
+		r, rerr := c.one(table, id)
+		if rerr != nil {
+			return nil, rerr
+		}
+		return c.rowJSON(r)
+	}
+}
+
+func rowsGet(c *opCall) (any, *rpcError) {
+	name, rerr := c.need("table")
+	if rerr != nil {
+		return nil, rerr
+	}
+	t, rerr := c.table(name, false)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return getRow(t.Name)(c)
+}
+
+// rowsList answers a table's live rows in id order after the id
+// "after": {data, more}.
+func rowsList(c *opCall) (any, *rpcError) {
+	name, rerr := c.need("table")
+	if rerr != nil {
+		return nil, rerr
+	}
+	t, rerr := c.table(name, false)
+	if rerr != nil {
+		return nil, rerr
+	}
+	after, rerr := c.str("after")
+	if rerr != nil {
+		return nil, rerr
+	}
+	limit, _, rerr := c.page()
+	if rerr != nil {
+		return nil, rerr
+	}
+	rs, rerr := c.live(t.Name, func(r kv.Record) bool { return r.ID > after })
+	if rerr != nil {
+		return nil, rerr
+	}
+	more := len(rs) > limit
+	data, rerr := c.rowsJSON(rs[:min(limit, len(rs))])
+	if rerr != nil {
+		return nil, rerr
+	}
+	return map[string]any{"data": data, "more": more}, nil
+}
