@@ -137,8 +137,9 @@ func markShape(kind string, x float64, top int) string {
 }
 
 // violationMarks draws a red dot per violation where and when it was
-// found; violations at the same spot share one dot. A dot's tooltip
-// holds the row's history; it links to the violation's entry below.
+// found; violations within 16 px of each other on a lane share one dot,
+// which shows their number. A dot's tooltip holds the rows' histories;
+// it links to the first violation's entry below.
 func violationMarks(b *strings.Builder, r *Report, ax axis, laneOf func(string) int, y func(int) int) {
 	type spot struct{ lane, x int }
 	groups := map[spot][]int{}
@@ -147,7 +148,7 @@ func violationMarks(b *strings.Builder, r *Report, ax axis, laneOf func(string) 
 		if i >= len(r.stats.Timeline.ViolationAt) || i >= maxListed {
 			break
 		}
-		s := spot{laneOf(v.Node), int(ax.x(r.stats.Timeline.ViolationAt[i]))}
+		s := spot{laneOf(v.Node), int(ax.x(r.stats.Timeline.ViolationAt[i]))/16*16 + 8}
 		if groups[s] == nil {
 			order = append(order, s)
 		}
@@ -166,12 +167,12 @@ func violationMarks(b *strings.Builder, r *Report, ax axis, laneOf func(string) 
 				tip.WriteString(h.text() + "\n")
 			}
 		}
-		label := ""
+		label := "!"
 		if n := len(groups[s]); n > 1 {
-			label = fmt.Sprintf(`<text x="%d" y="%d" font-weight="bold">×%d</text>`, s.x+8, y(s.lane)+12, n)
+			label = fmt.Sprint(n)
 		}
-		fmt.Fprintf(b, `<a class="violation" href="#v-%d"><title>%s</title><circle cx="%d" cy="%d" r="7" fill="#b00020" stroke="#fff"></circle><text x="%d" y="%d" text-anchor="middle" style="fill:#fff;font-weight:bold">!</text>%s</a>`,
-			groups[s][0], html.EscapeString(strings.TrimSpace(tip.String())), s.x, y(s.lane)+13, s.x, y(s.lane)+17, label)
+		fmt.Fprintf(b, `<a class="violation" href="#v-%d"><title>%s</title><circle cx="%d" cy="%d" r="8" fill="#b00020" stroke="#fff"></circle><text x="%d" y="%d" text-anchor="middle" style="fill:#fff;font:bold 9px sans-serif">%s</text></a>`,
+			groups[s][0], html.EscapeString(strings.TrimSpace(tip.String())), s.x, y(s.lane)+13, s.x, y(s.lane)+16, label)
 	}
 }
 
