@@ -184,6 +184,9 @@ func axisTicks(b *strings.Builder, ax axis, bottom int) {
 	first := ax.start + (hourMs-(ax.start-epoch)%hourMs)%hourMs
 	for t := first; t <= ax.runEnd; t += step {
 		x := ax.x(t)
+		if ax.b0 != ax.b1 && x > ax.a1-20 {
+			break // its label would run into the settling's
+		}
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"></line><text x="%.1f" y="%d" text-anchor="middle">%s</text>`,
 			x, tlTop-4, x, bottom, x, tlTop-8, hourLabel(t-epoch))
 	}
