@@ -88,6 +88,7 @@ func (w *World) violate(kind, node, row, format string, a ...any) {
 		}
 	}
 	w.violations = append(w.violations, v)
+	w.stats.violated(w.clock.now)
 	w.tracef("VIOLATION %s", v)
 }
 
@@ -146,6 +147,7 @@ func (w *World) checkCloudPush(c *call) {
 // every pull issues one as its timestamp.
 func (w *World) settle() {
 	start := w.clock.now
+	w.stats.settling(w.pending())
 	for round := 1; round <= maxRounds; round++ {
 		before := w.versions()
 		ok := true

@@ -87,4 +87,13 @@
 // (a second unpushed edit dropped) and marking synced. The model does
 // not check referential integrity (a visit created for a patient deleted
 // meanwhile stays, as the protocol allows).
+//
+// # Report page
+//
+// HTML renders reports as one self-contained page. For one run it
+// draws a timeline with a lane per node, recorded as the run goes
+// (Stats.Timeline: syncs, cuts as intervals, point faults, when each
+// violation was found); the rows violations name get their history
+// after the final checks (the model's writes, each node's final
+// values). TestPageDraws renders pages in headless Chromium.
 package sim

@@ -51,7 +51,8 @@ func (w *World) scheduleFaults() {
 	if p.Offline != "" {
 		n := w.nodes[p.Offline]
 		w.at(w.dayStart(0)+openAt+w.fault.Int64N(3*hourMs), func() {
-			w.stats.fault(FaultOffline, w.clock.now)
+			w.stats.fault(FaultOffline, n.name, w.clock.now)
+			w.stats.cut(FaultOffline, n.name, w.clock.now, true)
 			w.tracef("fault offline: %s leaves the network until the heal", n.name)
 			w.setDown(n, true)
 		})
@@ -84,7 +85,7 @@ func (w *World) networkFault(c *call) actors.Fault {
 		// answer never arrives.
 		return actors.DropResponse
 	case w.chance(w.plan.Loss):
-		w.stats.fault(FaultLoss, w.clock.now)
+		w.stats.fault(FaultLoss, from, w.clock.now)
 		if w.fault.IntN(2) == 0 {
 			return actors.DropRequest
 		}
@@ -96,8 +97,9 @@ func (w *World) networkFault(c *call) actors.Fault {
 // partition cuts a node off both ways (or reconnects it).
 func (w *World) partition(n *node, down bool) {
 	if down {
-		w.stats.fault(FaultPartition, w.clock.now)
+		w.stats.fault(FaultPartition, n.name, w.clock.now)
 	}
+	w.stats.cut(FaultPartition, n.name, w.clock.now, down)
 	w.tracef("fault partition: %s %s", n.name, map[bool]string{true: "cut off", false: "reconnected"}[down])
 	if n.name == w.plan.Offline && w.down[n.name] && !down {
 		return // the offline device stays offline
@@ -117,8 +119,9 @@ func (w *World) setDown(n *node, down bool) {
 // cutUplink takes a clinic's internet down (or up): its hub and the
 // devices on its LAN cannot reach the cloud; the LAN still works.
 func (w *World) cutUplink(h *node, down bool) {
+	w.stats.cut("uplink", h.name, w.clock.now, down)
 	if down {
-		w.stats.fault(FaultPartition, w.clock.now)
+		w.stats.fault(FaultPartition, h.name, w.clock.now)
 		w.uplink[h.name] = true
 	} else {
 		delete(w.uplink, h.name)
@@ -129,10 +132,11 @@ func (w *World) cutUplink(h *node, down bool) {
 // cutOneWay loses every message toward ("in") or from ("out") a node,
 // or ("") restores it.
 func (w *World) cutOneWay(n *node, dir string) {
+	w.stats.cut(FaultOneWay, n.name, w.clock.now, dir != "")
 	if dir == "" {
 		delete(w.oneway, n.name)
 	} else {
-		w.stats.fault(FaultOneWay, w.clock.now)
+		w.stats.fault(FaultOneWay, n.name, w.clock.now)
 		w.oneway[n.name] = dir
 	}
 	w.tracef("fault oneway: %s %q", n.name, dir)
@@ -140,7 +144,7 @@ func (w *World) cutOneWay(n *node, dir string) {
 
 // jump moves a node's clock by ms, forward or back.
 func (w *World) jump(n *node, ms int64) {
-	w.stats.fault(FaultJump, w.clock.now)
+	w.stats.fault(FaultJump, n.name, w.clock.now)
 	n.clock.offset += ms
 	w.tracef("fault jump: %s clock moves %+ds", n.name, ms/1000)
 	w.checkCursors(n)
@@ -153,6 +157,7 @@ func (w *World) heal() {
 	w.phase = phaseSettle
 	w.clock.advance(w.plan.HealGap.Milliseconds())
 	w.net.Heal()
+	w.stats.healed(w.clock.now)
 	w.down, w.oneway, w.uplink = map[string]bool{}, map[string]string{}, map[string]bool{}
 	w.tracef("heal: every fault ends")
 	// Pushes still held arrive now, after every newer one.

@@ -69,7 +69,7 @@ func (w *World) syncNode(n *node, trigger actors.Trigger, since int64, why strin
 		n.inflight = nil
 	}
 	elapsed := w.clock.now - started
-	w.stats.sync(trigger, res.Outcome, elapsed)
+	w.stats.sync(n.name, trigger, res, started, elapsed)
 	if concurrent && res.Outcome != actors.OutcomeSkipped {
 		w.violate(VConcurrent, n.name, "", "a %s sync (%s) ran while another sync of the node was in flight: outcome %s", trigger, why, res.Outcome)
 	}
@@ -198,7 +198,7 @@ func (w *World) hook(ac actors.Call) actors.Fault {
 	if w.faulty() {
 		fault = w.networkFault(c)
 		if w.chance(w.plan.Concurrent) && c.from.inflight != nil {
-			w.stats.fault(FaultConcurrent, w.clock.now)
+			w.stats.fault(FaultConcurrent, c.from.name, w.clock.now)
 			w.tracef("fault concurrent: %s sync triggered again during its %s", c.from.name, c.op)
 			w.syncNode(c.from, actors.Manual, 0, "second trigger")
 		}
@@ -246,7 +246,7 @@ func (w *World) latency(c *call) int64 {
 // other nodes, writes (on the caller too: a write during its push),
 // faults. It is how messages of different nodes interleave.
 func (w *World) delay(c *call) {
-	w.stats.fault(FaultDelay, w.clock.now)
+	w.stats.fault(FaultDelay, c.from.name, w.clock.now)
 	w.tracef("fault delay: %s %s to %s held", c.from.name, c.op, c.to.name)
 	w.depth++
 	defer func() { w.depth-- }()
@@ -263,7 +263,7 @@ func (w *World) delay(c *call) {
 // duplicate delivers a push a second time, as a network that
 // duplicates messages would: the same request through the server again.
 func (w *World) duplicate(c *call) {
-	w.stats.fault(FaultDup, w.clock.now)
+	w.stats.fault(FaultDup, c.from.name, w.clock.now)
 	w.tracef("fault dup: %s push to %s delivered twice", c.from.name, c.to.name)
 	req := proto.Clone(c.push).(*pb.PushRequest)
 	w.arriving(c.from, c.to, req)
@@ -294,7 +294,7 @@ func (w *World) countConflicts(c *call) {
 // crash restarts a node from its store (kind is the fault counted:
 // crash or restart).
 func (w *World) crash(n *node, kind, why string) {
-	w.stats.fault(kind, w.clock.now)
+	w.stats.fault(kind, n.name, w.clock.now)
 	w.tracef("fault %s: %s restarts from its store (%s)", kind, n.name, why)
 	if err := n.restart(); err != nil {
 		panic(fmt.Sprintf("sim: restart %s: %v", n.name, err))
@@ -309,7 +309,7 @@ func (w *World) switchPeer(n *node, why string) {
 		next = n.peers[1]
 	}
 	n.selected = next
-	w.stats.fault(FaultSwitch, w.clock.now)
+	w.stats.fault(FaultSwitch, n.name, w.clock.now)
 	w.tracef("fault switch: %s now syncs with %s (%s)", n.name, next, why)
 }
 
@@ -391,7 +391,7 @@ func (w *World) holdBack(c *call, fault actors.Fault) actors.Fault {
 	lp := &latePush{from: c.from, to: c.to, req: proto.Clone(c.push).(*pb.PushRequest)}
 	lp.dup = w.opts.has(FaultDup) && w.fault.IntN(2) == 0
 	w.late = append(w.late, lp)
-	w.stats.fault(FaultDelay, w.clock.now)
+	w.stats.fault(FaultDelay, c.from.name, w.clock.now)
 	if lp.dup {
 		w.tracef("fault late: %s push to %s delivered, and again after its next push", c.from.name, c.to.name)
 		return fault

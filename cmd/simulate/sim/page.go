@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"maps"
@@ -8,9 +9,10 @@ import (
 	"strings"
 )
 
-// HTML renders reports as one self-contained page: inline SVG charts,
-// no scripts, nothing fetched from the network. One run gets its own
-// charts; many runs get a table of seeds and charts over all of them.
+// HTML renders reports as one self-contained page: inline SVG charts
+// and one inline script (see pageScript), nothing fetched from the
+// network. One run gets a timeline of its nodes and its own charts;
+// many runs get a table of seeds and charts over all of them.
 func HTML(reports []*Report) []byte {
 	var b strings.Builder
 	title := fmt.Sprintf("clinicsync simulation, seed %d", reports[0].Seed)
@@ -20,12 +22,16 @@ func HTML(reports []*Report) []byte {
 	fmt.Fprintf(&b, `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>%s</title>
 <style>
-body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
+body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1080px;color:#222}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left;border-bottom:1px solid #eee}
 .bad{color:#b00020;font-weight:bold}.ok{color:#1b7f3b;font-weight:bold}
-pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}
+pre{background:#f6f6f6;padding:8px;font-size:12px;white-space:pre-wrap;overflow-wrap:anywhere}
+code,summary,td{overflow-wrap:anywhere}
 svg{display:block;margin:8px 0}svg text{font:11px system-ui,sans-serif;fill:#333}
+a.violation{cursor:pointer}details{margin:4px 0}details:target>summary{background:#fde8ea}
+summary{cursor:pointer;font:12px ui-monospace,monospace}
+table.hist{font-size:12px;margin:4px 0 8px}tr.final td{font-weight:bold}td.diff{background:#fde8ea}
 </style></head><body>
 <h1>%s</h1>
 `, html.EscapeString(title), html.EscapeString(title))
@@ -34,6 +40,7 @@ svg{display:block;margin:8px 0}svg text{font:11px system-ui,sans-serif;fill:#333
 	} else {
 		pageMany(&b, reports)
 	}
+	b.WriteString(pageScript)
 	b.WriteString("</body></html>\n")
 	return []byte(b.String())
 }
@@ -59,37 +66,29 @@ func page1(b *strings.Builder, r *Report) {
 	row("digest", r.Digest)
 	row("replay", r.Replay)
 	b.WriteString("</table>\n")
+	b.WriteString("<h2>Timeline: each node over simulated time</h2>\n")
+	b.WriteString("<p>Hover over a mark for what it is; click a violation for its row's history across nodes.</p>\n")
+	b.WriteString(timeline(r))
 	if !r.OK() {
-		b.WriteString("<h2>Violations</h2>\n<pre>")
-		for i, v := range r.Violations {
-			if i == 50 {
-				break
-			}
-			b.WriteString(html.EscapeString(v.String()) + "\n")
-			if v.History != "" && i < maxFirstRows {
-				b.WriteString(html.EscapeString(v.History) + "\n")
-			}
-		}
-		b.WriteString("</pre>\n<h3>Options derived from the seed</h3>\n<pre>")
+		b.WriteString("<h2>Violations</h2>\n")
+		violationList(b, r)
+		b.WriteString("<h3>Options derived from the seed</h3>\n<pre>")
 		b.WriteString(html.EscapeString(strings.Join(r.Plan, "\n")))
 		b.WriteString("</pre>\n")
 	}
 	b.WriteString("<h2>Sync latency (virtual time, syncs that ended ok)</h2>\n")
-	b.WriteString(bars(latencyBuckets(r.stats.Latencies), "#3b6ea8"))
-	b.WriteString("<h2>Convergence after the heal: rows pending after each settling round</h2>\n")
-	var pend []bar
-	for i, p := range r.stats.SettlePending {
-		pend = append(pend, bar{fmt.Sprintf("round %d", i+1), p})
-	}
-	b.WriteString(bars(pend, "#7a5195"))
+	b.WriteString(bars("latency", latencyBuckets(r.stats.Latencies), "#3b6ea8"))
+	b.WriteString("<h2>Convergence after the heal: rows pending upstream, and rows each settling round moved</h2>\n")
+	b.WriteString("<p>Purple: rows pending upstream on all nodes, at the heal and after each round; green: rows the round's syncs pulled and pushed.</p>\n")
+	b.WriteString(bars("convergence", convergence(r.stats), "#7a5195"))
 	b.WriteString("<h2>Faults over time (per simulated hour of clinic time)</h2>\n")
 	b.WriteString(faultChart(r))
 	b.WriteString("<h2>Live rows per node at the end</h2>\n")
 	var rows []bar
 	for _, n := range sortedKeys(r.RowsPerNode) {
-		rows = append(rows, bar{n, r.RowsPerNode[n]})
+		rows = append(rows, bar{label: n, n: r.RowsPerNode[n]})
 	}
-	b.WriteString(hbars(rows, "#2f8f6b"))
+	b.WriteString(hbars("rows", rows, "#2f8f6b"))
 }
 
 func pageMany(b *strings.Builder, reports []*Report) {
@@ -113,7 +112,7 @@ func pageMany(b *strings.Builder, reports []*Report) {
 	}
 	fmt.Fprintf(b, "<p>%s.</p>\n", status)
 	b.WriteString("<h2>Sync latency over all seeds (virtual time)</h2>\n")
-	b.WriteString(bars(latencyBuckets(lat), "#3b6ea8"))
+	b.WriteString(bars("latency", latencyBuckets(lat), "#3b6ea8"))
 	b.WriteString("<h2>Settling rounds to convergence</h2>\n")
 	var rb []bar
 	for _, k := range slices.Sorted(maps.Keys(rounds)) {
@@ -121,15 +120,15 @@ func pageMany(b *strings.Builder, reports []*Report) {
 		if k < 0 {
 			label = "not quiet"
 		}
-		rb = append(rb, bar{label, rounds[k]})
+		rb = append(rb, bar{label: label, n: rounds[k]})
 	}
-	b.WriteString(bars(rb, "#7a5195"))
+	b.WriteString(bars("rounds", rb, "#7a5195"))
 	b.WriteString("<h2>Faults injected, all seeds</h2>\n")
 	var fb []bar
 	for _, k := range sortedKeys(faults) {
-		fb = append(fb, bar{k, faults[k]})
+		fb = append(fb, bar{label: k, n: faults[k]})
 	}
-	b.WriteString(hbars(fb, "#d45087"))
+	b.WriteString(hbars("faults", fb, "#d45087"))
 	b.WriteString("<h2>Seeds</h2>\n<table><tr><th>seed</th><th>result</th><th>rows</th><th>syncs</th><th>faults</th><th>rounds</th><th>digest</th></tr>\n")
 	for _, r := range reports {
 		res := `<span class="ok">ok</span>`
@@ -149,6 +148,25 @@ func pageMany(b *strings.Builder, reports []*Report) {
 type bar struct {
 	label string
 	n     int
+	color string // "" for the chart's colour
+}
+
+// convergence pairs, for each settling round, the rows it pulled and
+// pushed with the rows still pending upstream after it, after the rows
+// pending at the heal.
+func convergence(s Stats) []bar {
+	if len(s.SettlePending) == 0 {
+		return nil
+	}
+	out := []bar{{"heal pending", s.SettlePending[0], ""}}
+	for i, p := range s.SettlePending[1:] {
+		moved := 0
+		if i < len(s.SettleMoved) {
+			moved = s.SettleMoved[i]
+		}
+		out = append(out, bar{fmt.Sprintf("r%d moved", i+1), moved, "#2f8f6b"}, bar{fmt.Sprintf("r%d pending", i+1), p, ""})
+	}
+	return out
 }
 
 var latencyEdges = []int64{10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 60_000}
@@ -167,7 +185,7 @@ func latencyBuckets(lat []int64) []bar {
 }
 
 // bars draws a vertical bar chart.
-func bars(data []bar, color string) string {
+func bars(name string, data []bar, color string) string {
 	if len(data) == 0 {
 		return "<p>(no data)</p>\n"
 	}
@@ -178,13 +196,14 @@ func bars(data []bar, color string) string {
 		most = max(most, d.n)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg width="%d" height="%d" role="img">`, w, h+top+bottom)
+	fmt.Fprintf(&b, `<svg data-chart="%s" width="%d" height="%d" role="img">`, name, w, h+top+bottom)
 	bw := w / len(data)
 	for i, d := range data {
 		bh := d.n * h / most
 		x := i*bw + 4
+		c := cmp.Or(d.color, color)
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"><title>%s: %d</title></rect>`,
-			x, top+h-bh, bw-8, bh, color, html.EscapeString(d.label), d.n)
+			x, top+h-bh, bw-8, bh, c, html.EscapeString(d.label), d.n)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%d</text>`, x+(bw-8)/2, top+h-bh-3, d.n)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`, x+(bw-8)/2, top+h+16, html.EscapeString(d.label))
 	}
@@ -193,7 +212,7 @@ func bars(data []bar, color string) string {
 }
 
 // hbars draws a horizontal bar chart.
-func hbars(data []bar, color string) string {
+func hbars(name string, data []bar, color string) string {
 	if len(data) == 0 {
 		return "<p>(no data)</p>\n"
 	}
@@ -203,7 +222,7 @@ func hbars(data []bar, color string) string {
 		most = max(most, d.n)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg width="%d" height="%d" role="img">`, w, rowH*len(data)+4)
+	fmt.Fprintf(&b, `<svg data-chart="%s" width="%d" height="%d" role="img">`, name, w, rowH*len(data)+4)
 	for i, d := range data {
 		bw := d.n * (w - label - 60) / most
 		y := i * rowH
@@ -247,7 +266,7 @@ func faultChart(r *Report) string {
 	bw := max(6, min(40, 900/hours))
 	w := max(bw*hours+20, 10+6*150)
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg width="%d" height="%d" role="img">`, w, ch+top+bottom+20*((len(kinds)+5)/6))
+	fmt.Fprintf(&b, `<svg data-chart="faults" width="%d" height="%d" role="img">`, w, ch+top+bottom+20*((len(kinds)+5)/6))
 	for h, m := range perHour {
 		y := top + ch
 		for _, k := range kinds {
@@ -274,3 +293,38 @@ func faultChart(r *Report) string {
 
 // hourLabel names the hour of a world offset: "d0 08h".
 func hourLabel(ms int64) string { return fmt.Sprintf("d%d %02dh", ms/dayMs, ms%dayMs/hourMs) }
+
+// pageScript opens the violation a link targets, and records in the
+// page what it drew: on <body>, data-charts lists each chart with its
+// marks of non-zero size, data-ok is set once every chart has some,
+// data-errors collects script errors. A headless browser's DOM dump
+// shows the three (see TestPageDraws).
+const pageScript = `<script>
+(function () {
+  var errors = [];
+  window.addEventListener("error", function (e) {
+    errors.push(e.message);
+    document.body.dataset.errors = errors.join("; ");
+  });
+  function openTarget() {
+    var d = location.hash && document.getElementById(location.hash.slice(1));
+    if (d && d.tagName === "DETAILS") d.open = true;
+  }
+  window.addEventListener("hashchange", openTarget);
+  openTarget();
+  var drawn = [], ok = true;
+  document.querySelectorAll("svg[data-chart]").forEach(function (svg) {
+    var n = 0;
+    svg.querySelectorAll("rect:not(.bg),path:not(.bg),circle:not(.bg)").forEach(function (el) {
+      var r = el.getBBox();
+      if (r.width > 0 && r.height > 0) n++;
+    });
+    drawn.push(svg.dataset.chart + ":" + n);
+    if (n === 0) ok = false;
+  });
+  document.body.dataset.charts = drawn.join(" ");
+  document.body.dataset.violations = document.querySelectorAll("a.violation circle").length;
+  if (ok && errors.length === 0) document.body.dataset.ok = "1";
+})();
+</script>
+`

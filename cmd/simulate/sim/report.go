@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/clinicsync/clinicsync/actors"
 )
 
 // Stats are what a run counts as it goes.
@@ -27,29 +25,17 @@ type Stats struct {
 	Latencies     []int64
 	SettleRounds  int   // -1 when the bound was hit
 	SettleMs      int64 // virtual time from the heal to quiet
-	SettlePending []int // rows pending after each settling round
+	SettlePending []int // rows pending at the heal, then after each settling round
+	SettleMoved   []int // rows pulled and pushed in each settling round
 	RowsPerNode   map[string]int
 	TraceLines    int
 	ForceRejected int // rows of non-pushable tables a force upload sent
 	Dropped       int // violations beyond maxPerKind
+	Timeline      Timeline
 }
 
 func newStats() Stats {
 	return Stats{Outcomes: map[string]int{}, Triggers: map[string]int{}, Faults: map[string]int{}, FaultTimes: map[string][]int64{}}
-}
-
-func (s *Stats) sync(t actors.Trigger, outcome string, ms int64) {
-	s.Syncs++
-	s.Outcomes[outcome]++
-	s.Triggers[t.String()]++
-	if outcome == actors.OutcomeOK {
-		s.Latencies = append(s.Latencies, ms)
-	}
-}
-
-func (s *Stats) fault(kind string, at int64) {
-	s.Faults[kind]++
-	s.FaultTimes[kind] = append(s.FaultTimes[kind], at)
 }
 
 // Report is the result of one run. Its JSON keys are stable.
@@ -83,6 +69,9 @@ type Report struct {
 	switching []string // devices that move between hub and cloud
 	start     int64    // world ms when the run began
 	runEnd    int64    // world ms when the clinic days ended
+	nodes     []string // in plan order: cloud, then each clinic's hub and devices
+	// rows are the histories of the rows violations name, by row.
+	rows map[string]*RowHistory
 }
 
 // ReportOpts are the options a report was produced with.
@@ -120,6 +109,10 @@ func (w *World) report(wall time.Duration) *Report {
 		stats:       w.stats,
 		start:       w.base + 6*hourMs,
 		runEnd:      w.runEnd,
+		rows:        w.rowHistories(),
+	}
+	for _, n := range w.all {
+		r.nodes = append(r.nodes, n.name)
 	}
 	for _, n := range sortedKeys(w.plan.Route) {
 		if w.plan.Route[n] == "switch" {

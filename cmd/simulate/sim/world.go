@@ -297,7 +297,7 @@ func (w *World) run() {
 	w.phase = phaseRun
 	for _, n := range w.all {
 		if w.plan.Skew[n.name] != 0 {
-			w.stats.fault(FaultSkew, w.clock.now)
+			w.stats.fault(FaultSkew, n.name, w.clock.now)
 		}
 	}
 	w.runEnd = w.base + int64(w.opts.Days-1)*dayMs + shutAt + 2*hourMs
