@@ -102,10 +102,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	wg.Add(1)
 	go func() { defer wg.Done(); r.admin(work) }()
 	faultsDone := make(chan struct{})
-	go func() { defer close(faultsDone); r.killer(work) }()
+	go func() { defer close(faultsDone); r.killer(ctx) }()
 	wg.Wait()
 	stopWork()
-	<-faultsDone
+	<-faultsDone // every planned kill is carried out
 	workSeconds := time.Since(r.start).Seconds()
 
 	// Heal, settle, stop.

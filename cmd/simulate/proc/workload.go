@@ -120,7 +120,7 @@ func (r *runner) pick(n *node, rng *rand.Rand) (table, id string) {
 		clinic = clinicID(1 + rng.IntN(r.opts.Clinics))
 	}
 	table = "patients"
-	if rng.IntN(4) == 0 {
+	if rng.IntN(4) == 0 && n.kind != kindCloud {
 		table = "visits"
 	}
 	ids := r.model.recent(table, clinic, 4)
@@ -161,10 +161,17 @@ func (r *runner) edit(ctx context.Context, n *node, rng *rand.Rand) {
 		r.noteFailure(n, err)
 		return
 	}
-	cols := tracked[table]
-	col := cols[rng.IntN(len(cols))]
-	if table == "patients" && rng.IntN(3) > 0 {
-		col = cols[1+rng.IntN(2)] // phone and hometown: where devices collide
+	// Devices collide on phone and hometown (and a visit's provider);
+	// the admin edits given_name only. An edit on the cloud overwrites
+	// what the cloud holds when the put lands, which may be a push
+	// newer than what the admin read: the model could not say what it
+	// saw.
+	col := "provider_name"
+	switch {
+	case n.kind == kindCloud:
+		col = "given_name"
+	case table == "patients":
+		col = []string{"phone", "hometown"}[rng.IntN(2)]
 	}
 	shown, _ := row[col].(string)
 	num, v := r.model.value(n.name)
