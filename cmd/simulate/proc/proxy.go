@@ -23,11 +23,11 @@ type Proxy struct {
 	Name   string
 	Target string // host:port of the listener behind it
 	ln     net.Listener
-	start  time.Time
 	record func(Event)
 
 	// mu guards everything below.
 	mu        sync.Mutex
+	start     time.Time
 	rng       *rand.Rand
 	rates     ConnFaults
 	intervals []Interval
@@ -75,10 +75,12 @@ func NewProxy(name, target string, seed uint64, start time.Time, record func(Eve
 // Addr is where clients reach the proxy (host:port).
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// Plan sets the per-connection fault rates and the intervals.
-func (p *Proxy) Plan(rates ConnFaults, intervals []Interval) {
+// Plan sets the per-connection fault rates and the intervals, in ms
+// from start.
+func (p *Proxy) Plan(start time.Time, rates ConnFaults, intervals []Interval) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.start = start
 	p.rates = rates
 	p.intervals = append([]Interval(nil), intervals...)
 	for i := range p.intervals {
@@ -106,6 +108,7 @@ func (p *Proxy) Close() {
 	}
 }
 
+// now is the time since start in ms (p.mu held).
 func (p *Proxy) now() int64 { return time.Since(p.start).Milliseconds() }
 
 // active returns the interval of this kind in force now, if any, and
@@ -185,8 +188,8 @@ func (p *Proxy) serve(c net.Conn) {
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.copy(pp, t, c, FaultCutRequests) }()
-	go func() { defer wg.Done(); p.copy(pp, c, t, FaultCutAnswers) }()
+	go func() { defer wg.Done(); p.copy(pp, t, c, FaultCutRequests, &pp.lostRequests) }()
+	go func() { defer wg.Done(); p.copy(pp, c, t, FaultCutAnswers, &pp.lostAnswers) }()
 	wg.Wait()
 	pp.close(false)
 	p.mu.Lock()
@@ -195,8 +198,8 @@ func (p *Proxy) serve(c net.Conn) {
 }
 
 // copy forwards src to dst until either side ends, applying the faults
-// of the direction named by cut.
-func (p *Proxy) copy(pp *pipe, dst, src net.Conn, cut string) {
+// of the direction named by cut; lost notes bytes it discarded.
+func (p *Proxy) copy(pp *pipe, dst, src net.Conn, cut string, lost *atomic.Bool) {
 	buf := make([]byte, 8<<10)
 	for {
 		src.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
@@ -210,13 +213,13 @@ func (p *Proxy) copy(pp *pipe, dst, src net.Conn, cut string) {
 			pp.close(true)
 			return
 		}
-		if pp.lost.Load() && !cutNow {
+		if lost.Load() && !cutNow {
 			pp.close(true) // bytes were discarded: the stream is broken
 			return
 		}
 		if n > 0 {
 			if cutNow {
-				pp.lost.Store(true)
+				lost.Store(true)
 			} else {
 				if pp.delay > 0 && !healed {
 					time.Sleep(pp.delay) // the fault itself: this chunk is late
@@ -261,7 +264,8 @@ type pipe struct {
 	client, target net.Conn
 	resetAfter     int64 // reset once this many bytes went through (-1: never)
 	delay          time.Duration
-	lost           atomic.Bool // bytes were discarded by a one-way cut
+	// Bytes discarded by a one-way cut, by direction.
+	lostRequests, lostAnswers atomic.Bool
 
 	mu    sync.Mutex // guards bytes and done
 	bytes int64

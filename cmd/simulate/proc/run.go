@@ -2,6 +2,7 @@ package proc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -87,8 +88,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// The workload, with the faults.
 	r.start = time.Now()
 	for _, p := range r.proxies {
-		p.start = r.start
-		p.Plan(r.plan.Rates, r.plan.Intervals[p.Name])
+		p.Plan(r.start, r.plan.Rates, r.plan.Intervals[p.Name])
 	}
 	for name, off := range r.plan.Skew {
 		r.event(name, "skew", fmt.Sprintf("clock offset %dms", off))
@@ -130,6 +130,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	r.mu.Lock()
 	rep.Schedule, rep.Violations, rep.Counts = r.events, r.violations, r.counts
 	r.mu.Unlock()
+	slices.SortStableFunc(rep.Schedule, func(a, b Event) int { return cmp.Compare(a.AtMs, b.AtMs) })
 	rep.Creates, rep.Updates, rep.Deletes = r.model.creates, r.model.updates, r.model.deletes
 	rep.Faults = map[string]int{}
 	for _, e := range rep.Schedule {
