@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -372,5 +371,3 @@ func (c *cluster) login(ctx context.Context, dev *node, peer string) error {
 
 func clinicID(k int) string { return fmt.Sprintf("c%d", k) }
 func email(k int) string    { return fmt.Sprintf("nurse@c%d.example.org", k) }
-
-var errKilled = errors.New("proc: killed")

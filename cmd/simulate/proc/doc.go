@@ -10,9 +10,10 @@
 // processes, through their control sockets. Devices are data
 // directories: each `put`, `rows`, `delete` and `sync` is a process of
 // its own. Devices pair with their hub over TLS (`peer add --pairing`,
-// the certificate pinned), the first device and a seeded third of the
-// others also with the cloud. Every listener has a Proxy in front of
-// it, and every peer is added with the proxy's address.
+// the certificate pinned); the first device and, as the seed draws,
+// about a third of the others also with the cloud. Every listener has
+// a Proxy in front of it, and every peer is added with the proxy's
+// address.
 //
 // # Faults
 //

@@ -235,9 +235,8 @@ func (r *runner) peerName(dev *node, peer string) string {
 	return "hub"
 }
 
-// noteFailure counts a failed read (a served node down, a sync
-// holding the device's store is not possible: each device's workload
-// runs one command at a time).
+// noteFailure counts a read that failed: the edit or delete is left
+// out.
 func (r *runner) noteFailure(n *node, err error) {
 	if err != nil {
 		r.count("reads failed")
