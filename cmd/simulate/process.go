@@ -54,6 +54,10 @@ func runProcess(ctx context.Context, fs *flag.FlagSet, d sim.Options, seed uint6
 		}
 		o.NodeBin = filepath.Join(filepath.Dir(exe), "node")
 	}
+	if _, err := os.Stat(o.NodeBin); err != nil {
+		fmt.Fprintf(stderr, "simulate: --mode process needs bin/node: %v (build it, or give --node-bin)\n", err)
+		return 2
+	}
 	if err := o.Check(); err != nil {
 		fmt.Fprintln(stderr, "simulate:", err)
 		return 2
