@@ -94,6 +94,7 @@ type coordinatorConfig struct {
 	pageSize   int
 	retries    int           // automatic retries of a sync that failed on a passing cause
 	backoff    time.Duration // the first retry's wait, doubled for each next one
+	merge      kv.Merge      // the pull merge (nil: fsm.ApplyPulled); test-only
 	// publish sees every transition of the machine. It runs inside
 	// Receive and must not block.
 	publish func(fsm.Transition)
@@ -237,7 +238,7 @@ func (c *coordinator) begin(ctx actor.Context, s *running) {
 	}
 	n := 0
 	s.run = NewRun(RunConfig{Store: c.cfg.store, Machine: c.machine, Clock: c.cfg.clock, Peer: s.peer,
-		Trigger: s.trigger, Since: s.since, PageSize: s.pageSize,
+		Trigger: s.trigger, Since: s.since, PageSize: s.pageSize, Merge: c.cfg.merge,
 		RequestID: func() string {
 			n++
 			if id, err := newUUID(); err == nil {

@@ -43,6 +43,10 @@ type NodeConfig struct {
 	// it must not block. The node keeps each peer's last sync in its
 	// store (Status.LastSync) before calling it.
 	OnSync func(SyncReport)
+	// Merge, when set, applies pulled rows instead of fsm.ApplyPulled.
+	// Test-only: `bin/simulate --mode process` plants a broken one to
+	// show its checks catch it.
+	Merge kv.Merge
 }
 
 // Defaults of NodeConfig's retries.
@@ -105,7 +109,7 @@ func (n *Node) Start(cfg NodeConfig) error {
 	sysLog := slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return sysLog }))
 	props := coordinatorProps(coordinatorConfig{store: n.store, clock: n.clock, transports: cfg.Transports,
-		log: log, timeout: timeout, pageSize: cfg.PageSize, retries: cfg.Retries, backoff: cfg.RetryBackoff,
+		log: log, timeout: timeout, pageSize: cfg.PageSize, retries: cfg.Retries, backoff: cfg.RetryBackoff, merge: cfg.Merge,
 		publish: func(t fsm.Transition) {
 			if d := n.feed.publish(t); d > 0 {
 				log.Warn("sync state subscribers too slow: transitions dropped", "dropped", d, "event", t.Event)

@@ -281,7 +281,15 @@ func openLocal(dir string, engine bool, log *slog.Logger) (*actors.Node, func() 
 	if c, err := actors.DialControl(dir); err == nil {
 		return nil, nil, &forward{conn: c}
 	}
-	n, err := actors.Open(dir, actors.SystemClock{})
+	clock, err := nodeClock()
+	if err != nil {
+		return nil, nil, err
+	}
+	merge, err := testMerge()
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := actors.Open(dir, clock)
 	if errors.Is(err, kv.ErrLocked) {
 		if c, derr := actors.DialControl(dir); derr == nil {
 			return nil, nil, &forward{conn: c}
@@ -296,7 +304,7 @@ func openLocal(dir string, engine bool, log *slog.Logger) (*actors.Node, func() 
 		if log == nil {
 			log = slog.New(slog.DiscardHandler)
 		}
-		if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: log}); err != nil {
+		if err := n.Start(actors.NodeConfig{Transports: n.HTTPTransports(nil), Logger: log, Merge: merge}); err != nil {
 			return nil, nil, errors.Join(err, n.Close())
 		}
 	}

@@ -101,6 +101,11 @@ func cmdServe(e *env, name string, args []string) error {
 		n.Close()
 		return usageErr(name, "--https and --insecure-http are for a hub: a %s serves plain HTTP (put a cloud behind a TLS-terminating proxy)", n.Info().Kind)
 	}
+	merge, err := testMerge()
+	if err != nil {
+		n.Close()
+		return err
+	}
 	up := *upstream
 	if up == 0 {
 		up = -1 // ServeOptions: negative is no upstream loop
@@ -108,7 +113,7 @@ func cmdServe(e *env, name string, args []string) error {
 	err = serveNode(e, f, n, ml, actors.ServeOptions{HTTP: *addr, HTTPS: *httpsAddr, InsecureHTTP: *insecure, RPC: *rpc, Discovery: *disc,
 		Cloud: actors.CloudConfig{Policy: pol, RateLimit: *rate, SignInLimit: *signIn, TrustForwardedFor: *trustFF,
 			MaxBodyBytes: *maxBody, PushBudgetBytes: *budget, PageSize: *pageSize, SpoolDir: *spoolDir},
-		Limits: scfg, UpstreamInterval: up, Logger: log})
+		Limits: scfg, UpstreamInterval: up, Logger: log, Engine: actors.NodeConfig{Merge: merge}})
 	if cerr := n.Close(); err == nil {
 		err = cerr
 	}
@@ -129,7 +134,11 @@ func openToServe(dir string) (*actors.Node, error) {
 	if err := alreadyServed(dir); err != nil {
 		return nil, err
 	}
-	n, err := actors.Open(dir, actors.SystemClock{})
+	clock, err := nodeClock()
+	if err != nil {
+		return nil, err
+	}
+	n, err := actors.Open(dir, clock)
 	if errors.Is(err, kv.ErrLocked) {
 		if serr := alreadyServed(dir); serr != nil {
 			return nil, serr // it was starting

@@ -53,12 +53,13 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics while the runs go on and after, until interrupted")
 	logFormat := fs.String("log-format", "text", "log lines (one per run, on stderr) as text or json")
 	logLevel := fs.String("log-level", "warn", "the least level logged: debug, info (a line per run), warn (runs with violations) or error")
+	nodeBin := fs.String("node-bin", "", "process mode: the bin/node executable (default: node beside this program)")
 	// Test-only: planted bugs, to show the checks bite (hidden).
 	for _, b := range sim.BreakNames {
 		fs.BoolVar(d.Break(b), "break-"+b, false, "")
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: simulate [--seed N | --seeds K] [--clinics C] [--devices D] [--days N] [--faults LIST|all|none] [--mode sim|process] [--store memory|bolt] [--report FILE.html] [--json] [--metrics ADDR] [--log-format text|json] [--log-level L]\n")
+		fmt.Fprintf(stderr, "usage: simulate [--seed N | --seeds K] [--clinics C] [--devices D] [--days N] [--faults LIST|all|none] [--mode sim|process] [--node-bin PATH] [--store memory|bolt] [--report FILE.html] [--json] [--metrics ADDR] [--log-format text|json] [--log-level L]\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			if f.Usage != "" {
 				fmt.Fprintf(stderr, "  --%s\t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
@@ -78,8 +79,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	switch *mode {
 	case "sim":
 	case "process":
-		fmt.Fprintln(stderr, "simulate: --mode process is not available yet")
-		return 2
+		return runProcess(ctx, fs, d, *seed, *seeds, *faults, *nodeBin, *report, *asJSON, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "simulate: --mode %q: want sim or process\n", *mode)
 		return 2

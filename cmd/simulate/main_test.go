@@ -142,8 +142,14 @@ func TestJSONKeys(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	if code, _, errs := simulate(t, "--mode", "process"); code != 2 || !strings.Contains(errs, "not available yet") {
-		t.Errorf("--mode process: exit %d, %q", code, errs)
+	if code, _, errs := simulate(t, "--mode", "process", "--node-bin", "/nonexistent/node"); code != 2 || !strings.Contains(errs, "/nonexistent/node") {
+		t.Errorf("--mode process without bin/node: exit %d, %q", code, errs)
+	}
+	for _, args := range [][]string{{"--faults", "dup"}, {"--break-versions"}, {"--seeds", "2"}, {"--report", "x.html"}, {"--devices", "11"}} {
+		args = append([]string{"--mode", "process", "--node-bin", os.Args[0]}, args...)
+		if code, _, _ := simulate(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
 	}
 	for _, args := range [][]string{{"--faults", "meteor"}, {"--store", "tape"}, {"--clinics", "0"}, {"--seeds", "0"}, {"extra"},
 		{"--log-level", "loud"}, {"--log-format", "xml"}, {"--metrics", "x"}} {

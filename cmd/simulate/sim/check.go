@@ -248,8 +248,13 @@ type replica struct {
 }
 
 // received lists the tables a node gets from its upstream.
-func received(n *node, cat *schema.Catalog) []string {
-	if n.kind == kindCloud {
+func received(n *node, cat *schema.Catalog) []string { return Received(cat, n.kind) }
+
+// Received lists the tables a node of this kind ("cloud", "hub" or
+// "mobile") holds and converges on: the cloud every table that is not
+// local, the others what their upstream serves them.
+func Received(cat *schema.Catalog, kind string) []string {
+	if kind == kindCloud {
 		var out []string
 		for _, name := range cat.Names() {
 			if t, _ := cat.Table(name); t.Flow != schema.Local {
@@ -258,7 +263,15 @@ func received(n *node, cat *schema.Catalog) []string {
 		}
 		return out
 	}
-	return cat.ServedTables(n.kind == kindHub)
+	return cat.ServedTables(kind == kindHub)
+}
+
+// InScope is the checks' reading of clinic scope for a row of a table
+// with a clinic column of its own, or none (then it goes everywhere).
+// A row of a table that follows its parents is never in scope here:
+// only the simulator's model knows its parents.
+func InScope(t *schema.Table, id string, cols map[string]codec.Value, clinic string) bool {
+	return inClinic(t, id, cols, clinic, newModel(), nil)
 }
 
 // inClinic is the simulator's own reading of clinic scope: a row is a
