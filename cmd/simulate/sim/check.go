@@ -592,11 +592,12 @@ func lostTo(r *mrow, col string, final *write, v codec.Value, logged []kv.Confli
 		if wr == final || wr.value.Equal(v) || seenLater(wr) {
 			continue
 		}
-		// The same value at a higher version, overwritten where it had
-		// been seen or kept in a conflict log: this write's value was not
-		// lost (merges log no conflict between equal values).
+		// The same value at a higher version (or the same: a JSON client's
+		// edit that kept the stored value takes its version), overwritten
+		// where it had been seen or kept in a conflict log: this write's
+		// value was not lost (merges log no conflict between equal values).
 		if slices.ContainsFunc(ws, func(o *write) bool {
-			return o != wr && o.value.Equal(wr.value) && o.version().Compare(wr.version()) > 0 && (seenLater(o) || inLog(o))
+			return o != wr && o.value.Equal(wr.value) && o.version().Compare(wr.version()) >= 0 && (seenLater(o) || inLog(o))
 		}) {
 			continue
 		}

@@ -155,7 +155,8 @@ func (w *World) wdbArriving(n *node, body []byte) []key {
 // wdbLearn tells the model the versions the cloud gave a device's
 // pushed edits: {min(updated_at, now), 0, user} for every column of a
 // created record and the _changed columns of an updated one (now is
-// the cloud's time when it took the push).
+// the cloud's time when it took the push), or the version the cloud
+// now holds for the edit's value (dated after what the device pulled).
 func (w *World) wdbLearn(n *node, body []byte, now int64) {
 	var p wdbPush
 	if json.Unmarshal(body, &p) != nil {
@@ -182,11 +183,17 @@ func (w *World) wdbLearn(n *node, body []byte, now int64) {
 					wall = int64(u)
 				}
 				ver := codec.Version{Wall: wall, Node: n.user}
+				stored, err := w.cloud.store.Get(t, r.id)
 				for _, col := range cols {
 					if _, known := tab.Column(col); !known {
 						continue
 					}
-					r.learn(col, ver, valueOf(tab, col, raw[col]))
+					v := valueOf(tab, col, raw[col])
+					r.learn(col, ver, v)
+					// Dated after the stored version the device had pulled.
+					if sv := stored.Versions[col]; err == nil && sv.Node == n.user && stored.Cols[col].Equal(v) {
+						r.learn(col, sv, v)
+					}
 				}
 			}
 		}
