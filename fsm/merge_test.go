@@ -262,6 +262,13 @@ func TestPushMergeVersions(t *testing.T) {
 	if c := o.Conflicts[0]; c.Column != "phone" || c.Value.Str != "111" || c.Version != (codec.Version{Wall: t0 + 1500, Node: "dev1"}) || c.Winner.Node != "dev2" {
 		t.Errorf("conflict entry %v", c)
 	}
+	// The same edit from a client that had pulled the row as stored (its
+	// clock is slow): made after it saw dev2's value, it beats it, dated
+	// just after the stored version.
+	o = must(push("dev1", 30)(stored(), jsonEdit("111", t0+1500)))
+	if o.Record.Cols["phone"].Str != "111" || o.Record.Versions["phone"] != (codec.Version{Wall: t0 + 2000, Counter: 1, Node: "dev1"}) || len(o.Conflicts) != 0 {
+		t.Errorf("a slow clock's edit after a pull: %+v, conflicts %v", o.Record, o.Conflicts)
+	}
 	// The newer edit wins whichever syncs last; the value it beat is
 	// logged when the pusher had not pulled it.
 	o = must(push("dev1", 10)(stored(), jsonEdit("333", t0+2500)))

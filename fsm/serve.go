@@ -175,7 +175,9 @@ type Push struct {
 // Each pushed column takes the stored place only if its version is
 // higher. A client that sends no versions (WatermelonDB, Hikma) has its
 // edits (every column of a created row, the _changed columns of an
-// updated one) dated {min(updated_at, Now), 0, caller}; its other
+// updated one) dated {min(updated_at, Now), 0, caller}, or just after
+// the stored version when it had pulled the row as stored (see after);
+// its other
 // columns are a copy of what it pulled and never overwrite (they count
 // as the zero version). A pushed edit that loses goes to the conflict
 // log and the row is stamped again, so the pusher pulls the winner; a
@@ -279,6 +281,9 @@ func (p Push) MergeWith(get codec.Lookup) func(cur *codec.Record, in codec.Chang
 				Deleted: true, Status: cur.Status, Origin: cur.Origin, PushBase: cur.PushBase}}, nil
 		}
 		versions := p.versions(in, in.Created)
+		if !conflict {
+			p.after(in, cur, versions)
+		}
 		r := *cur
 		r.Cols, r.Versions = maps.Clone(cur.Cols), maps.Clone(cur.Versions)
 		if r.Versions == nil {
@@ -354,6 +359,29 @@ func (p Push) versions(in codec.Change, all bool) map[string]codec.Version {
 		}
 	}
 	return out
+}
+
+// after dates the edits of a client without versions (WatermelonDB,
+// Hikma) that had pulled the row as it is stored: an edit it made
+// there beats the stored value, whatever its clock says (its
+// updated_at may be behind the stored version's), so each such edit
+// dated at or below the stored version is dated just after it; an edit
+// that keeps the stored value takes its version (no new edit).
+func (p Push) after(in codec.Change, cur *codec.Record, versions map[string]codec.Version) {
+	for col, v := range versions {
+		if _, sent := in.Versions[col]; sent || v.IsZero() {
+			continue
+		}
+		s := cur.Versions[col]
+		if v.Compare(s) > 0 {
+			continue
+		}
+		if sv, ok := cur.Cols[col]; ok && sv.Equal(in.Cols[col]) {
+			versions[col] = s
+			continue
+		}
+		versions[col] = codec.Version{Wall: s.Wall, Counter: s.Counter + 1, Node: p.Caller.ID}
+	}
 }
 
 // status is the upstream status of a row a push wrote: synced on a node

@@ -44,6 +44,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.IntVar(&d.Clinics, "clinics", d.Clinics, "clinics, each with one hub")
 	fs.IntVar(&d.Devices, "devices", d.Devices, "devices per clinic")
 	fs.IntVar(&d.Days, "days", d.Days, "simulated clinic days")
+	fs.IntVar(&d.WDB, "wdb", d.WDB, "devices per clinic that are WatermelonDB apps (JSON over the cloud's HTTP API)")
 	faults := fs.String("faults", "all", "faults to inject: all, none, or a comma list of "+strings.Join(sim.AllFaults, ","))
 	mode := fs.String("mode", "sim", "sim (deterministic, one process) or process (real node processes)")
 	fs.StringVar(&d.Store, "store", d.Store, "memory or bolt (bbolt files in a temporary directory)")
@@ -59,7 +60,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fs.BoolVar(d.Break(b), "break-"+b, false, "")
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: simulate [--seed N | --seeds K] [--clinics C] [--devices D] [--days N] [--faults LIST|all|none] [--mode sim|process] [--node-bin PATH] [--store memory|bolt] [--report FILE.html] [--json] [--metrics ADDR] [--log-format text|json] [--log-level L]\n")
+		fmt.Fprintf(stderr, "usage: simulate [--seed N | --seeds K] [--clinics C] [--devices D] [--wdb W] [--days N] [--faults LIST|all|none] [--mode sim|process] [--node-bin PATH] [--store memory|bolt] [--report FILE.html] [--json] [--metrics ADDR] [--log-format text|json] [--log-level L]\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			if f.Usage != "" {
 				fmt.Fprintf(stderr, "  --%s\t%s (default %q)\n", f.Name, f.Usage, f.DefValue)

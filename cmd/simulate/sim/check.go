@@ -121,22 +121,28 @@ func (w *World) checkCursors(n *node) {
 // the cloud had deleted came back, and notes the rows it now holds as
 // deleted.
 func (w *World) checkCloudPush(c *call) {
+	var rows []key
 	for _, t := range c.push.GetChanges().GetTables() {
-		var ids []string
 		for _, r := range slices.Concat(t.GetCreated(), t.GetUpdated()) {
-			ids = append(ids, r.GetId())
+			rows = append(rows, key{t.GetTable(), r.GetId()})
 		}
-		ids = append(ids, t.GetDeleted()...)
-		for _, id := range ids {
-			k := key{t.GetTable(), id}
-			rec, err := w.cloud.store.Get(k.table, k.id)
-			switch {
-			case err != nil:
-			case rec.Deleted:
-				w.cloudTombs[k] = true
-			case w.cloudTombs[k]:
-				w.violate(VResurrected, cloudName, k.String(), "deleted on the cloud, alive again after a push from %s", c.from.name)
-			}
+		for _, id := range t.GetDeleted() {
+			rows = append(rows, key{t.GetTable(), id})
+		}
+	}
+	w.checkCloudRows(c.from, rows)
+}
+
+// checkCloudRows is checkCloudPush for the rows a push named.
+func (w *World) checkCloudRows(from *node, rows []key) {
+	for _, k := range rows {
+		rec, err := w.cloud.store.Get(k.table, k.id)
+		switch {
+		case err != nil:
+		case rec.Deleted:
+			w.cloudTombs[k] = true
+		case w.cloudTombs[k]:
+			w.violate(VResurrected, cloudName, k.String(), "deleted on the cloud, alive again after a push from %s", from.name)
 		}
 	}
 }
@@ -184,6 +190,9 @@ func (w *World) versions() []uint64 {
 	for i, n := range w.all {
 		out[i], _ = n.store.LastVersion()
 	}
+	for _, n := range w.wdbs {
+		out = append(out, uint64(n.wdb.applied))
+	}
 	return out
 }
 
@@ -192,6 +201,9 @@ func (w *World) pending() int {
 	for _, n := range w.all {
 		c, _ := n.store.PendingCount()
 		total += c
+	}
+	for _, n := range w.wdbs {
+		total += n.wdb.pending()
 	}
 	return total
 }
@@ -335,7 +347,7 @@ func expected(n *node, cloud map[key]map[string]codec.Value, m *Model, cat *sche
 			continue
 		}
 		t, _ := cat.Table(k.table)
-		if !inClinic(t, k.id, cols, n.clinic, m, cat) {
+		if n.wdb == nil && !inClinic(t, k.id, cols, n.clinic, m, cat) { // a user signed in with Basic is unscoped
 			continue
 		}
 		if n.kind == kindMobile {
@@ -379,6 +391,15 @@ func (w *World) checkFinal() {
 		w.stats.RowsPerNode[n.name] = len(got.cols)
 		w.compare(n, expected(n, cloud.cols, w.model, cat), got.cols)
 	}
+	for _, n := range w.wdbs {
+		got := w.wdbRows(n, w.replicas)
+		finals[n.name] = replica{cols: got}
+		w.stats.RowsPerNode[n.name] = len(got)
+		w.compare(n, expected(n, cloud.cols, w.model, cat), got)
+		if c := n.wdb.pending(); c > 0 {
+			w.violate(VLiveness, n.name, "", "still %d records not synced after settling", c)
+		}
+	}
 	w.checkModel(finals, w.conflictLogs())
 }
 
@@ -393,6 +414,12 @@ func (w *World) conflictLogs() map[colKey][]kv.Conflict {
 		})
 		if err != nil {
 			w.violate(VEngineError, n.name, "", "reading the conflict log: %v", err)
+		}
+	}
+	for _, n := range w.wdbs {
+		for _, c := range n.conflicts {
+			ck := colKey{key{c.Table, c.ID}, c.Column}
+			out[ck] = append(out[ck], c)
 		}
 	}
 	return out
@@ -455,7 +482,7 @@ func (w *World) compare(n *node, want, got map[key]map[string]codec.Value) {
 func (w *World) checkModel(finals map[string]replica, conflicts map[colKey][]kv.Conflict) {
 	cloud := finals[cloudName]
 	var names []string
-	for _, n := range w.all {
+	for _, n := range slices.Concat(w.all, w.wdbs) {
 		if _, ok := finals[n.name]; ok {
 			names = append(names, n.name)
 		}
@@ -580,11 +607,12 @@ func lostTo(r *mrow, col string, final *write, v codec.Value, logged []kv.Confli
 		if wr == final || wr.value.Equal(v) || seenLater(wr) {
 			continue
 		}
-		// The same value at a higher version, overwritten where it had
-		// been seen or kept in a conflict log: this write's value was not
-		// lost (merges log no conflict between equal values).
+		// The same value at a higher version (or the same: a JSON client's
+		// edit that kept the stored value takes its version), overwritten
+		// where it had been seen or kept in a conflict log: this write's
+		// value was not lost (merges log no conflict between equal values).
 		if slices.ContainsFunc(ws, func(o *write) bool {
-			return o != wr && o.value.Equal(wr.value) && o.version().Compare(wr.version()) > 0 && (seenLater(o) || inLog(o))
+			return o != wr && o.value.Equal(wr.value) && o.version().Compare(wr.version()) >= 0 && (seenLater(o) || inLog(o))
 		}) {
 			continue
 		}

@@ -14,7 +14,9 @@
 // go through actors.MemNet. The sync logic is the engine's own: every
 // sync is an actors.Run over the node's kv.Store, served by an
 // actors.Server; the simulator decides only who syncs when, and what
-// goes wrong. The digest hashes every replica and the event trace: two
+// goes wrong. WatermelonDB devices' requests are http.Requests handed
+// to the cloud's actors.CloudHandler.ServeHTTP in the same goroutine
+// (an in-memory http.RoundTripper, no sockets). The digest hashes every replica and the event trace: two
 // runs of the same options give the same digest.
 //
 // # Workload
@@ -33,6 +35,25 @@
 // patients and users, and deletes patients. Some devices sync straight
 // to the cloud; with the switch fault one moves between hub and cloud.
 //
+// WatermelonDB devices (Options.WDB per clinic, one by default; never a
+// switching one) do the same work in their own database, a model of
+// WatermelonDB written from the reference notes, not from the engine
+// (wdb.go): raw records with _status and _changed (a create leaves
+// _changed empty; an update adds its columns and makes a synced record
+// updated), synchronize() as pull (GET /api/v2/sync?last_pulled_at=N,
+// null the first time) then push (POST {changes, lastPulledAt}),
+// retried once after a 409. A pull applies applyRemoteChanges' rules:
+// created for a record it holds is an update, and re-creates a record
+// it marked deleted; updated for a missing record creates it and is
+// ignored for a deleted one; the columns in _changed keep their local
+// value (a resolved conflict, kept as the device's conflict log);
+// deleted destroys. A push sends full raw records; only records
+// pushed and not changed since are marked synced (deleted ones
+// purged); experimentalRejectedIds stay pending; a lost answer leaves
+// everything pending, pushed again next sync. Each device signs in as
+// its own user (Basic, a real bcrypt hash on the cloud's users row)
+// and, a user not a hub, is unscoped: it receives every clinic.
+//
 // # Faults
 //
 // Scheduled: partitions (a node cut off both ways with
@@ -46,12 +67,17 @@
 // other due events run, which interleaves nodes' syncs and puts writes
 // inside pushes), crashes (client before a request or after an answer,
 // server before or after handling: the machine and any run in flight
-// are dropped and the store reopened from its backend), a second sync
+// are dropped and the store reopened from its backend; a WatermelonDB
+// app killed before a request or before applying a pull), a second sync
 // triggered on the caller while its sync is in flight, and late pushes
 // (a device's push held back and delivered after its next push: a late
 // duplicate, or reordered with the original lost and a record it creates
 // deleted meanwhile, so the delete reaches the server first). Users
-// also edit, now and then, a row of a push in flight.
+// also edit, now and then, a row of a push in flight. WatermelonDB
+// devices take the per-call faults (loss, duplication, delay, crashes
+// of the cloud or of the app, second triggers, the cloud's restarts)
+// and the offline fault, but no scheduled partitions, one-way cuts or
+// clock jumps, and no late pushes.
 //
 // # Checks
 //
@@ -76,9 +102,16 @@
 // at a version given to that write; the final write was not overwritten
 // by a write made where it had been seen (that one must win); every
 // other write has the final value, or was seen by a later write, or lost
-// to a higher version and is in some node's conflict log. During the
+// to a higher version and is in some node's conflict log. The
+// WatermelonDB devices' databases are replicas too (their live records
+// against the cloud's rows of the tables served to a device, without
+// secret columns); their edits are the user's writes, dated as the
+// cloud dates a JSON client's edits ({min(updated_at, now), 0, user},
+// learnt when the cloud takes the push). During the
 // run, a pull (not a full one, nor a force download) never serves a row
-// as created to the node whose push created it on that server.
+// as created to the node whose push created it on that server, JSON
+// pulls of WatermelonDB devices included (a WatermelonDB device would
+// resurrect a record it deleted meanwhile).
 //
 // Planted bugs (Options.Break*, hidden --break-* switches) break one
 // rule each inside the simulator: the pull merge (local edits, versions,

@@ -37,6 +37,9 @@ type call struct {
 // safety invariants around it. A sync requested while n already syncs
 // must be skipped by the engine.
 func (w *World) syncNode(n *node, trigger actors.Trigger, since int64, why string) actors.Result {
+	if n.wdb != nil {
+		return w.syncWDB(n, trigger, why) // WatermelonDB has no force sync
+	}
 	peers, err := n.store.Peers()
 	if err != nil {
 		w.violate(VEngineError, n.name, "", "reading peers: %v", err)
@@ -463,14 +466,8 @@ func (w *World) arriving(from, to *node, req *pb.PushRequest) {
 	for _, t := range req.GetChanges().GetTables() {
 		for _, r := range t.GetCreated() {
 			k := key{t.GetTable(), r.GetId()}
-			if w.createdBy[to.name] == nil {
-				w.createdBy[to.name] = map[key]map[string]bool{}
-			}
 			if _, err := to.store.Get(k.table, k.id); errors.Is(err, kv.ErrNotFound) {
-				if w.createdBy[to.name][k] == nil {
-					w.createdBy[to.name][k] = map[string]bool{}
-				}
-				w.createdBy[to.name][k][from.name] = true
+				w.createdByAdd(to.name, k, from.name)
 			}
 		}
 		if w.opts.BreakUnknownDelete {
@@ -480,6 +477,17 @@ func (w *World) arriving(from, to *node, req *pb.PushRequest) {
 			})
 		}
 	}
+}
+
+// createdByAdd notes that a push of caller created row k on server.
+func (w *World) createdByAdd(server string, k key, caller string) {
+	if w.createdBy[server] == nil {
+		w.createdBy[server] = map[key]map[string]bool{}
+	}
+	if w.createdBy[server][k] == nil {
+		w.createdBy[server][k] = map[string]bool{}
+	}
+	w.createdBy[server][k][caller] = true
 }
 
 // served checks a pulled page: a row whose creation the puller pushed

@@ -52,6 +52,14 @@ type node struct {
 	maxPull   map[string]int64
 
 	ids int // row id counter
+
+	// wdb is a WatermelonDB device's database (nil on Go nodes, which
+	// have a store); shown is, per column it holds, the model's write
+	// it shows (what a local update overwrites knowingly).
+	wdb   *wdbClient
+	shown map[colKey]int
+	// conflicts is a WatermelonDB device's log of resolved conflicts.
+	conflicts []kv.Conflict
 }
 
 // flight is a sync run in progress on a node.

@@ -79,8 +79,12 @@ type Options struct {
 	Clinics int // clinics, each with one hub
 	Devices int // devices per clinic
 	Days    int // simulated clinic days
-	Faults  []string
-	Store   string // StoreMemory or StoreBolt
+	// WDB is the number of devices per clinic that are WatermelonDB
+	// apps (at most Devices): they sync with the cloud through its HTTP
+	// handler, with Basic sign-in and JSON bodies.
+	WDB    int
+	Faults []string
+	Store  string // StoreMemory or StoreBolt
 	// Dir holds the bbolt stores (a temporary directory, removed after
 	// the run, when empty).
 	Dir string
@@ -113,7 +117,7 @@ type Options struct {
 
 // Defaults returns the options of a plain `bin/simulate`.
 func Defaults() Options {
-	return Options{Seed: 1, Clinics: 2, Devices: 3, Days: 1, Faults: slices.Clone(AllFaults), Store: StoreMemory}
+	return Options{Seed: 1, Clinics: 2, Devices: 3, Days: 1, WDB: 1, Faults: slices.Clone(AllFaults), Store: StoreMemory}
 }
 
 // Check reports whether the options describe a runnable simulation.
@@ -123,6 +127,8 @@ func (o Options) Check() error {
 		return fmt.Errorf("sim: --clinics %d: want 1 to 50", o.Clinics)
 	case o.Devices < 1 || o.Devices > 50:
 		return fmt.Errorf("sim: --devices %d: want 1 to 50", o.Devices)
+	case o.WDB < 0 || o.WDB > o.Devices:
+		return fmt.Errorf("sim: --wdb %d: want 0 to --devices (%d)", o.WDB, o.Devices)
 	case o.Days < 1 || o.Days > 366:
 		return fmt.Errorf("sim: --days %d: want 1 to 366", o.Days)
 	case o.Store != StoreMemory && o.Store != StoreBolt:
@@ -143,6 +149,9 @@ func (o Options) has(fault string) bool { return slices.Contains(o.Faults, fault
 func (o Options) ReplayCommand() string {
 	s := fmt.Sprintf("bin/simulate --seed %d --clinics %d --devices %d --days %d --faults %s",
 		o.Seed, o.Clinics, o.Devices, o.Days, FaultList(o.Faults))
+	if o.WDB != Defaults().WDB {
+		s += fmt.Sprintf(" --wdb %d", o.WDB)
+	}
 	if o.Store != StoreMemory {
 		s += " --store " + o.Store
 	}

@@ -37,6 +37,9 @@ type Plan struct {
 	Late, MidPush float64
 	// Per-day counts of the scheduled faults.
 	Partitions, OneWays, Restarts, Jumps int
+	// WDB are the WatermelonDB devices (Options.WDB per clinic, never
+	// a switching one): they sync with the cloud over its HTTP API.
+	WDB map[string]bool
 }
 
 // Names of the nodes of a deployment.
@@ -119,6 +122,16 @@ func derivePlan(o Options, rng *rand.Rand) Plan {
 	p.Jumps = count(FaultJump, 1, 3)
 	p.Late = rate(FaultDelay, 0.03, 0.08)
 	p.MidPush = 0.05 + rng.Float64()*0.10
+	p.WDB = map[string]bool{}
+	for c := 1; c <= o.Clinics; c++ {
+		left := o.WDB
+		for _, d := range rng.Perm(o.Devices) {
+			if name := deviceName(c, d+1); left > 0 && p.Route[name] != "switch" {
+				p.WDB[name], p.Route[name] = true, "cloud"
+				left--
+			}
+		}
+	}
 	return p
 }
 
@@ -172,6 +185,9 @@ func (p Plan) Lines() []string {
 	}
 	if len(skews) > 0 {
 		out = append(out, "clock skew: "+strings.Join(skews, " "))
+	}
+	if wdb := sortedKeys(p.WDB); len(wdb) > 0 {
+		out = append(out, "watermelondb: "+strings.Join(wdb, " "))
 	}
 	if p.Offline != "" {
 		out = append(out, fmt.Sprintf("offline: %s until the heal, %s after the last day", p.Offline, days(p.HealGap)))

@@ -60,7 +60,40 @@ func (w *World) pick(list []string) string { return list[w.work.IntN(len(list))]
 func (n *node) now() codec.Value { return codec.Int(n.clock.ms()) }
 
 // writer is who the model credits with a node's local writes.
-func (n *node) writer() string { return n.name }
+// (a WatermelonDB device's user: the cloud dates its edits with the
+// user's id).
+func (n *node) writer() string {
+	if n.wdb != nil {
+		return n.user
+	}
+	return n.name
+}
+
+// catalog is the schema every node shares.
+func (w *World) catalog() *schema.Catalog { return w.cloud.store.Catalog() }
+
+// get reads a row on n: its store, or a WatermelonDB device's database
+// (live records only).
+func (w *World) get(n *node, table, id string) (codec.Record, error) {
+	if n.wdb != nil {
+		return w.wdbGet(n, table, id)
+	}
+	return n.store.Get(table, id)
+}
+
+// showWrites notes, on a WatermelonDB device, the writes it now shows
+// in the columns it just wrote.
+func (w *World) showWrites(n *node, table, id string, cols map[string]codec.Value) {
+	if n.wdb == nil {
+		return
+	}
+	r := w.model.row(key{table, id})
+	for c := range cols {
+		if ws := r.cols[c]; len(ws) > 0 {
+			n.shown[colKey{key{table, id}, c}] = ws[len(ws)-1].id
+		}
+	}
+}
 
 // complete fills the required columns a create left out with neutral
 // values, as the app's forms do (empty metadata, not deleted).
@@ -92,7 +125,7 @@ func complete(t *schema.Table, cols map[string]codec.Value, now codec.Value) {
 // the workload typed (created_at and updated_at too, from n's clock, as
 // the app sets them).
 func (w *World) create(n *node, table, id string, cols map[string]codec.Value, patient string) bool {
-	t, _ := n.store.Catalog().Table(table)
+	t, _ := w.catalog().Table(table)
 	now := n.now()
 	complete(t, cols, now)
 	for _, c := range []string{"created_at", "updated_at"} {
@@ -100,12 +133,20 @@ func (w *World) create(n *node, table, id string, cols map[string]codec.Value, p
 			cols[c] = now
 		}
 	}
-	rec, err := n.store.Put(table, id, cols)
-	if err != nil {
-		w.violate(VEngineError, n.name, table+"/"+id, "local create refused: %v", err)
-		return false
+	var vers map[string]codec.Version
+	if n.wdb != nil {
+		n.wdb.create(table, id, raws(cols))
+		vers = wdbVersions(n, cols)
+	} else {
+		rec, err := n.store.Put(table, id, cols)
+		if err != nil {
+			w.violate(VEngineError, n.name, table+"/"+id, "local create refused: %v", err)
+			return false
+		}
+		vers = rec.Versions
 	}
-	w.model.created(n.writer(), w.clock.now, table, id, cols, rec.Versions, patient, n.clinic)
+	w.model.created(n.writer(), w.clock.now, table, id, cols, vers, patient, n.clinic)
+	w.showWrites(n, table, id, cols)
 	w.stats.RowsWritten++
 	w.tracef("%s create %s/%s", n.name, table, id)
 	return true
@@ -116,15 +157,21 @@ func (w *World) create(n *node, table, id string, cols map[string]codec.Value, p
 // values typed and the writes n's replica showed in those columns.
 func (w *World) update(n *node, table, id string, cols map[string]codec.Value) bool {
 	typed := maps.Clone(cols)
-	if t, _ := n.store.Catalog().Table(table); t != nil {
+	if t, _ := w.catalog().Table(table); t != nil {
 		if _, ok := t.Column("updated_at"); ok && !has(typed, "updated_at") {
 			typed["updated_at"] = n.now()
 		}
 	}
 	before := map[string]int{}
-	cur, err := n.store.Get(table, id)
+	cur, err := w.get(n, table, id)
 	r := w.model.row(key{table, id})
-	if err == nil && r != nil {
+	if err == nil && r != nil && n.wdb != nil {
+		for c := range typed {
+			if id, ok := n.shown[colKey{key{table, id}, c}]; ok {
+				before[c] = id
+			}
+		}
+	} else if err == nil && r != nil {
 		for c := range typed {
 			if v, ok := cur.Cols[c]; ok {
 				if wr := r.resolve(c, cur.Versions[c], v); wr != nil {
@@ -134,7 +181,7 @@ func (w *World) update(n *node, table, id string, cols map[string]codec.Value) b
 		}
 	}
 	store := typed
-	if w.opts.BreakSecondEdit && err == nil && n != w.cloud {
+	if w.opts.BreakSecondEdit && err == nil && n != w.cloud && n.wdb == nil {
 		// --break-second-edit: a column the device changed and has not
 		// pushed yet keeps its first edit; the second one is dropped.
 		store = maps.Clone(typed)
@@ -145,7 +192,13 @@ func (w *World) update(n *node, table, id string, cols map[string]codec.Value) b
 		}
 	}
 	vers := map[string]codec.Version{}
-	if len(store) > 0 {
+	if n.wdb != nil {
+		if err := n.wdb.update(table, id, raws(store)); err != nil {
+			w.violate(VEngineError, n.name, table+"/"+id, "local update refused: %v", err)
+			return false
+		}
+		vers = wdbVersions(n, store)
+	} else if len(store) > 0 {
 		rec, err := n.store.Put(table, id, store)
 		if err != nil {
 			w.violate(VEngineError, n.name, table+"/"+id, "local update refused: %v", err)
@@ -159,6 +212,7 @@ func (w *World) update(n *node, table, id string, cols map[string]codec.Value) b
 		}
 	}
 	w.model.updated(n.writer(), w.clock.now, table, id, typed, vers, before)
+	w.showWrites(n, table, id, typed)
 	w.stats.RowsWritten++
 	w.tracef("%s update %s/%s %s", n.name, table, id, strings.Join(sortedKeys(cols), ","))
 	return true
@@ -171,7 +225,11 @@ func has(cols map[string]codec.Value, c string) bool {
 
 // remove is a local delete on n, recorded in the model.
 func (w *World) remove(n *node, table, id string) bool {
-	if err := n.store.Delete(table, id); err != nil {
+	del := func() error { return n.store.Delete(table, id) }
+	if n.wdb != nil {
+		del = func() error { return n.wdb.markAsDeleted(table, id) }
+	}
+	if err := del(); err != nil {
 		w.violate(VEngineError, n.name, table+"/"+id, "local delete refused: %v", err)
 		return false
 	}
@@ -186,7 +244,7 @@ func (w *World) remove(n *node, table, id string) bool {
 
 // live reports whether n holds a live copy of a row.
 func (w *World) live(n *node, table, id string) bool {
-	r, err := n.store.Get(table, id)
+	r, err := w.get(n, table, id)
 	return err == nil && !r.Deleted
 }
 
@@ -219,7 +277,7 @@ func (w *World) child(n *node, patient, table string, ok func(map[string]codec.V
 		if k.table != table {
 			continue
 		}
-		r, err := n.store.Get(k.table, k.id)
+		r, err := w.get(n, k.table, k.id)
 		if err != nil || r.Deleted || ok != nil && !ok(r.Cols) {
 			continue
 		}
@@ -432,7 +490,7 @@ func (w *World) dispense(n *node) {
 	if !ok {
 		return
 	}
-	rec, err := n.store.Get("prescription_items", item)
+	rec, err := w.get(n, "prescription_items", item)
 	if err != nil {
 		return
 	}
@@ -733,16 +791,19 @@ func (w *World) seedCloud() {
 			}
 		}
 		for _, u := range users {
-			role := "admin"
+			role, hash := "admin", "$2b$10$"+strings.Repeat("h", 53)
 			for _, d := range w.devices {
 				if d.user == u {
 					role = roleNames[d.role]
+					if d.wdb != nil {
+						hash = wdbPasswordHash // it signs in with Basic credentials
+					}
 				}
 			}
 			w.create(c, "users", u, map[string]codec.Value{
 				"clinic_id": codec.String(clinic), "name": codec.String(w.pick(givenNames) + " " + w.pick(surnames)),
 				"role": codec.String(role), "email": codec.String(u + "@clinic.example"), "is_deleted": f,
-				"hashed_password": codec.String("$2b$10$" + strings.Repeat("h", 53)),
+				"hashed_password": codec.String(hash),
 			}, "")
 			t := codec.Bool(true)
 			w.create(c, "user_clinic_permissions", "perm."+u, map[string]codec.Value{

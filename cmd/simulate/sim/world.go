@@ -86,6 +86,12 @@ type World struct {
 	// same client to the same server (or at the heal).
 	late []*latePush
 
+	// httpH is the cloud's HTTP handler for WatermelonDB devices, made
+	// for the cloud's store at restart httpEpoch.
+	httpH     *actors.CloudHandler
+	httpEpoch int
+	wdbs      []*node // the WatermelonDB devices (also in devices)
+
 	stats      Stats
 	violations []Violation
 	trace      hash.Hash // the event trace
@@ -232,7 +238,18 @@ func (w *World) build(root string) error {
 		}
 		w.hubs = append(w.hubs, h)
 		for d := 1; d <= w.opts.Devices; d++ {
-			n, err := add(deviceName(c, d), kindMobile, clinic)
+			name := deviceName(c, d)
+			if w.plan.WDB[name] {
+				// A WatermelonDB app: no store of ours, its own database.
+				n := &node{name: name, kind: kindMobile, clinic: clinic, role: roles[(d-1)%len(roles)],
+					user: "user." + name, clock: &nodeClock{world: w.clock, offset: w.plan.Skew[name]},
+					maxPull: map[string]int64{}, peers: []string{cloudName}, wdb: newWDBClient(), shown: map[colKey]int{}}
+				w.nodes[name] = n
+				w.devices = append(w.devices, n)
+				w.wdbs = append(w.wdbs, n)
+				continue
+			}
+			n, err := add(name, kindMobile, clinic)
 			if err != nil {
 				return err
 			}
