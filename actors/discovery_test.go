@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -41,6 +43,22 @@ func serveFor(t *testing.T, n *Node, opts ServeOptions) (Addrs, func()) {
 		t.Fatalf("Serve: %v", err)
 	}
 	return Addrs{}, nil
+}
+
+// stableUDPAddr is a free UDP address on 127.0.0.1 outside Linux's
+// ephemeral port range (32768-60999), so that no socket bound to port 0
+// takes it between two uses (a hub stopped and started again on it).
+func stableUDPAddr(t testing.TB) string {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if c, err := net.ListenPacket("udp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free UDP port in 20000-31999")
+	return ""
 }
 
 // fakeDiscovery answers every discovery query for id with answer, and
@@ -116,8 +134,7 @@ func TestDiscoveryFindsMovedHub(t *testing.T) {
 	if _, err := hub.AddUser(UserConfig{Email: rpcEmail, Password: rpcPassword}); err != nil {
 		t.Fatal(err)
 	}
-	disc := "127.0.0.1:0"
-	opts := ServeOptions{HTTPS: "127.0.0.1:0", Discovery: disc, UpstreamInterval: -1, Logger: quiet, Cloud: CloudConfig{RateLimit: -1}}
+	opts := ServeOptions{HTTPS: "127.0.0.1:0", Discovery: stableUDPAddr(t), UpstreamInterval: -1, Logger: quiet, Cloud: CloudConfig{RateLimit: -1}}
 	a, stop := serveFor(t, hub, opts)
 
 	phone := rpcNode(t, KindMobile)
@@ -152,7 +169,6 @@ func TestDiscoveryFindsMovedHub(t *testing.T) {
 
 	// The hub moves: the same discovery address, another TLS port.
 	stop()
-	opts.Discovery = a.Discovery
 	b, stopB := serveFor(t, hub, opts)
 	if b.HTTPS == a.HTTPS {
 		t.Fatalf("the hub came back on its old address %s", b.HTTPS)

@@ -3,6 +3,9 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -45,6 +48,21 @@ func startHubProc(t *testing.T, dir, httpAddr, httpsAddr, rpcAddr, discAddr stri
 	return p, addrs
 }
 
+// stableUDPAddr is a free UDP address on 127.0.0.1 outside Linux's
+// ephemeral port range (32768-60999).
+func stableUDPAddr(t *testing.T) string {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if c, err := net.ListenPacket("udp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free UDP port in 20000-31999")
+	return ""
+}
+
 // TestRelayRPC: TestRelay with the devices on native RPC. A cloud and
 // a hub run as serve processes (the hub with --rpc and its upstream
 // loop); two Go mobile nodes paired with the hub's pairing string sync
@@ -66,7 +84,9 @@ func TestRelayRPC(t *testing.T) {
 	dev := okJSON(t, "device", "add", "--data", cloud, "--name", "North hub", "--clinic", "c1") // through serve's control socket
 
 	ok(t, "init", "--data", hub, "--kind", "hub", "--clinic", "c1")
-	hubProc, hubAddrs := startHubProc(t, hub, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+	// The discovery address stays across the hub's restarts: one outside
+	// the ephemeral port range, which no socket bound to port 0 takes.
+	hubProc, hubAddrs := startHubProc(t, hub, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", stableUDPAddr(t))
 	pairing := strings.TrimSpace(ok(t, "pairing", "--data", hub))
 	parsed, err := actors.ParsePairing(pairing)
 	if err != nil || parsed.Disc == "" {
