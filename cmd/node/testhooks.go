@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/clinicsync/clinicsync/actors"
-	"github.com/clinicsync/clinicsync/codec"
-	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/internal/planted"
 	"github.com/clinicsync/clinicsync/kv"
 )
 
@@ -50,23 +49,8 @@ func testMerge() (kv.Merge, error) {
 	case "":
 		return nil, nil
 	case "merge":
-		return brokenMerge, nil
+		return planted.Merge, nil
 	default:
 		return nil, fmt.Errorf("%s=%q: want merge", EnvBreak, s)
 	}
-}
-
-// brokenMerge is the planted bug of EnvBreak=merge: the pulled row
-// wins even over columns changed locally and not pushed yet.
-func brokenMerge(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
-	if cur == nil || cur.Deleted || len(cur.Changed) == 0 || in.Delete {
-		return fsm.ApplyPulled(cur, in)
-	}
-	forget := *cur
-	forget.Changed = nil
-	out, err := fsm.ApplyPulled(&forget, in)
-	if out.Op == codec.Write {
-		out.Record.Changed = cur.Changed
-	}
-	return out, err
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/clinicsync/clinicsync/actors"
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/fsm"
+	"github.com/clinicsync/clinicsync/internal/planted"
 	"github.com/clinicsync/clinicsync/kv"
 	pb "github.com/clinicsync/clinicsync/proto"
 )
@@ -338,22 +339,6 @@ func (w *World) countingMerge(merge kv.Merge) kv.Merge {
 	}
 }
 
-// brokenMerge is a deliberately wrong pull merge for --break-merge: the
-// remote row wins even over columns the device changed and has not yet
-// pushed, so those local edits are lost.
-func brokenMerge(cur *codec.Record, in codec.Change) (codec.Outcome, error) {
-	if cur == nil || cur.Deleted || len(cur.Changed) == 0 || in.Delete {
-		return fsm.ApplyPulled(cur, in)
-	}
-	forget := *cur
-	forget.Changed = nil
-	out, err := fsm.ApplyPulled(&forget, in)
-	if out.Op == codec.Write {
-		out.Record.Changed = cur.Changed
-	}
-	return out, err
-}
-
 // learnVersions tells the model how a device dated its own edits in a
 // push: kv.ClampPending may have dated them anew since they were
 // written (the model learns the version of each edit the first time it
@@ -550,7 +535,7 @@ func plantedMerge(o Options) kv.Merge {
 	var merge kv.Merge
 	switch {
 	case o.BreakMerge:
-		merge = brokenMerge
+		merge = planted.Merge
 	case o.BreakVersions:
 		merge = versionlessMerge
 	}
