@@ -159,6 +159,9 @@ func maxSocketPath() int {
 // that died) is replaced; one that answers is ErrServed. The caller
 // serves it with ServeControl; closing it removes the file.
 func (n *Node) ListenControl() (net.Listener, error) {
+	if n.dir == "" {
+		return nil, fmt.Errorf("%w: %w: no control socket", ErrControl, ErrNoDir)
+	}
 	path := ControlPath(n.dir)
 	if len(path) > maxSocketPath() {
 		return nil, fmt.Errorf("%w: path %s is %d bytes, over the system's %d for a unix socket: use a shorter data directory",

@@ -48,9 +48,10 @@
 // through messages, one at a time: a request while one runs is skipped.
 // A peer actor (one per peer) owns that peer's Transport and makes each
 // call in a goroutine, so no Receive ever waits on the network. The
-// simulator and the protocol scripts drive the same Run synchronously
-// (Run.Drive) over MemNet, an in-memory network with partitions and a
-// fault hook.
+// simulator starts an engine per node (NewNode, over its in-memory
+// store) and syncs through it over MemNet, an in-memory network with
+// partitions and a fault hook; the protocol scripts drive the same Run
+// synchronously (Run.Drive).
 //
 // # Serving
 //

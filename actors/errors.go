@@ -27,6 +27,9 @@ var (
 	// ErrNotImportable: an import into a table that a push to this
 	// node does not take.
 	ErrNotImportable = errors.New("actors: table not importable")
+	// ErrNoDir: a file of the node's directory (key, credentials, TLS,
+	// control socket) asked of a node made by NewNode, which has none.
+	ErrNoDir = errors.New("actors: node has no directory")
 )
 
 // Sentinel errors of the sync engine (Node.Start, the coordinator and

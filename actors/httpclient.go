@@ -344,12 +344,20 @@ func (n *Node) SetCredentials(email, password string) error {
 	if err != nil {
 		return err
 	}
-	return writePrivateFile(filepath.Join(n.dir, CredentialsFile), append(b, '\n'))
+	path, err := n.file(CredentialsFile)
+	if err != nil {
+		return err
+	}
+	return writePrivateFile(path, append(b, '\n'))
 }
 
 // Credentials returns the stored user credentials, or ErrNoCredentials.
 func (n *Node) Credentials() (email, password string, err error) {
-	b, err := os.ReadFile(filepath.Join(n.dir, CredentialsFile))
+	path, err := n.file(CredentialsFile)
+	if err != nil {
+		return "", "", err
+	}
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", "", ErrNoCredentials
 	}
@@ -477,7 +485,7 @@ func (n *Node) Login(ctx context.Context, email, password string, peerID string)
 		if oldErr == nil {
 			err = n.SetCredentials(oldEmail, oldPassword)
 		} else {
-			err = os.Remove(filepath.Join(n.dir, CredentialsFile))
+			err = os.Remove(filepath.Join(n.dir, CredentialsFile)) // SetCredentials worked: n.dir is set
 		}
 		if err != nil {
 			err = fmt.Errorf("actors: restoring the previous credentials: %w", err)

@@ -247,6 +247,29 @@ func Open(dir string, clock kv.Clock) (*Node, error) {
 	return &Node{dir: dir, info: info, store: st, clock: clock}, nil
 }
 
+// NewNode makes a node over an open store, with no directory: for
+// simulators and tests that keep stores in memory. The caller keeps
+// the store (Stop, not Close, ends the node and leaves it open). The
+// files of a node's directory (key, credentials, TLS, control socket)
+// fail with ErrNoDir. clock nil means SystemClock.
+func NewNode(store *kv.Store, info Info, clock kv.Clock) *Node {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	if info.Clinics == nil {
+		info.Clinics = []string{}
+	}
+	return &Node{info: info, store: store, clock: clock}
+}
+
+// file is the path of name in the node's directory.
+func (n *Node) file(name string) (string, error) {
+	if n.dir == "" {
+		return "", fmt.Errorf("%w: no %s", ErrNoDir, name)
+	}
+	return filepath.Join(n.dir, name), nil
+}
+
 func notInitialized(dir string) error {
 	return fmt.Errorf("%w in %s: run `node init --data %s --kind cloud|hub|mobile` first", ErrNotInitialized, dir, dir)
 }
@@ -300,7 +323,7 @@ func (n *Node) Info() Info {
 	return info
 }
 
-// Dir returns the node's data directory.
+// Dir returns the node's data directory ("" for NewNode's).
 func (n *Node) Dir() string { return n.dir }
 
 // Store returns the node's store.
@@ -314,10 +337,17 @@ func (n *Node) Close() error {
 	return n.store.Close()
 }
 
+// Stop stops the sync engine as Close does, but leaves the store open:
+// for a store its caller owns (NewNode). Later syncs get ErrClosed.
+func (n *Node) Stop() { n.stopEngine() }
+
 // PrivateKey reads the node's X25519 private key from its key file and
 // checks it against the public key in the store.
 func (n *Node) PrivateKey() (*ecdh.PrivateKey, error) {
-	path := filepath.Join(n.dir, KeyFile)
+	path, err := n.file(KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKeyFile, err)
+	}
 	text, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)

@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/fsm"
 	"github.com/clinicsync/clinicsync/kv"
 )
 
@@ -453,5 +456,66 @@ func TestNodePutValues(t *testing.T) {
 	}
 	if after := snap(t, n, "patients"); after != before {
 		t.Errorf("refused PutValues changed the store: %+v → %+v", before, after)
+	}
+}
+
+// TestNewNode runs a node made over in-memory stores: its engine syncs
+// through MemNet, Stop leaves the store open, and the files of a node
+// directory fail with ErrNoDir.
+func TestNewNode(t *testing.T) {
+	open := func(kind Kind, id string) *kv.Store {
+		st, err := kv.New(kv.NewMemory(), kv.Options{Clock: testClock, KeepTombstones: kind.Serves(), Root: kind == KindCloud, NodeID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	cloud := NewNode(open(KindCloud, "cloud-1"), Info{NodeID: "cloud-1", Kind: KindCloud}, testClock)
+	net := NewMemNet()
+	net.Listen("cloud-1", cloud.Server(fsm.MergePolicy))
+	st := open(KindMobile, "mobile-1")
+	n := NewNode(st, Info{NodeID: "mobile-1", Kind: KindMobile, Clinics: []string{"c1"}}, testClock)
+	if err := st.PutPeer(kv.Peer{ID: "cloud-1", Type: kv.PeerCloud}); err != nil {
+		t.Fatal(err)
+	}
+	write(t, n, "p1")
+	if err := n.Start(NodeConfig{Transports: net.Transports(n.Info().Caller()), Logger: slog.New(newLogSink()), Retries: -1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	res, err := n.Sync(ctx, SyncRequest{Trigger: Manual})
+	if err != nil || res.Outcome != OutcomeOK || res.Pushed != 1 {
+		t.Fatalf("sync: %+v, %v", res, err)
+	}
+	if _, err := cloud.Store().Get("patients", "p1"); err != nil {
+		t.Errorf("the cloud did not get the push: %v", err)
+	}
+	n.Stop()
+	if _, err := n.Sync(ctx, SyncRequest{Trigger: Manual}); !errors.Is(err, ErrClosed) {
+		t.Errorf("sync after Stop: %v, want ErrClosed", err)
+	}
+	if _, err := st.Get("patients", "p1"); err != nil {
+		t.Errorf("the store was closed by Stop: %v", err)
+	}
+	if n.Dir() != "" {
+		t.Errorf("Dir() = %q", n.Dir())
+	}
+	if _, err := n.PrivateKey(); !errors.Is(err, ErrNoDir) || !errors.Is(err, ErrKeyFile) {
+		t.Errorf("PrivateKey: %v, want ErrKeyFile and ErrNoDir", err)
+	}
+	if err := n.SetCredentials("a@b.c", "secret-password"); !errors.Is(err, ErrNoDir) {
+		t.Errorf("SetCredentials: %v, want ErrNoDir", err)
+	}
+	if _, _, err := n.Credentials(); !errors.Is(err, ErrNoDir) {
+		t.Errorf("Credentials: %v, want ErrNoDir", err)
+	}
+	if _, err := n.ListenControl(); !errors.Is(err, ErrNoDir) {
+		t.Errorf("ListenControl: %v, want ErrNoDir", err)
+	}
+	hub := NewNode(open(KindHub, "hub-1"), Info{NodeID: "hub-1", Kind: KindHub}, testClock)
+	if _, _, err := hub.TLSCertificate(); !errors.Is(err, ErrNoDir) {
+		t.Errorf("TLSCertificate: %v, want ErrNoDir", err)
 	}
 }

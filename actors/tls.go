@@ -70,6 +70,9 @@ func (n *Node) TLSCertificate() (tls.Certificate, string, error) {
 	if n.info.Kind != KindHub {
 		return tls.Certificate{}, "", fmt.Errorf("%w: only a hub serves TLS itself (a cloud sits behind a TLS-terminating proxy), this is a %s", ErrNotServing, n.info.Kind)
 	}
+	if _, err := n.file(TLSCertFile); err != nil {
+		return tls.Certificate{}, "", err
+	}
 	certPath, keyPath := filepath.Join(n.dir, TLSCertFile), filepath.Join(n.dir, TLSKeyFile)
 	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err == nil {

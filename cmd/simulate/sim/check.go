@@ -370,7 +370,11 @@ func expected(n *node, cloud map[key]map[string]codec.Value, m *Model, cat *sche
 func (w *World) checkFinal() {
 	cat := w.cloud.store.Catalog()
 	for _, n := range w.all {
-		if st := n.machine.State(); st != fsm.Idle {
+		st := n.machine.State()
+		if n.eng != nil {
+			st = n.eng.node.State()
+		}
+		if st != fsm.Idle {
 			w.violate(VLiveness, n.name, "", "sync machine left in state %s", st)
 		}
 	}

@@ -11,13 +11,21 @@
 // through its own offset: skew and jumps); randomness comes from
 // math/rand/v2 PCG streams of the seed, one per concern (plan,
 // workload, faults, network), so that a seed replays exactly; messages
-// go through actors.MemNet. The sync logic is the engine's own: every
-// sync is an actors.Run over the node's kv.Store, served by an
-// actors.Server; the simulator decides only who syncs when, and what
-// goes wrong. WatermelonDB devices' requests are http.Requests handed
-// to the cloud's actors.CloudHandler.ServeHTTP in the same goroutine
-// (an in-memory http.RoundTripper, no sockets). The digest hashes every replica and the event trace: two
-// runs of the same options give the same digest.
+// go through actors.MemNet. The sync logic is the engine's own: each
+// hub and Go device runs a started engine (actors.NewNode over its
+// kv.Store, Node.Start), and every sync is a Node.Sync: the coordinator
+// actor resolves the peer, skips a sync asked for while one runs, and
+// drives an actors.Run whose calls its peer actor makes over MemNet, to
+// an actors.Server. The simulator's goroutine waits in Node.Sync, so
+// only the goroutine of the call in flight does simulator work (faults,
+// other events run during a delay); no timer decides on wall time (no
+// retries; the request timeout is 1000 hours). A crash starts a new
+// engine; the old one stops once its sync has answered. The simulator
+// decides only who syncs when, and what goes wrong. WatermelonDB
+// devices' requests are http.Requests handed to the cloud's
+// actors.CloudHandler.ServeHTTP in the same goroutine (an in-memory
+// http.RoundTripper, no sockets). The digest hashes every replica and
+// the event trace: two runs of the same options give the same digest.
 //
 // # Workload
 //
@@ -66,7 +74,7 @@
 // PushRequest through Server.Push again), delay (the call is held while
 // other due events run, which interleaves nodes' syncs and puts writes
 // inside pushes), crashes (client before a request or after an answer,
-// server before or after handling: the machine and any run in flight
+// server before or after handling: the engine and any sync in flight
 // are dropped and the store reopened from its backend; a WatermelonDB
 // app killed before a request or before applying a pull), a second sync
 // triggered on the caller while its sync is in flight, and late pushes

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
+	"runtime/debug"
 	"slices"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -33,10 +36,11 @@ type call struct {
 	crashServer bool
 }
 
-// syncNode runs one sync of n with its current peer, through the
-// engine's Run procedure over the virtual network, and checks the
-// safety invariants around it. A sync requested while n already syncs
-// must be skipped by the engine.
+// syncNode runs one sync of n through its started engine
+// (actors.Node.Sync: the coordinator actor resolves the peer and drives
+// an actors.Run, the peer actor makes each call over the virtual
+// network), and checks the safety invariants around it. A sync
+// requested while n already syncs must be skipped by the coordinator.
 func (w *World) syncNode(n *node, trigger actors.Trigger, since int64, why string) actors.Result {
 	if n.wdb != nil {
 		return w.syncWDB(n, trigger, why) // WatermelonDB has no force sync
@@ -51,21 +55,16 @@ func (w *World) syncNode(n *node, trigger actors.Trigger, since int64, why strin
 		w.violate(VEngineError, n.name, "", "peer resolution: %v", err)
 		return actors.Result{Outcome: actors.OutcomeError, Err: err}
 	}
-	srv := w.nodes[peer.ID]
 	f := &flight{node: n, epoch: n.epoch, force: trigger == actors.ForceDownload || trigger == actors.ForceUpload}
 	concurrent := n.inflight != nil
 	if !concurrent {
 		n.inflight = f
 	}
 	started := w.clock.now
-	tr := w.net.Dial(peer.ID, n.caller(peer.ID))
-	run := actors.NewRun(actors.RunConfig{
-		Store: n.store, Machine: n.machine, Clock: n.clock, Peer: peer,
-		Trigger: trigger, Since: since, PageSize: w.plan.PageSize[n.name], Merge: w.countingMerge(w.merge),
-	})
-	res := run.Drive(func(s actors.Step) (*pb.PullResponse, *pb.PushResponse, error) {
-		return w.send(f, srv, tr, s)
-	})
+	res := w.engineSync(n, actors.SyncRequest{PeerID: n.selected, Trigger: trigger, Since: since, PageSize: w.plan.PageSize[n.name]})
+	if res.Outcome != actors.OutcomeSkipped && res.Peer != "" && res.Peer != peer.ID {
+		w.violate(VEngineError, n.name, "", "the coordinator synced with %s; peer resolution gives %s", res.Peer, peer.ID)
+	}
 	if w.opts.BreakMarkSynced && res.Outcome == actors.OutcomeOK && n.epoch == f.epoch {
 		w.markAllSynced(n, f.pushed)
 	}
@@ -118,36 +117,109 @@ func (w *World) syncNode(n *node, trigger actors.Trigger, since int64, why strin
 	return res
 }
 
-// send carries one step of a run over the network, with the faults of
+// engineSync asks n's engine for a sync and waits for the answer.
+// Meanwhile only the goroutine making the engine's call does simulator
+// work, so the order of events stays the seed's. An engine a crash
+// replaced stops here, once its last sync has answered.
+func (w *World) engineSync(n *node, req actors.SyncRequest) actors.Result {
+	e := n.eng
+	e.busy++
+	res, err := e.node.Sync(context.Background(), req)
+	e.busy--
+	if w.panicked != nil {
+		panic(w.panicked)
+	}
+	if e != n.eng && e.busy == 0 {
+		e.node.Stop()
+	}
+	if err != nil {
+		return actors.Result{Outcome: actors.OutcomeError, Peer: req.PeerID, Message: err.Error(), Err: err}
+	}
+	return res
+}
+
+// simTransport is what a node's engine calls a peer through: the
+// MemNet transport, with the simulator's faults and checks around each
+// call (send).
+type simTransport struct {
+	w      *World
+	n, srv *node
+	tr     actors.Transport
+}
+
+// transports is the engine's TransportFactory for node n.
+func (w *World) transports(n *node) actors.TransportFactory {
+	return func(p kv.Peer) (actors.Transport, error) {
+		srv := w.nodes[p.ID]
+		if srv == nil || srv.server == nil {
+			return nil, fmt.Errorf("sim: %s has no peer %s that serves", n.name, p.ID)
+		}
+		tr, err := w.net.Transports(n.caller(p.ID))(p)
+		if err != nil {
+			return nil, err
+		}
+		return &simTransport{w: w, n: n, srv: srv, tr: tr}, nil
+	}
+}
+
+func (t *simTransport) Pull(ctx context.Context, req *pb.PullRequest) (*pb.PullResponse, error) {
+	resp, _, err := t.call(ctx, req, nil)
+	return resp, err
+}
+
+func (t *simTransport) Push(ctx context.Context, req *pb.PushRequest) (*pb.PushResponse, error) {
+	_, resp, err := t.call(ctx, nil, req)
+	return resp, err
+}
+
+// call runs send for the node's sync in flight. A panic (a broken
+// invariant of the simulator) is kept for the simulator's goroutine to
+// raise again (engineSync): the peer actor would make it an error.
+func (t *simTransport) call(ctx context.Context, pull *pb.PullRequest, push *pb.PushRequest) (pr *pb.PullResponse, ps *pb.PushResponse, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if t.w.panicked == nil {
+				t.w.panicked = fmt.Sprintf("%v\n%s", v, debug.Stack())
+			}
+			pr, ps, err = nil, nil, errCrashed
+		}
+	}()
+	f := t.n.inflight
+	if f == nil { // the node crashed since the sync started
+		return nil, nil, errCrashed
+	}
+	return t.w.send(ctx, f, t.srv, t.tr, pull, push)
+}
+
+// send carries one call of a sync over the network, with the faults of
 // the plan: the client may crash before the request leaves or after
 // the answer arrives (before applying it); the hook decides the rest.
-func (w *World) send(f *flight, srv *node, tr actors.Transport, s actors.Step) (*pb.PullResponse, *pb.PushResponse, error) {
+func (w *World) send(ctx context.Context, f *flight, srv *node, tr actors.Transport, pullReq *pb.PullRequest, pushReq *pb.PushRequest) (*pb.PullResponse, *pb.PushResponse, error) {
 	n := f.node
 	if n.epoch != f.epoch {
 		return nil, nil, errCrashed
 	}
 	op := "pull"
-	if s.Push != nil {
+	if pushReq != nil {
 		op = "push"
-		w.learnVersions(n, s.Push)
+		w.learnVersions(n, pushReq)
 	}
 	if w.faulty() && w.chance(w.plan.Crash) {
 		w.crash(n, FaultCrash, "before "+op)
 		return nil, nil, errCrashed
 	}
-	c := &call{from: n, to: srv, op: op, push: s.Push}
+	c := &call{from: n, to: srv, op: op, push: pushReq}
 	w.calls = append(w.calls, c)
-	ctx := context.Background()
 	var pull *pb.PullResponse
 	var push *pb.PushResponse
 	var err error
-	if s.Pull != nil {
-		pull, err = tr.Pull(ctx, s.Pull)
+	if pullReq != nil {
+		pull, err = tr.Pull(ctx, pullReq)
 	} else {
-		push, err = tr.Push(ctx, s.Push)
+		push, err = tr.Push(ctx, pushReq)
 	}
 	w.calls = w.calls[:len(w.calls)-1]
-	if c.handled && s.Push != nil {
+	if c.handled && pushReq != nil {
 		if w.faulty() && w.chance(w.plan.Dup) {
 			w.duplicate(c)
 		}
@@ -164,11 +236,11 @@ func (w *World) send(f *flight, srv *node, tr actors.Transport, s actors.Step) (
 			i++
 		}
 	}
-	if err == nil && s.Pull != nil {
-		w.served(n, srv, s.Pull, pull, f.force)
+	if err == nil && pullReq != nil {
+		w.served(n, srv, pullReq, pull, f.force)
 	}
-	if err == nil && s.Push != nil && n.epoch == f.epoch {
-		f.pushed = append(f.pushed, pushedRows(s.Push, push)...)
+	if err == nil && pushReq != nil && n.epoch == f.epoch {
+		f.pushed = append(f.pushed, pushedRows(pushReq, push)...)
 	}
 	if c.handled {
 		w.checkCursors(srv)
@@ -296,15 +368,55 @@ func (w *World) countConflicts(c *call) {
 }
 
 // crash restarts a node from its store (kind is the fault counted:
-// crash or restart).
+// crash or restart), with a new engine. The old engine stops now if no
+// sync waits on it, else when its sync answers (engineSync): stopping
+// it here could be from inside its own call.
 func (w *World) crash(n *node, kind, why string) {
 	w.stats.fault(kind, n.name, w.clock.now)
 	w.tracef("fault %s: %s restarts from its store (%s)", kind, n.name, why)
+	old := n.eng
 	if err := n.restart(); err != nil {
 		panic(fmt.Sprintf("sim: restart %s: %v", n.name, err))
 	}
+	if old != nil {
+		if err := w.startEngine(n); err != nil {
+			panic(fmt.Sprintf("sim: restart %s: %v", n.name, err))
+		}
+		if old.busy == 0 {
+			old.node.Stop()
+		}
+	}
 	w.checkCursors(n)
 }
+
+// startEngine starts n's sync engine over its store: a node made by
+// actors.NewNode on the node's virtual clock, calling its peers through
+// simTransport. Nothing in it decides on wall time: no call times out
+// within a run, and a failed sync is not retried (retries wait on
+// timers).
+func (w *World) startEngine(n *node) error {
+	kind := actors.KindMobile
+	if n.kind == kindHub {
+		kind = actors.KindHub
+	}
+	an := actors.NewNode(n.store, actors.Info{NodeID: n.name, Kind: kind, Name: n.name, Clinics: []string{n.clinic}}, n.clock)
+	err := an.Start(actors.NodeConfig{
+		Transports:     w.transports(n),
+		Logger:         slog.New(slog.DiscardHandler),
+		RequestTimeout: noTimeout,
+		Retries:        -1,
+		Merge:          w.countingMerge(w.merge),
+	})
+	if err != nil {
+		return fmt.Errorf("sim: starting the engine of %s: %w", n.name, err)
+	}
+	n.eng = &engine{node: an}
+	return nil
+}
+
+// noTimeout is the engines' request timeout: far beyond any run's wall
+// time, so that no call's outcome depends on it.
+const noTimeout = 1000 * time.Hour
 
 // switchPeer moves a switching device to its other peer.
 func (w *World) switchPeer(n *node, why string) {

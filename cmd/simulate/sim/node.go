@@ -18,8 +18,9 @@ const (
 )
 
 // node is one replica: a store over a backend that survives crashes,
-// the sync machine (which does not), and, on the cloud and hubs, the
-// server that answers downstream calls.
+// on hubs and Go devices a started sync engine over it (which does
+// not), and, on the cloud and hubs, the server that answers downstream
+// calls.
 type node struct {
 	name   string
 	kind   string
@@ -31,7 +32,8 @@ type node struct {
 	be      kv.Backend
 	opts    kv.Options
 	store   *kv.Store
-	machine *fsm.Machine
+	machine *fsm.Machine // the lab's syncs (engine_test.go); the world's go through eng
+	eng     *engine
 	server  *actors.Server
 	clock   *nodeClock
 
@@ -60,6 +62,14 @@ type node struct {
 	shown map[colKey]int
 	// conflicts is a WatermelonDB device's log of resolved conflicts.
 	conflicts []kv.Conflict
+}
+
+// engine is a node's started actors.Node. busy counts the syncs asked
+// of it and not answered yet: a crash replaces the engine at once, but
+// one that a sync up the stack waits on stops only when it answers.
+type engine struct {
+	node *actors.Node
+	busy int
 }
 
 // flight is a sync run in progress on a node.
@@ -110,6 +120,9 @@ func (n *node) restart() error {
 }
 
 func (n *node) close() {
+	if n.eng != nil {
+		n.eng.node.Stop()
+	}
 	if n.store != nil {
 		n.store.Close()
 	}

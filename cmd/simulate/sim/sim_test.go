@@ -9,7 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/clinicsync/clinicsync/actors"
 	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/fsm"
 	"github.com/clinicsync/clinicsync/kv"
 )
 
@@ -115,6 +117,46 @@ func TestBoltLikeMemory(t *testing.T) {
 	}
 	if bolt.Faults[FaultCrash]+bolt.Faults[FaultRestart] == 0 {
 		t.Errorf("no restart exercised the bolt files: %v", bolt.Faults)
+	}
+}
+
+// TestSyncsGoThroughEngines shows that hubs' and Go devices' syncs go
+// through their started engines: each coordinator recorded its node's
+// last sync, ok after the settling rounds, and skipped the concurrent
+// triggers, with crashes replacing engines under way.
+func TestSyncsGoThroughEngines(t *testing.T) {
+	t.Parallel()
+	o := small(6)
+	o.WDB = 0
+	o.Faults = []string{FaultConcurrent, FaultDelay, FaultCrash}
+	w, err := newWorld(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	w.run()
+	r := w.report(0)
+	expectClean(t, r)
+	if r.Faults[FaultConcurrent] == 0 || r.Faults[FaultCrash] == 0 || r.Outcomes[actors.OutcomeSkipped] < r.Faults[FaultConcurrent] {
+		t.Errorf("faults %v, outcomes %v: want concurrent triggers, crashes, and a skipped sync per trigger", r.Faults, r.Outcomes)
+	}
+	for _, n := range w.all {
+		if n.kind == kindCloud {
+			continue
+		}
+		st, err := n.eng.node.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last actors.LastSync
+		for _, ls := range st.LastSync {
+			if ls.Ended >= last.Ended {
+				last = ls
+			}
+		}
+		if last.Outcome != actors.OutcomeOK || st.State != string(fsm.Idle) {
+			t.Errorf("%s: engine state %s, last sync %+v: want idle, ok", n.name, st.State, last)
+		}
 	}
 }
 

@@ -86,6 +86,10 @@ type World struct {
 	// same client to the same server (or at the heal).
 	late []*latePush
 
+	// panicked is a panic raised in an engine's call, raised again by
+	// the simulator's goroutine.
+	panicked any
+
 	// httpH is the cloud's HTTP handler for WatermelonDB devices, made
 	// for the cloud's store at restart httpEpoch.
 	httpH     *actors.CloudHandler
@@ -202,6 +206,12 @@ func (w *World) build(root string) error {
 		}
 		if err := n.open(); err != nil {
 			return nil, err
+		}
+		if kind != kindCloud {
+			if err := w.startEngine(n); err != nil {
+				n.close()
+				return nil, err
+			}
 		}
 		w.nodes[name] = n
 		w.all = append(w.all, n)
