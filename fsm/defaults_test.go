@@ -68,10 +68,27 @@ func TestPushDefaults(t *testing.T) {
 		t.Errorf("update from an older schema: %+v", out.Record.Cols)
 	}
 	// The same as a re-sent created row: the row exists, so it is an
-	// update, and nothing is defaulted over stored values.
+	// update, and nothing is defaulted over stored values; with every
+	// value as stored, it changes nothing.
 	out = must(merge(false)(stored, codec.Change{Row: codec.Row{Table: "patients", ID: "p1", Cols: older("Amina")}, Created: true}))
-	if out.Record.Cols["citizenship"].Str != "JO" {
-		t.Errorf("re-sent create defaulted a stored column: %+v", out.Record.Cols)
+	if out.Op != codec.Skip {
+		t.Errorf("re-sent create of the stored values: %v %+v, want nothing changed", out.Op, out.Record.Cols)
+	}
+	resent := older("Amina")
+	resent["phone"] = codec.String("333")
+	out = must(merge(false)(stored, codec.Change{Row: codec.Row{Table: "patients", ID: "p1", Cols: resent}, Created: true}))
+	if out.Op != codec.Write || out.Record.Cols["citizenship"].Str != "JO" || out.Record.Cols["phone"].Str != "333" ||
+		out.Record.Versions["given_name"] != stored.Versions["given_name"] {
+		t.Errorf("re-sent create with a new phone: %v %+v %v, want the phone changed, citizenship kept, given_name's version kept",
+			out.Op, out.Record.Cols, out.Record.Versions)
+	}
+	// Also when the row changed after the pusher's pull: a value it
+	// sends as stored is no edit of its (no version of the pusher's).
+	changed := *stored
+	changed.Cursor = 40
+	out = must(merge(false)(&changed, codec.Change{Row: codec.Row{Table: "patients", ID: "p1", Cols: resent}, Created: true}))
+	if out.Record.Versions["given_name"] != stored.Versions["given_name"] || out.Record.Versions["phone"].Node != "dev1" {
+		t.Errorf("re-sent create over a changed row: versions %v, want given_name's kept and phone the pusher's", out.Record.Versions)
 	}
 
 	// A real value beats a default, written later ...

@@ -177,9 +177,9 @@ type Push struct {
 // edits (every column of a created row, the _changed columns of an
 // updated one) dated {min(updated_at, Now), 0, caller}, or just after
 // the stored version when it had pulled the row as stored (see after);
-// its other
-// columns are a copy of what it pulled and never overwrite (they count
-// as the zero version). A pushed edit that loses goes to the conflict
+// a created row it pushes again gives no version of its own to values
+// it sends as stored (see kept); its other columns are a copy of what
+// it pulled and never overwrite (they count as the zero version). A pushed edit that loses goes to the conflict
 // log and the row is stamped again, so the pusher pulls the winner; a
 // stored value overwritten by a pusher that had not pulled the row's
 // latest state goes to the conflict log too.
@@ -281,6 +281,9 @@ func (p Push) MergeWith(get codec.Lookup) func(cur *codec.Record, in codec.Chang
 				Deleted: true, Status: cur.Status, Origin: cur.Origin, PushBase: cur.PushBase}}, nil
 		}
 		versions := p.versions(in, in.Created)
+		if in.Created {
+			p.kept(in, cur, versions)
+		}
 		if !conflict {
 			p.after(in, cur, versions)
 		}
@@ -361,6 +364,24 @@ func (p Push) versions(in codec.Change, all bool) map[string]codec.Version {
 	return out
 }
 
+// kept gives the stored version to each column of a created row that a
+// client without versions (WatermelonDB, Hikma) pushes again (the first
+// push's answer was lost) with the stored value: such a row carries
+// every column, values it only pulled among them, and WatermelonDB
+// keeps no _changed on created rows to tell them from edits; sending
+// what is there is no edit. (An updated row's _changed columns are
+// edits, the same value included.)
+func (p Push) kept(in codec.Change, cur *codec.Record, versions map[string]codec.Version) {
+	for col, v := range versions {
+		if _, sent := in.Versions[col]; sent || v.IsZero() {
+			continue
+		}
+		if sv, ok := cur.Cols[col]; ok && sv.Equal(in.Cols[col]) {
+			versions[col] = cur.Versions[col]
+		}
+	}
+}
+
 // after dates the edits of a client without versions (WatermelonDB,
 // Hikma) that had pulled the row as it is stored: an edit it made
 // there beats the stored value, whatever its clock says (its
@@ -373,14 +394,13 @@ func (p Push) after(in codec.Change, cur *codec.Record, versions map[string]code
 			continue
 		}
 		s := cur.Versions[col]
-		if v.Compare(s) > 0 {
-			continue
-		}
-		if sv, ok := cur.Cols[col]; ok && sv.Equal(in.Cols[col]) {
+		switch {
+		case v.Compare(s) > 0:
+		case cur.Cols[col].Equal(in.Cols[col]):
 			versions[col] = s
-			continue
+		default:
+			versions[col] = codec.Version{Wall: s.Wall, Counter: s.Counter + 1, Node: p.Caller.ID}
 		}
-		versions[col] = codec.Version{Wall: s.Wall, Counter: s.Counter + 1, Node: p.Caller.ID}
 	}
 }
 
