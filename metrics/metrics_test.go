@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -32,7 +33,10 @@ func TestMetricsCountSyncsAndPushes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	cloud := open(t, "cloud", actors.InitConfig{Kind: actors.KindCloud, Clinics: []string{"c1"}})
+	// The cloud's clock runs a second ahead of the phone's: an edit on
+	// the cloud made after one on the phone has the higher version, even
+	// within the same millisecond of wall time.
+	cloud := open(t, "cloud", actors.InitConfig{Kind: actors.KindCloud, Clinics: []string{"c1"}}, aheadClock(time.Second))
 	if _, err := cloud.AddUser(actors.UserConfig{Email: email, Password: password, ClinicID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +52,7 @@ func TestMetricsCountSyncsAndPushes(t *testing.T) {
 	cloudMetrics := serveMetrics(t, ctx, cm)
 
 	// The phone: one patient to push, one to pull.
-	phone := open(t, "phone", actors.InitConfig{Kind: actors.KindMobile})
+	phone := open(t, "phone", actors.InitConfig{Kind: actors.KindMobile}, actors.SystemClock{})
 	if _, err := phone.AddPeer(actors.PeerConfig{Type: kv.PeerCloud, URL: cloudURL}); err != nil {
 		t.Fatal(err)
 	}
@@ -179,19 +183,24 @@ func patient(name string) map[string]any {
 		"primary_clinic_id": "c1"}
 }
 
-func open(t *testing.T, name string, cfg actors.InitConfig) *actors.Node {
+func open(t *testing.T, name string, cfg actors.InitConfig, clock kv.Clock) *actors.Node {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if _, err := actors.Init(dir, cfg); err != nil {
 		t.Fatal(err)
 	}
-	n, err := actors.Open(dir, actors.SystemClock{})
+	n, err := actors.Open(dir, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
 }
+
+// aheadClock is the wall clock plus a fixed offset.
+type aheadClock time.Duration
+
+func (c aheadClock) Now() time.Time { return time.Now().Add(time.Duration(c)) }
 
 // serve runs n.Serve until ctx ends and returns its HTTP URL.
 func serve(t *testing.T, ctx context.Context, n *actors.Node, opts actors.ServeOptions) string {
