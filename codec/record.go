@@ -1,6 +1,9 @@
 package codec
 
-import "fmt"
+import (
+	"fmt"
+	"hash/fnv"
+)
 
 // Status is a row's state relative to a node's upstream, as
 // WatermelonDB's _status.
@@ -50,6 +53,30 @@ type Record struct {
 	// so the row goes back to it as updated.
 	Origin   string
 	PushBase int64
+	// Receipts are, per pusher without versions (a WatermelonDB or
+	// Hikma client) and column, the value it last pushed there (a hash)
+	// and the version the server gave it: a re-sent value keeps that
+	// version (ReceiptKey, HashValues).
+	Receipts map[string]Receipt
+}
+
+// Receipt is the version a server gave a value a client pushed.
+type Receipt struct {
+	Hash    uint64 // HashValues of the value and the row's updated_at as pushed
+	Version Version
+}
+
+// ReceiptKey keys Record.Receipts: the pusher and the column.
+func ReceiptKey(caller, column string) string { return caller + "\x00" + column }
+
+// HashValues is a 64-bit hash of values (FNV-1a of their kinds and
+// texts).
+func HashValues(vs ...Value) uint64 {
+	h := fnv.New64a()
+	for _, v := range vs {
+		fmt.Fprintf(h, "%d\x00%s\x00%v\x00%v\x00", v.Kind, v.Str, v.Num, v.Bool)
+	}
+	return h.Sum64()
 }
 
 // Lookup reads one stored row by table and id, tombstones included (nil

@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
@@ -269,6 +270,29 @@ func TestPushMergeVersions(t *testing.T) {
 	if o.Record.Cols["phone"].Str != "111" || o.Record.Versions["phone"] != (codec.Version{Wall: t0 + 2000, Counter: 1, Node: "dev1"}) || len(o.Conflicts) != 0 {
 		t.Errorf("a slow clock's edit after a pull: %+v, conflicts %v", o.Record, o.Conflicts)
 	}
+	// A push whose answer was lost, sent again: the same edit keeps the
+	// version it was given the first time, though the server's clock
+	// no longer bounds its updated_at, and even after a pull; an edit
+	// made since where it had been seen still beats it.
+	fromAhead := push("dev1", 30)
+	sent := must(fromAhead(stored(), jsonEdit("444", t0+9000))) // updated_at beyond Now: dated t0+5000
+	if v := sent.Record.Versions["phone"]; v != (codec.Version{Wall: t0 + 5000, Node: "dev1"}) {
+		t.Fatalf("an edit from a clock ahead: version %v, want Now", v)
+	}
+	seen := sent.Record
+	seen.Cols, seen.Versions, seen.Cursor = maps.Clone(seen.Cols), maps.Clone(seen.Versions), 40
+	seen.Cols["phone"], seen.Versions["phone"] = codec.String("555"), codec.Version{Wall: t0 + 5000, Counter: 3, Node: "dev3"}
+	later := fsm.Push{Caller: fsm.Caller{ID: "dev1"}, LastPulledAt: 50, Catalog: cat, Now: t0 + 20000}.Merge()
+	o = must(later(&seen, jsonEdit("444", t0+9000)))
+	if o.Record.Cols["phone"].Str != "555" || o.Record.Versions["phone"].Node != "dev3" {
+		t.Errorf("a re-sent edit beat an edit made since where it had been seen: %+v", o.Record)
+	}
+	// A new value is a new edit.
+	o = must(later(&seen, jsonEdit("666", t0+9000)))
+	if o.Record.Cols["phone"].Str != "666" {
+		t.Errorf("a new edit after the pull: %+v", o.Record)
+	}
+
 	// The newer edit wins whichever syncs last; the value it beat is
 	// logged when the pusher had not pulled it.
 	o = must(push("dev1", 10)(stored(), jsonEdit("333", t0+2500)))

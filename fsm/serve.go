@@ -263,12 +263,13 @@ func (p Push) MergeWith(get codec.Lookup) func(cur *codec.Record, in codec.Chang
 		}
 		switch {
 		case cur == nil:
-			cols, versions, _ := WithDefaults(t, in.Cols, p.versions(in, true)) // an older app schema's missing columns
+			edits := p.versions(in, true)
+			cols, versions, _ := WithDefaults(t, in.Cols, edits) // an older app schema's missing columns
 			if why, err := scope.Check(t, codec.Row{Table: in.Table, ID: in.ID, Cols: cols}); err != nil || why != "" {
 				return outOfScope(err, "out of the caller's clinic scope: "+why)
 			}
 			r := codec.Record{Row: codec.Row{Cols: cols, Versions: versions}, Status: p.status(codec.Created, nil),
-				Origin: p.Caller.ID, PushBase: p.LastPulledAt}
+				Origin: p.Caller.ID, PushBase: p.LastPulledAt, Receipts: p.receipts(in, nil, edits)}
 			if p.Relay {
 				r.Changed = slices.Clone(in.Changed)
 			}
@@ -281,14 +282,16 @@ func (p Push) MergeWith(get codec.Lookup) func(cur *codec.Record, in codec.Chang
 				Deleted: true, Status: cur.Status, Origin: cur.Origin, PushBase: cur.PushBase}}, nil
 		}
 		versions := p.versions(in, in.Created)
+		resent := p.resent(in, cur, versions)
 		if in.Created {
 			p.kept(in, cur, versions)
 		}
 		if !conflict {
-			p.after(in, cur, versions)
+			p.after(in, cur, versions, resent)
 		}
 		r := *cur
 		r.Cols, r.Versions = maps.Clone(cur.Cols), maps.Clone(cur.Versions)
+		r.Receipts = p.receipts(in, cur.Receipts, versions)
 		if r.Versions == nil {
 			r.Versions = map[string]codec.Version{}
 		}
@@ -364,6 +367,59 @@ func (p Push) versions(in codec.Change, all bool) map[string]codec.Version {
 	return out
 }
 
+// resent gives a column a client without versions pushes as it pushed
+// it last (the same value and updated_at: editHash) the version it was
+// given then (its receipt), and returns those columns: the same changes sent again
+// after a lost answer are the same edits, not new ones (dated anew,
+// by a later clock of the server's, they could beat an edit made since
+// by a device that had seen them).
+func (p Push) resent(in codec.Change, cur *codec.Record, versions map[string]codec.Version) map[string]bool {
+	var out map[string]bool
+	for col, v := range versions {
+		if _, sent := in.Versions[col]; sent || v.IsZero() {
+			continue
+		}
+		if rc, ok := cur.Receipts[codec.ReceiptKey(p.Caller.ID, col)]; ok && rc.Hash == editHash(in, col) {
+			versions[col] = rc.Version
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[col] = true
+		}
+	}
+	return out
+}
+
+// editHash tells one edit of a column by a client without versions
+// from another: the value with the row's updated_at as pushed (the
+// same changes sent again carry both unchanged; writing the same value
+// again later carries a new updated_at).
+func editHash(in codec.Change, col string) uint64 {
+	return codec.HashValues(in.Cols[col], in.Cols["updated_at"])
+}
+
+// receipts are the stored receipts (old) with the versions this push
+// gave the caller's edits (columns it sent without versions, dated as
+// the caller's).
+func (p Push) receipts(in codec.Change, old map[string]codec.Receipt, versions map[string]codec.Version) map[string]codec.Receipt {
+	out, cloned := old, false
+	for col, v := range versions {
+		if _, sent := in.Versions[col]; sent || v.IsZero() || v.Node != p.Caller.ID {
+			continue
+		}
+		key, rc := codec.ReceiptKey(p.Caller.ID, col), codec.Receipt{Hash: editHash(in, col), Version: v}
+		if old[key] == rc {
+			continue
+		}
+		if !cloned {
+			out, cloned = make(map[string]codec.Receipt, len(old)+1), true
+			maps.Copy(out, old)
+		}
+		out[key] = rc
+	}
+	return out
+}
+
 // kept gives the stored version to each column of a created row that a
 // client without versions (WatermelonDB, Hikma) pushes again (the first
 // push's answer was lost) with the stored value: such a row carries
@@ -388,9 +444,9 @@ func (p Push) kept(in codec.Change, cur *codec.Record, versions map[string]codec
 // updated_at may be behind the stored version's), so each such edit
 // dated at or below the stored version is dated just after it; an edit
 // that keeps the stored value takes its version (no new edit).
-func (p Push) after(in codec.Change, cur *codec.Record, versions map[string]codec.Version) {
+func (p Push) after(in codec.Change, cur *codec.Record, versions map[string]codec.Version, resent map[string]bool) {
 	for col, v := range versions {
-		if _, sent := in.Versions[col]; sent || v.IsZero() {
+		if _, sent := in.Versions[col]; sent || v.IsZero() || resent[col] {
 			continue
 		}
 		s := cur.Versions[col]

@@ -43,6 +43,12 @@ func encodeRecord(r *Record) ([]byte, error) {
 		PushBase:      r.PushBase,
 		Versions:      codec.VersionsToProto(r.Versions),
 	}
+	if len(r.Receipts) > 0 {
+		sr.Receipts = make(map[string]*pb.Receipt, len(r.Receipts))
+		for k, rc := range r.Receipts {
+			sr.Receipts[k] = &pb.Receipt{Hash: rc.Hash, Wall: rc.Version.Wall, Counter: rc.Version.Counter, Node: rc.Version.Node}
+		}
+	}
 	return proto.MarshalOptions{Deterministic: true}.Marshal(sr)
 }
 
@@ -59,7 +65,15 @@ func decodeRecord(table, id string, b []byte) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
 	}
+	var receipts map[string]codec.Receipt
+	if len(sr.Receipts) > 0 {
+		receipts = make(map[string]codec.Receipt, len(sr.Receipts))
+		for k, rc := range sr.Receipts {
+			receipts[k] = codec.Receipt{Hash: rc.GetHash(), Version: codec.Version{Wall: rc.GetWall(), Counter: rc.GetCounter(), Node: rc.GetNode()}}
+		}
+	}
 	return Record{
+		Receipts:      receipts,
 		Row:           codec.Row{Table: table, ID: id, Cols: cols, Changed: sr.Changed, Versions: versions},
 		Status:        Status(sr.Status),
 		Deleted:       sr.Deleted,

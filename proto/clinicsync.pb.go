@@ -2055,6 +2055,9 @@ type StoredRow struct {
 	Origin        string                 `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`                                     // peer whose push created the row, if any
 	PushBase      int64                  `protobuf:"varint,9,opt,name=push_base,json=pushBase,proto3" json:"push_base,omitempty"`                // last_pulled_at of the push that created it
 	Versions      []*VersionGroup        `protobuf:"bytes,10,rep,name=versions,proto3" json:"versions,omitempty"`                                // column versions
+	// Per pusher without versions and column (pusher NUL column): the
+	// hash of the value it last pushed and the version it was given.
+	Receipts      map[string]*Receipt `protobuf:"bytes,11,rep,name=receipts,proto3" json:"receipts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2159,6 +2162,82 @@ func (x *StoredRow) GetVersions() []*VersionGroup {
 	return nil
 }
 
+func (x *StoredRow) GetReceipts() map[string]*Receipt {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
+// Receipt is the version a server gave a value a client pushed.
+type Receipt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hash          uint64                 `protobuf:"fixed64,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Wall          int64                  `protobuf:"varint,2,opt,name=wall,proto3" json:"wall,omitempty"`
+	Counter       uint32                 `protobuf:"varint,3,opt,name=counter,proto3" json:"counter,omitempty"`
+	Node          string                 `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Receipt) Reset() {
+	*x = Receipt{}
+	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipt) ProtoMessage() {}
+
+func (x *Receipt) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
+func (*Receipt) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Receipt) GetHash() uint64 {
+	if x != nil {
+		return x.Hash
+	}
+	return 0
+}
+
+func (x *Receipt) GetWall() int64 {
+	if x != nil {
+		return x.Wall
+	}
+	return 0
+}
+
+func (x *Receipt) GetCounter() uint32 {
+	if x != nil {
+		return x.Counter
+	}
+	return 0
+}
+
+func (x *Receipt) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 // Conflict is a value that lost to a newer edit, in the conflict log.
 type Conflict struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2175,7 +2254,7 @@ type Conflict struct {
 
 func (x *Conflict) Reset() {
 	*x = Conflict{}
-	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	mi := &file_proto_clinicsync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2266,7 @@ func (x *Conflict) String() string {
 func (*Conflict) ProtoMessage() {}
 
 func (x *Conflict) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	mi := &file_proto_clinicsync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2279,7 @@ func (x *Conflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
 func (*Conflict) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{23}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Conflict) GetTable() string {
@@ -2267,7 +2346,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_proto_clinicsync_proto_msgTypes[24]
+	mi := &file_proto_clinicsync_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2358,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[24]
+	mi := &file_proto_clinicsync_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2371,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{24}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Device) GetDeviceId() string {
@@ -2352,7 +2431,7 @@ type Client struct {
 
 func (x *Client) Reset() {
 	*x = Client{}
-	mi := &file_proto_clinicsync_proto_msgTypes[25]
+	mi := &file_proto_clinicsync_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2443,7 @@ func (x *Client) String() string {
 func (*Client) ProtoMessage() {}
 
 func (x *Client) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[25]
+	mi := &file_proto_clinicsync_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2456,7 @@ func (x *Client) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Client.ProtoReflect.Descriptor instead.
 func (*Client) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{25}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Client) GetId() string {
@@ -2437,7 +2516,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_proto_clinicsync_proto_msgTypes[26]
+	mi := &file_proto_clinicsync_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2528,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[26]
+	mi := &file_proto_clinicsync_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2541,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{26}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LogEntry) GetSeq() uint64 {
@@ -2677,7 +2756,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"updated_at\x18\v \x01(\x03R\tupdatedAt\x12'\n" +
 	"\x0ftls_fingerprint\x18\f \x01(\tR\x0etlsFingerprint\x12\x17\n" +
 	"\anode_id\x18\r \x01(\tR\x06nodeId\x12\x1c\n" +
-	"\tdiscovery\x18\x0e \x01(\tR\tdiscovery\"\xbc\x03\n" +
+	"\tdiscovery\x18\x0e \x01(\tR\tdiscovery\"\xd5\x04\n" +
 	"\tStoredRow\x126\n" +
 	"\x04cols\x18\x01 \x03(\v2\".clinicsync.v1.StoredRow.ColsEntryR\x04cols\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.clinicsync.v1.StatusR\x06status\x12\x18\n" +
@@ -2689,10 +2768,19 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\x06origin\x18\b \x01(\tR\x06origin\x12\x1b\n" +
 	"\tpush_base\x18\t \x01(\x03R\bpushBase\x127\n" +
 	"\bversions\x18\n" +
-	" \x03(\v2\x1b.clinicsync.v1.VersionGroupR\bversions\x1aM\n" +
+	" \x03(\v2\x1b.clinicsync.v1.VersionGroupR\bversions\x12B\n" +
+	"\breceipts\x18\v \x03(\v2&.clinicsync.v1.StoredRow.ReceiptsEntryR\breceipts\x1aM\n" +
 	"\tColsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
-	"\x05value\x18\x02 \x01(\v2\x14.clinicsync.v1.ValueR\x05value:\x028\x01\"\xf7\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x14.clinicsync.v1.ValueR\x05value:\x028\x01\x1aS\n" +
+	"\rReceiptsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.clinicsync.v1.ReceiptR\x05value:\x028\x01\"_\n" +
+	"\aReceipt\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\x06R\x04hash\x12\x12\n" +
+	"\x04wall\x18\x02 \x01(\x03R\x04wall\x12\x18\n" +
+	"\acounter\x18\x03 \x01(\rR\acounter\x12\x12\n" +
+	"\x04node\x18\x04 \x01(\tR\x04node\"\xf7\x01\n" +
 	"\bConflict\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x15\n" +
 	"\x06row_id\x18\x02 \x01(\tR\x05rowId\x12\x16\n" +
@@ -2756,7 +2844,7 @@ func file_proto_clinicsync_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_clinicsync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_proto_clinicsync_proto_goTypes = []any{
 	(ProtocolVersion)(0),      // 0: clinicsync.v1.ProtocolVersion
 	(NodeKind)(0),             // 1: clinicsync.v1.NodeKind
@@ -2784,16 +2872,18 @@ var file_proto_clinicsync_proto_goTypes = []any{
 	(*NodeInfo)(nil),          // 23: clinicsync.v1.NodeInfo
 	(*Peer)(nil),              // 24: clinicsync.v1.Peer
 	(*StoredRow)(nil),         // 25: clinicsync.v1.StoredRow
-	(*Conflict)(nil),          // 26: clinicsync.v1.Conflict
-	(*Device)(nil),            // 27: clinicsync.v1.Device
-	(*Client)(nil),            // 28: clinicsync.v1.Client
-	(*LogEntry)(nil),          // 29: clinicsync.v1.LogEntry
-	nil,                       // 30: clinicsync.v1.Row.ColsEntry
-	nil,                       // 31: clinicsync.v1.StoredRow.ColsEntry
-	nil,                       // 32: clinicsync.v1.LogEntry.ChangesEntry
+	(*Receipt)(nil),           // 26: clinicsync.v1.Receipt
+	(*Conflict)(nil),          // 27: clinicsync.v1.Conflict
+	(*Device)(nil),            // 28: clinicsync.v1.Device
+	(*Client)(nil),            // 29: clinicsync.v1.Client
+	(*LogEntry)(nil),          // 30: clinicsync.v1.LogEntry
+	nil,                       // 31: clinicsync.v1.Row.ColsEntry
+	nil,                       // 32: clinicsync.v1.StoredRow.ColsEntry
+	nil,                       // 33: clinicsync.v1.StoredRow.ReceiptsEntry
+	nil,                       // 34: clinicsync.v1.LogEntry.ChangesEntry
 }
 var file_proto_clinicsync_proto_depIdxs = []int32{
-	30, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
+	31, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
 	4,  // 1: clinicsync.v1.Row.versions:type_name -> clinicsync.v1.VersionGroup
 	5,  // 2: clinicsync.v1.TableChanges.created:type_name -> clinicsync.v1.Row
 	5,  // 3: clinicsync.v1.TableChanges.updated:type_name -> clinicsync.v1.Row
@@ -2819,21 +2909,23 @@ var file_proto_clinicsync_proto_depIdxs = []int32{
 	21, // 23: clinicsync.v1.RpcResponse.operation:type_name -> clinicsync.v1.OperationResult
 	0,  // 24: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
 	1,  // 25: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
-	31, // 26: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
+	32, // 26: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
 	2,  // 27: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
 	4,  // 28: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
-	3,  // 29: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
-	4,  // 30: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
-	4,  // 31: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
-	32, // 32: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
-	3,  // 33: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 34: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 35: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	33, // 29: clinicsync.v1.StoredRow.receipts:type_name -> clinicsync.v1.StoredRow.ReceiptsEntry
+	3,  // 30: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
+	4,  // 31: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
+	4,  // 32: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
+	34, // 33: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
+	3,  // 34: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 35: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
+	26, // 36: clinicsync.v1.StoredRow.ReceiptsEntry.value:type_name -> clinicsync.v1.Receipt
+	3,  // 37: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_proto_clinicsync_proto_init() }
@@ -2863,7 +2955,7 @@ func file_proto_clinicsync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_clinicsync_proto_rawDesc), len(file_proto_clinicsync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
