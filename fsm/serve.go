@@ -178,8 +178,10 @@ type Push struct {
 // updated one) dated {min(updated_at, Now), 0, caller}, or just after
 // the stored version when it had pulled the row as stored (see after);
 // a created row it pushes again gives no version of its own to values
-// it sends as stored (see kept); its other columns are a copy of what
-// it pulled and never overwrite (they count as the zero version). A pushed edit that loses goes to the conflict
+// it sends as stored (see kept), and an edit it sends again (after a
+// lost answer) keeps the version it was given (see resent); its other
+// columns are a copy of what it pulled and never overwrite (they count
+// as the zero version). A pushed edit that loses goes to the conflict
 // log and the row is stamped again, so the pusher pulls the winner; a
 // stored value overwritten by a pusher that had not pulled the row's
 // latest state goes to the conflict log too.

@@ -3,6 +3,7 @@ package kv_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -533,5 +534,24 @@ func TestMirrorInsideTheBatch(t *testing.T) {
 			t.Errorf("p2's local edit: %v", r.Cols["phone"])
 		}
 		h.get("patients", "p3")
+	})
+}
+
+// TestReceiptsKept: the receipts a merge gives a row are stored with it
+// and read back, across a reopen.
+func TestReceiptsKept(t *testing.T) {
+	eachBackend(t, false, func(t *testing.T, h *harness) {
+		want := map[string]codec.Receipt{codec.ReceiptKey("user:u1", "phone"): {Hash: 42, Version: codec.Version{Wall: 7, Counter: 1, Node: "user:u1"}}}
+		withReceipts := func(cur *kv.Record, in kv.Change) (kv.Outcome, error) {
+			return kv.Outcome{Op: kv.Write, Record: kv.Record{Row: in.Row, Receipts: want}}, nil
+		}
+		in := codec.Row{Table: "patients", ID: "p1", Cols: patient("Amina", "111")}
+		if _, err := h.s.Apply(kv.Batch{Changes: []kv.Change{{Row: in}}}, withReceipts); err != nil {
+			t.Fatal(err)
+		}
+		h.reopen()
+		if got := h.get("patients", "p1").Receipts; !maps.Equal(got, want) {
+			t.Errorf("receipts read back %v, want %v", got, want)
+		}
 	})
 }
