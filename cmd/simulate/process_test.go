@@ -27,9 +27,6 @@ func buildNode(t *testing.T) string {
 // deployment (a cloud, a hub, three devices) with every fault on: it
 // must pass, with faults of each planned kind injected.
 func TestProcessMode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real node processes")
-	}
 	bin := buildNode(t)
 	var out, errb bytes.Buffer
 	code := run([]string{"--mode", "process", "--seed", "1", "--node-bin", bin, "--json"}, &out, &errb)
@@ -59,9 +56,6 @@ func TestProcessMode(t *testing.T) {
 // a conflict logged; the run fails, printing the seed and the replay
 // command.
 func TestProcessModeBreakMerge(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real node processes")
-	}
 	bin := buildNode(t)
 	var out, errb bytes.Buffer
 	code := run([]string{"--mode", "process", "--seed", "1", "--node-bin", bin, "--break-merge"}, &out, &errb)
