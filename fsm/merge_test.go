@@ -270,6 +270,13 @@ func TestPushMergeVersions(t *testing.T) {
 	if o.Record.Cols["phone"].Str != "111" || o.Record.Versions["phone"] != (codec.Version{Wall: t0 + 2000, Counter: 1, Node: "dev1"}) || len(o.Conflicts) != 0 {
 		t.Errorf("a slow clock's edit after a pull: %+v, conflicts %v", o.Record, o.Conflicts)
 	}
+	// Edited away and back to the stored value before syncing: the
+	// column is in _changed, so it is the client's edit (the latest
+	// write), dated just after the stored version, not the stored one.
+	o = must(push("dev1", 30)(stored(), jsonEdit("222", t0+1500)))
+	if o.Record.Cols["phone"].Str != "222" || o.Record.Versions["phone"] != (codec.Version{Wall: t0 + 2000, Counter: 1, Node: "dev1"}) {
+		t.Errorf("an edit back to the stored value: %+v", o.Record)
+	}
 	// A push whose answer was lost, sent again: the same edit keeps the
 	// version it was given the first time, though the server's clock
 	// no longer bounds its updated_at, and even after a pull; an edit

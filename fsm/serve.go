@@ -444,8 +444,10 @@ func (p Push) kept(in codec.Change, cur *codec.Record, versions map[string]codec
 // Hikma) that had pulled the row as it is stored: an edit it made
 // there beats the stored value, whatever its clock says (its
 // updated_at may be behind the stored version's), so each such edit
-// dated at or below the stored version is dated just after it; an edit
-// that keeps the stored value takes its version (no new edit).
+// dated at or below the stored version is dated just after it, even one
+// back to the stored value (edited away and back before syncing: the
+// latest write is the client's). A created row's values sent as stored
+// keep their version (see kept).
 func (p Push) after(in codec.Change, cur *codec.Record, versions map[string]codec.Version, resent map[string]bool) {
 	for col, v := range versions {
 		if _, sent := in.Versions[col]; sent || v.IsZero() || resent[col] {
@@ -454,7 +456,7 @@ func (p Push) after(in codec.Change, cur *codec.Record, versions map[string]code
 		s := cur.Versions[col]
 		switch {
 		case v.Compare(s) > 0:
-		case cur.Cols[col].Equal(in.Cols[col]):
+		case in.Created && cur.Cols[col].Equal(in.Cols[col]): // see kept
 			versions[col] = s
 		default:
 			versions[col] = codec.Version{Wall: s.Wall, Counter: s.Counter + 1, Node: p.Caller.ID}

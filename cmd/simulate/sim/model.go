@@ -31,6 +31,7 @@ type write struct {
 	at       int64 // world ms
 	versions []codec.Version
 	seen     map[int]bool
+	sent     int64 // the updated_at a JSON client pushed it with (wdbLearn)
 }
 
 // version is the edit's latest dating, the one its replicas compare.

@@ -157,6 +157,8 @@ func (w *World) wdbArriving(n *node, body []byte) []key {
 // created record and the _changed columns of an updated one (now is
 // the cloud's time when it took the push), or the version the cloud
 // now holds for the edit's value (dated after what the device pulled).
+// An edit pushed again with the same updated_at (the answer was lost,
+// or the push was delivered twice) keeps the version it was given.
 func (w *World) wdbLearn(n *node, body []byte, now int64) {
 	var p wdbPush
 	if json.Unmarshal(body, &p) != nil {
@@ -178,9 +180,10 @@ func (w *World) wdbLearn(n *node, body []byte, now int64) {
 				if raw["_status"] == wdbUpdated {
 					cols = strings.Split(fmt.Sprint(raw["_changed"]), ",")
 				}
-				wall := now
-				if u, ok := raw["updated_at"].(float64); ok && u > 0 && int64(u) < wall {
-					wall = int64(u)
+				wall, sent := now, int64(0)
+				if u, ok := raw["updated_at"].(float64); ok && u > 0 {
+					sent = int64(u)
+					wall = min(wall, sent)
 				}
 				ver := codec.Version{Wall: wall, Node: n.user}
 				stored, err := w.cloud.store.Get(t, r.id)
@@ -189,10 +192,10 @@ func (w *World) wdbLearn(n *node, body []byte, now int64) {
 						continue
 					}
 					v := valueOf(tab, col, raw[col])
-					r.learn(col, ver, v)
+					r.learn(col, ver, v, sent)
 					// Dated after the stored version the device had pulled.
 					if sv := stored.Versions[col]; err == nil && sv.Node == n.user && stored.Cols[col].Equal(v) {
-						r.learn(col, sv, v)
+						r.learn(col, sv, v, 0)
 					}
 				}
 			}
@@ -507,11 +510,19 @@ func wdbVersions(n *node, cols map[string]codec.Value) map[string]codec.Version 
 }
 
 // learn records a later dating of a write: the latest write of the
-// column by the version's node with this value (nil if none).
-func (r *mrow) learn(col string, ver codec.Version, v codec.Value) {
+// column by the version's node with this value (nil if none). sent is
+// the updated_at of the push that dated it (0 if none): a push sent
+// again with the same one dates nothing anew.
+func (r *mrow) learn(col string, ver codec.Version, v codec.Value, sent int64) {
 	ws := r.cols[col]
 	for i := len(ws) - 1; i >= 0; i-- {
 		if wr := ws[i]; wr.writer == ver.Node && wr.value.Equal(v) {
+			if sent != 0 {
+				if wr.sent == sent {
+					return
+				}
+				wr.sent = sent
+			}
 			if !slices.Contains(wr.versions, ver) {
 				wr.versions = append(wr.versions, ver)
 			}
