@@ -141,7 +141,17 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "listening on http://%s%s (Prometheus metrics)\n", l.Addr(), metrics.Path)
 		go func() { metricsDone <- metrics.Serve(ctx, l, m.reg) }()
 	}
-	code := simulateAll(d, *seeds, *report, *asJSON, stdout, stderr)
+	done := make(chan int, 1)
+	go func() { done <- simulateAll(ctx, d, *seeds, *report, *asJSON, stdout, stderr) }()
+	var code int
+	select {
+	case code = <-done:
+	case <-ctx.Done(): // a run holds no state worth a clean stop
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "simulate: interrupted")
+		return 130
+	}
 	if m != nil {
 		fmt.Fprintln(stderr, "simulate: done; serving metrics until interrupted")
 		if err := <-metricsDone; err != nil {
@@ -153,7 +163,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 // simulateAll runs the simulations, writes the report and returns the
 // exit code.
-func simulateAll(d sim.Options, seeds int, report string, asJSON bool, stdout, stderr io.Writer) int {
+func simulateAll(ctx context.Context, d sim.Options, seeds int, report string, asJSON bool, stdout, stderr io.Writer) int {
 	var reports []*sim.Report
 	var err error
 	if seeds == 1 {
@@ -163,8 +173,10 @@ func simulateAll(d sim.Options, seeds int, report string, asJSON bool, stdout, s
 			return 2
 		}
 		reports = []*sim.Report{r}
-	} else if reports, err = sim.RunSeeds(d, seeds); err != nil {
-		fmt.Fprintln(stderr, "simulate:", err)
+	} else if reports, err = sim.RunSeeds(ctx, d, seeds); err != nil {
+		if ctx.Err() == nil {
+			fmt.Fprintln(stderr, "simulate:", err)
+		}
 		return 2
 	}
 	if report != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -156,5 +157,16 @@ func TestUsage(t *testing.T) {
 		if code, _, _ := simulate(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
+	}
+}
+
+// TestInterrupted: an interrupt (a done context) ends a sweep of seeds
+// at once with exit 130, instead of after the last seed.
+func TestInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	if code := runContext(ctx, []string{"--seeds", "1000"}, &out, &errb); code != 130 || !strings.Contains(errb.String(), "interrupted") {
+		t.Errorf("interrupted sweep: exit %d, %q", code, errb.String())
 	}
 }

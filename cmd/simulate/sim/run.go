@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"runtime"
 	"sync"
 	"time"
@@ -25,8 +26,9 @@ func Run(o Options) (*Report, error) {
 }
 
 // RunSeeds plays k simulations, seeds o.Seed to o.Seed+k-1, on up to
-// GOMAXPROCS goroutines. Reports come back in seed order.
-func RunSeeds(o Options, k int) ([]*Report, error) {
+// GOMAXPROCS goroutines. Reports come back in seed order. When ctx
+// ends no further seed starts, and RunSeeds returns ctx's error.
+func RunSeeds(ctx context.Context, o Options, k int) ([]*Report, error) {
 	reports := make([]*Report, k)
 	errs := make([]error, k)
 	next := make(chan int)
@@ -44,10 +46,19 @@ func RunSeeds(o Options, k int) ([]*Report, error) {
 		}()
 	}
 	for i := range k {
-		next <- i
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
 	}
 	close(next)
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -94,7 +95,7 @@ func TestSameSeedSameDigest(t *testing.T) {
 	if a.Digest == c.Digest {
 		t.Errorf("seeds 11 and 12 share the digest %s", a.Digest)
 	}
-	rs, err := RunSeeds(small(11), 2)
+	rs, err := RunSeeds(context.Background(), small(11), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
