@@ -33,7 +33,8 @@ type node struct {
 	dir                string
 	env                []string // the test hooks: clock offset, planted bug
 
-	// ops is held (read) by every workload command on a served node and
+	// ops is held by every workload command on a device (see hold), and
+	// held (read) by every workload command on a served node and
 	// (write) while its serve process is killed and restarted, so that a
 	// command never straddles a restart: its outcome is then known.
 	ops sync.RWMutex

@@ -1,12 +1,14 @@
 package proc
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 )
@@ -15,9 +17,10 @@ import (
 // each with its own seeded stream, working through the CLI. Devices
 // register patients and visits, edit the latest ones (several devices
 // on the same rows, same and different columns), delete now and then,
-// and sync with their hub (and some with the cloud). The admin edits
-// and now and then deletes patients on the cloud, through its serve
-// process's control socket.
+// and sync with their hub (and some with the cloud); now and then two
+// devices collide on purpose (collide). The admin edits and now and
+// then deletes patients on the cloud, through its serve process's
+// control socket.
 
 // device runs one device's share of the workload.
 func (r *runner) device(ctx context.Context, dev *node, idx int) {
@@ -25,6 +28,8 @@ func (r *runner) device(ctx context.Context, dev *node, idx int) {
 	for op := 0; op < r.opts.Ops && ctx.Err() == nil; op++ {
 		x := rng.IntN(100)
 		switch {
+		case x < 6:
+			r.collide(ctx, dev, rng)
 		case x < 15:
 			r.createPatient(ctx, dev, fmt.Sprintf("p-%s-%d", dev.name, op))
 		case x < 22:
@@ -69,11 +74,21 @@ func (r *runner) pause(ctx context.Context, rng *rand.Rand) {
 // do runs a workload command on n; on a served node it holds n.ops, so
 // that no kill interrupts it.
 func (r *runner) do(ctx context.Context, n *node, args ...string) (string, error) {
+	defer hold(n)()
+	return r.c.cli(ctx, n, args...)
+}
+
+// hold takes n.ops for one command and returns its release: shared on a
+// served node (its serve process owns the store), exclusive on a device
+// (each command opens the store, which one process holds at a time, as
+// one app does on a phone; collide works on two devices).
+func hold(n *node) func() {
 	if n.kind != kindMobile {
 		n.ops.RLock()
-		defer n.ops.RUnlock()
+		return n.ops.RUnlock
 	}
-	return r.c.cli(ctx, n, args...)
+	n.ops.Lock()
+	return n.ops.Unlock
 }
 
 func (r *runner) createPatient(ctx context.Context, dev *node, id string) {
@@ -149,38 +164,78 @@ func (r *runner) read(ctx context.Context, n *node, table, id string) (map[strin
 	return rows.Rows[0], nil
 }
 
-// edit changes a tracked column of a row the node holds: the value it
-// shows there is what the new write has seen.
+// edit changes a tracked column of a row the node holds.
 func (r *runner) edit(ctx context.Context, n *node, rng *rand.Rand) {
-	table, id := r.pick(n, rng)
+	if table, id := r.pick(n, rng); id != "" {
+		r.write(ctx, n, table, id, column(n, table, rng))
+	}
+}
+
+// column is the tracked column an edit of n writes. Devices collide on
+// phone and hometown (and a visit's provider); the admin edits
+// given_name only. An edit on the cloud overwrites what the cloud holds
+// when the put lands, which may be a push newer than what the admin
+// read: the model could not say what it saw.
+func column(n *node, table string, rng *rand.Rand) string {
+	switch {
+	case n.kind == kindCloud:
+		return "given_name"
+	case table == "patients":
+		return []string{"phone", "hometown"}[rng.IntN(2)]
+	}
+	return "provider_name"
+}
+
+// collide makes two devices of dev's clinic edit the same column
+// concurrently, so that the later edit reaches the first device by a
+// pull while its own edit is still unpushed: the first device (the
+// slower clock) edits, the second syncs (its clock now past what the
+// hub holds), edits, and syncs, then the first syncs. Its pull must
+// keep the newer value and log its own edit as beaten.
+func (r *runner) collide(ctx context.Context, dev *node, rng *rand.Rand) {
+	var peers []*node
+	for _, d := range r.c.devices {
+		if d.clinic == dev.clinic {
+			peers = append(peers, d)
+		}
+	}
+	if len(peers) < 2 {
+		return
+	}
+	slices.SortStableFunc(peers, func(a, b *node) int { return cmp.Compare(r.plan.Skew[a.name], r.plan.Skew[b.name]) })
+	first, second := peers[0], peers[len(peers)-1]
+	table, id := r.pick(first, rng)
 	if id == "" {
 		return
 	}
+	col := column(first, table, rng)
+	if !r.write(ctx, first, table, id, col) {
+		return
+	}
+	r.sync(ctx, second, second.hubPeer, rng)
+	if r.write(ctx, second, table, id, col) {
+		r.sync(ctx, second, second.hubPeer, rng)
+		r.sync(ctx, first, first.hubPeer, rng)
+	}
+}
+
+// write puts a new value in a column of a row n holds, and says whether
+// it did: the value n shows there is what the new write has seen.
+func (r *runner) write(ctx context.Context, n *node, table, id, col string) bool {
 	row, err := r.read(ctx, n, table, id)
 	if err != nil || row == nil {
 		r.noteFailure(n, err)
-		return
-	}
-	// Devices collide on phone and hometown (and a visit's provider);
-	// the admin edits given_name only. An edit on the cloud overwrites
-	// what the cloud holds when the put lands, which may be a push
-	// newer than what the admin read: the model could not say what it
-	// saw.
-	col := "provider_name"
-	switch {
-	case n.kind == kindCloud:
-		col = "given_name"
-	case table == "patients":
-		col = []string{"phone", "hometown"}[rng.IntN(2)]
+		return false
 	}
 	shown, _ := row[col].(string)
 	num, v := r.model.value(n.name)
 	at := r.now()
 	if _, err := r.do(ctx, n, "put", "--data", n.dir, "--table", table, "--id", id, col+"="+v); err != nil {
 		r.engineError(n, err)
-		return
+		return false
 	}
 	r.model.updated(n.name, at, table, id, col, idValue{num, v}, shown)
+	return true
 }
 
 // remove deletes a row the node holds: visits more often than patients.
@@ -208,6 +263,7 @@ func (r *runner) sync(ctx context.Context, dev *node, peer string, rng *rand.Ran
 	if rng.Float64() < r.plan.SyncKill {
 		killAfter = time.Duration(rng.IntN(400)) * time.Millisecond
 	}
+	defer hold(dev)()
 	cmd := exec.CommandContext(ctx, r.c.bin, "sync", "--data", dev.dir, "--peer", peer, "--json", "--timeout", "20s")
 	cmd.Env = append(cmd.Environ(), dev.env...)
 	if err := cmd.Start(); err != nil {
