@@ -788,7 +788,7 @@ func writeError(w http.ResponseWriter, e *httpError) {
 }
 
 func writeProto(w http.ResponseWriter, m proto.Message) *httpError {
-	b, err := codec.Marshal(m)
+	b, err := proto.Marshal(m) // only decoded: no sorting of map entries
 	if err != nil {
 		return internal(fmt.Errorf("marshalling a %T: %w", m, err))
 	}

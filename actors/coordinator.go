@@ -95,6 +95,7 @@ type coordinatorConfig struct {
 	retries    int           // automatic retries of a sync that failed on a passing cause
 	backoff    time.Duration // the first retry's wait, doubled for each next one
 	merge      kv.Merge      // the pull merge (nil: fsm.ApplyPulled); test-only
+	sequential bool          // no pipelined pulls (NodeConfig.Sequential)
 	// publish sees every transition of the machine. It runs inside
 	// Receive and must not block.
 	publish func(fsm.Transition)
@@ -338,6 +339,7 @@ func sameEndpoint(a, b kv.Peer) bool {
 func (c *coordinator) advance(ctx actor.Context, step Step) {
 	s := c.sync
 	if d := step.Done; d != nil {
+		s.call = 0 // a pipelined pull still in flight is stale
 		if d.Outcome == OutcomeError && retryable(d.Err) && s.attempt < c.cfg.retries {
 			// The sync stays running (others are skipped) while it waits.
 			s.attempt++
@@ -352,6 +354,12 @@ func (c *coordinator) advance(ctx actor.Context, step Step) {
 		c.finish(ctx, s, *d)
 		return
 	}
+	c.send(ctx, s, step)
+}
+
+// send hands a request of the running sync to its peer actor. A reply
+// counts only if it answers the latest request sent.
+func (c *coordinator) send(ctx actor.Context, s *running, step Step) {
 	c.seq++
 	s.call, s.step = c.seq, step
 	ctx.Send(s.pid, &peerCall{seq: c.seq, pull: step.Pull, push: step.Push, replyTo: ctx.Self()})
@@ -368,7 +376,17 @@ func (c *coordinator) onReply(ctx actor.Context, m *peerReply) {
 	case m.err != nil:
 		step = s.run.Fail(m.err)
 	case s.step.Pull != nil:
-		step = s.run.OnPull(m.pull)
+		// Pipelined: the next page's request leaves before this page
+		// applies, so the peer reads and sends it meanwhile.
+		ahead, apply := s.run.OnPullAhead(m.pull)
+		if ahead == nil || c.cfg.sequential {
+			step = apply()
+			break
+		}
+		c.send(ctx, s, Step{Pull: ahead})
+		if step = apply(); step.Pull == ahead {
+			return // already sent
+		}
 	default:
 		step = s.run.OnPush(m.push)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clinicsync/clinicsync/fsm"
 	"github.com/clinicsync/clinicsync/kv"
+	pb "github.com/clinicsync/clinicsync/proto"
 )
 
 // waitBound bounds every wait of these tests for something that is
@@ -584,5 +585,65 @@ func TestUserMessage(t *testing.T) {
 		if got := UserMessage(c.typ, c.err); got != c.want {
 			t.Errorf("UserMessage(%s, %v) = %q, want %q", c.typ, c.err, got, c.want)
 		}
+	}
+}
+
+// TestCoordinatorPipelinedPull: the request for a pull's next page
+// leaves before the current page applies (the page's first row waits in
+// the merge until the peer has the next request); a page that fails to
+// apply fails the sync, the answer still in flight is dropped, and the
+// next sync resumes after the last page applied.
+func TestCoordinatorPipelinedPull(t *testing.T) {
+	var (
+		pulls    atomic.Int32
+		fresh    atomic.Int32 // pulls from the start (no continuation)
+		second   = make(chan struct{})
+		failPage atomic.Bool // the second page's rows fail once
+		applied  atomic.Int32
+	)
+	p := newPairWith(t, KindCloud, func(cfg *NodeConfig) {
+		cfg.PageSize = 10
+		cfg.Merge = func(cur *kv.Record, in kv.Change) (kv.Outcome, error) {
+			switch n := applied.Add(1); {
+			case n == 1:
+				select { // the first page's first row
+				case <-second:
+				case <-time.After(waitBound):
+					return kv.Outcome{}, errors.New("the next page was not asked for while this one applied")
+				}
+			case n > 10 && n <= 20 && failPage.CompareAndSwap(true, false):
+				return kv.Outcome{}, errors.New("planted: the second page fails to apply")
+			}
+			return fsm.ApplyPulled(cur, in)
+		}
+	})
+	for i := range 25 {
+		write(t, p.up, fmt.Sprintf("p%02d", i))
+	}
+	p.net.SetHook(func(c Call) Fault {
+		if c.Op != "pull" {
+			return Deliver
+		}
+		if c.Request.(*pb.PullRequest).GetContinuation() == "" {
+			fresh.Add(1)
+		}
+		if pulls.Add(1) == 2 {
+			close(second)
+		}
+		return Deliver
+	})
+	failPage.Store(true)
+	if res := p.sync(t); res.Outcome != OutcomeError || !strings.Contains(res.Err.Error(), "second page fails") {
+		t.Fatalf("first sync: %+v, want the planted apply failure", res)
+	}
+	if n, _, _ := p.mobile.Store().Count("patients"); n != 10 {
+		t.Errorf("after the failed page: %d rows, want the first page's 10", n)
+	}
+	res := p.sync(t)
+	if res.Outcome != OutcomeOK || res.Pulled != 25 || fresh.Load() != 1 {
+		t.Fatalf("second sync: %+v after %d pulls from the start, want ok, resumed (25 rows in all)", res, fresh.Load())
+	}
+	if n, _, _ := p.mobile.Store().Count("patients"); n != 25 {
+		t.Errorf("after the resumed pull: %d rows, want 25", n)
 	}
 }

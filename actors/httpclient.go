@@ -145,7 +145,7 @@ func (t *HTTPTransport) Pull(ctx context.Context, req *pb.PullRequest) (*pb.Pull
 
 // Push sends a push; it is applied whole or not at all.
 func (t *HTTPTransport) Push(ctx context.Context, req *pb.PushRequest) (*pb.PushResponse, error) {
-	body, err := codec.Marshal(req)
+	body, err := proto.Marshal(req)
 	if err != nil {
 		return nil, err
 	}

@@ -227,7 +227,8 @@ func startRemote(sys *actor.ActorSystem, host string, port int) (bound string, e
 		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 	}
-	rem := remote.NewRemote(sys, remote.Configure(host, port, rpcDialOptions()))
+	rem := remote.NewRemote(sys, remote.Configure(host, port, rpcDialOptions(),
+		remote.WithServerOptions(grpc.MaxRecvMsgSize(rpcMaxMessage))))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("actors: serving RPC on %s: %v", addr, r)
@@ -242,10 +243,15 @@ func startRemote(sys *actor.ActorSystem, host string, port int) (bound string, e
 // connection the answering side dials), to read the bytes on the wire.
 var rpcWireTap atomic.Pointer[func(net.Conn) net.Conn]
 
+// rpcMaxMessage bounds one native RPC message (gRPC's default is 4
+// MiB): a pull page of MaxPageSize rows with their versions, sealed.
+const rpcMaxMessage = 64 << 20
+
 // rpcDialOptions: plain gRPC connections (the payloads are sealed), made
 // through rpcWireTap when set.
 func rpcDialOptions() remote.ConfigOption {
 	return remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(rpcMaxMessage), grpc.MaxCallSendMsgSize(rpcMaxMessage)),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 			if tap := rpcWireTap.Load(); err == nil && tap != nil {
@@ -468,7 +474,7 @@ func (s *rpcSession) serve(m *pb.RpcEnvelope) (reply *pb.RpcEnvelope, end bool) 
 	} else {
 		end = s.answer(log, dir, req, resp)
 	}
-	plain, err = proto.MarshalOptions{Deterministic: true}.Marshal(resp)
+	plain, err = proto.Marshal(resp)
 	if err == nil {
 		clear.Direction = string(responseDir(dir))
 		clear.Blob, err = s.sealer.Seal(responseDir(dir), plain)

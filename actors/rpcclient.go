@@ -143,7 +143,7 @@ func (t *RPCTransport) call(ctx context.Context, dir codec.Direction, req *pb.Rp
 			return nil, err
 		}
 		req.RequestId = id
-		plain, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+		plain, err := proto.Marshal(req)
 		if err != nil {
 			return nil, fmt.Errorf("actors: encoding a %s: %w", op, err)
 		}

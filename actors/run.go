@@ -132,11 +132,26 @@ func (r *Run) Start() Step {
 
 // OnPull applies one pulled page and returns the next request.
 func (r *Run) OnPull(resp *pb.PullResponse) Step {
+	_, apply := r.OnPullAhead(resp)
+	return apply()
+}
+
+// OnPullAhead is OnPull for a caller that sends the next page's request
+// while this page applies: ahead is that request when the page is not
+// the pull's last (nil otherwise), and apply applies the page and
+// returns the next step (whose Pull is ahead, unless the apply failed).
+// A page that fails to apply fails the sync; the answer to ahead is
+// then dropped. The pull's position is stored with each applied page,
+// so a crash meanwhile resumes after the last page applied.
+func (r *Run) OnPullAhead(resp *pb.PullResponse) (ahead *pb.PullRequest, apply func() Step) {
 	step, err := r.sync.OnPull(resp)
 	if err != nil {
-		return r.Fail(fmt.Errorf("%w: %v", ErrBadRequest, err))
+		return nil, func() Step { return r.Fail(fmt.Errorf("%w: %v", ErrBadRequest, err)) }
 	}
-	return r.exec(step)
+	if step.Pull != nil && step.Collect == fsm.CollectNone && len(step.MarkSynced) == 0 && !step.Finish {
+		ahead = step.Pull
+	}
+	return ahead, func() Step { return r.exec(step) }
 }
 
 // OnPush marks the acknowledged rows synced, except those written since

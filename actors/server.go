@@ -14,7 +14,7 @@ import (
 // told otherwise (`node sync --page-size`); a server serves at most
 // MaxPageSize (Server.PageSize overrides it).
 const (
-	DefaultPageSize = 2000
+	DefaultPageSize = 10000
 	MaxPageSize     = 10000
 )
 

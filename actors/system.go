@@ -47,6 +47,11 @@ type NodeConfig struct {
 	// Test-only: `bin/simulate --mode process` plants a broken one to
 	// show its checks catch it.
 	Merge kv.Merge
+	// Sequential turns off pipelined pulls: by default the request for
+	// a pull's next page leaves before the page applies, so the peer
+	// reads and sends it meanwhile. The simulator runs one step at a
+	// time, so that its runs replay from their seeds.
+	Sequential bool
 }
 
 // Defaults of NodeConfig's retries.
@@ -109,7 +114,7 @@ func (n *Node) Start(cfg NodeConfig) error {
 	sysLog := slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return sysLog }))
 	props := coordinatorProps(coordinatorConfig{store: n.store, clock: n.clock, transports: cfg.Transports,
-		log: log, timeout: timeout, pageSize: cfg.PageSize, retries: cfg.Retries, backoff: cfg.RetryBackoff, merge: cfg.Merge,
+		log: log, timeout: timeout, pageSize: cfg.PageSize, retries: cfg.Retries, backoff: cfg.RetryBackoff, merge: cfg.Merge, sequential: cfg.Sequential,
 		publish: func(t fsm.Transition) {
 			if d := n.feed.publish(t); d > 0 {
 				log.Warn("sync state subscribers too slow: transitions dropped", "dropped", d, "event", t.Event)

@@ -1,8 +1,11 @@
 package kv
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/clinicsync/clinicsync/codec"
 
@@ -53,8 +56,15 @@ type Result struct {
 // all in one transaction: if any change is invalid (unknown table, bad
 // id) or merge returns an error, nothing is applied. The node's clock
 // advances past the received versions; the values the merge reports as
-// beaten go to the conflict log.
+// beaten go to the conflict log. A merge that reads no other rows
+// cannot tell the order of changes to different rows, so they are
+// applied in key order (bbolt then walks each table's tree once, not
+// once per row); changes to the same row keep theirs.
 func (s *Store) Apply(b Batch, merge Merge) (Result, error) {
+	b.Changes = slices.Clone(b.Changes)
+	slices.SortStableFunc(b.Changes, func(x, y Change) int {
+		return cmp.Or(strings.Compare(x.Table, y.Table), strings.Compare(x.ID, y.ID))
+	})
 	return s.ApplyWith(b, func(Lookup) Merge { return merge })
 }
 

@@ -49,7 +49,7 @@ func encodeRecord(r *Record) ([]byte, error) {
 			sr.Receipts[k] = &pb.Receipt{Hash: rc.Hash, Wall: rc.Version.Wall, Counter: rc.Version.Counter, Node: rc.Version.Node}
 		}
 	}
-	return proto.MarshalOptions{Deterministic: true}.Marshal(sr)
+	return proto.Marshal(sr) // only ever decoded: map entries in any order
 }
 
 func decodeRecord(table, id string, b []byte) (Record, error) {

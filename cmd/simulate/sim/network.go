@@ -406,6 +406,7 @@ func (w *World) startEngine(n *node) error {
 		RequestTimeout: noTimeout,
 		Retries:        -1,
 		Merge:          w.countingMerge(w.merge),
+		Sequential:     true, // one step at a time: the run replays from its seed
 	})
 	if err != nil {
 		return fmt.Errorf("sim: starting the engine of %s: %w", n.name, err)
