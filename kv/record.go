@@ -1,11 +1,13 @@
 package kv
 
 import (
+	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/clinicsync/clinicsync/codec"
 	pb "github.com/clinicsync/clinicsync/proto"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // The row vocabulary is codec's, shared with the sync rules in fsm.
@@ -30,57 +32,253 @@ const (
 	Reject = codec.Reject
 )
 
+// Stored rows are pb.StoredRow messages, encoded and decoded field by
+// field (codec.AppendValues and friends): every sync reads and writes
+// them, and the generated code's messages and maps in between cost
+// more than the rest of an apply. record_test.go holds both directions
+// to the generated code.
+const (
+	fCols          protowire.Number = 1
+	fStatus        protowire.Number = 2
+	fChanged       protowire.Number = 3
+	fCursor        protowire.Number = 4
+	fCreatedCursor protowire.Number = 5
+	fDeleted       protowire.Number = 6
+	fVersion       protowire.Number = 7
+	fOrigin        protowire.Number = 8
+	fPushBase      protowire.Number = 9
+	fVersions      protowire.Number = 10
+	fReceipts      protowire.Number = 11
+)
+
 func encodeRecord(r *Record) ([]byte, error) {
-	sr := &pb.StoredRow{
-		Cols:          codec.ValuesToProto(r.Cols),
-		Status:        pb.Status(r.Status),
-		Changed:       r.Changed,
-		Cursor:        r.Cursor,
-		CreatedCursor: r.CreatedCursor,
-		Deleted:       r.Deleted,
-		Version:       r.Version,
-		Origin:        r.Origin,
-		PushBase:      r.PushBase,
-		Versions:      codec.VersionsToProto(r.Versions),
+	size := 64 + 48*len(r.Versions)
+	for k, v := range r.Cols {
+		size += 8 + len(k) + len(v.Str)
 	}
-	if len(r.Receipts) > 0 {
-		sr.Receipts = make(map[string]*pb.Receipt, len(r.Receipts))
-		for k, rc := range r.Receipts {
-			sr.Receipts[k] = &pb.Receipt{Hash: rc.Hash, Wall: rc.Version.Wall, Counter: rc.Version.Counter, Node: rc.Version.Node}
+	b := make([]byte, 0, size)
+	b = codec.AppendValues(b, fCols, r.Cols)
+	b = appendVarint(b, fStatus, uint64(pb.Status(r.Status)))
+	for _, c := range r.Changed {
+		b = protowire.AppendTag(b, fChanged, protowire.BytesType)
+		b = protowire.AppendString(b, c)
+	}
+	b = appendVarint(b, fCursor, uint64(r.Cursor))
+	b = appendVarint(b, fCreatedCursor, uint64(r.CreatedCursor))
+	if r.Deleted {
+		b = appendVarint(b, fDeleted, 1)
+	}
+	b = appendVarint(b, fVersion, r.Version)
+	if r.Origin != "" {
+		b = protowire.AppendTag(b, fOrigin, protowire.BytesType)
+		b = protowire.AppendString(b, r.Origin)
+	}
+	b = appendVarint(b, fPushBase, uint64(r.PushBase))
+	b = codec.AppendVersions(b, fVersions, r.Versions)
+	for k, rc := range r.Receipts {
+		var m []byte
+		if rc.Hash != 0 {
+			m = protowire.AppendTag(m, 1, protowire.Fixed64Type)
+			m = protowire.AppendFixed64(m, rc.Hash)
 		}
+		m = appendVarint(m, 2, uint64(rc.Version.Wall))
+		m = appendVarint(m, 3, uint64(rc.Version.Counter))
+		if rc.Version.Node != "" {
+			m = protowire.AppendTag(m, 4, protowire.BytesType)
+			m = protowire.AppendString(m, rc.Version.Node)
+		}
+		b = protowire.AppendTag(b, fReceipts, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(1+protowire.SizeBytes(len(k))+1+protowire.SizeBytes(len(m))))
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, k)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, m)
 	}
-	return proto.Marshal(sr) // only ever decoded: map entries in any order
+	return b, nil
+}
+
+// appendVarint appends a varint field unless it is zero (proto3).
+func appendVarint(b []byte, num protowire.Number, x uint64) []byte {
+	if x == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, x)
 }
 
 func decodeRecord(table, id string, b []byte) (Record, error) {
-	var sr pb.StoredRow
-	if err := proto.Unmarshal(b, &sr); err != nil {
+	r := Record{Row: codec.Row{Table: table, ID: id, Cols: make(map[string]codec.Value, countCols(b))}}
+	if err := decodeFields(&r, b); err != nil {
 		return Record{}, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
 	}
-	cols, err := codec.ValuesFromProto(sr.Cols)
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
+	return r, nil
+}
+
+// countCols counts the column entries of an encoded row (up to an
+// error, which decodeFields reports), to size its map once.
+func countCols(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, m := codec.ConsumeTag(b)
+		if m < 0 {
+			break
+		}
+		b = b[m:]
+		if num == fCols {
+			n++
+		}
+		if m = protowire.ConsumeFieldValue(num, typ, b); m < 0 {
+			break
+		}
+		b = b[m:]
 	}
-	versions, err := codec.VersionsFromProto(sr.Versions)
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
-	}
-	var receipts map[string]codec.Receipt
-	if len(sr.Receipts) > 0 {
-		receipts = make(map[string]codec.Receipt, len(sr.Receipts))
-		for k, rc := range sr.Receipts {
-			receipts[k] = codec.Receipt{Hash: rc.GetHash(), Version: codec.Version{Wall: rc.GetWall(), Counter: rc.GetCounter(), Node: rc.GetNode()}}
+	return n
+}
+
+func decodeFields(r *Record, b []byte) error {
+	for len(b) > 0 {
+		num, typ, n := codec.ConsumeTag(b)
+		if n < 0 {
+			return errWire
+		}
+		b = b[n:]
+		if typ == protowire.VarintType && (num == fStatus || num >= fCursor && num <= fVersion || num == fPushBase) {
+			x, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return errWire
+			}
+			b = b[n:]
+			switch num {
+			case fStatus:
+				r.Status = Status(pb.Status(int32(x)))
+			case fCursor:
+				r.Cursor = int64(x)
+			case fCreatedCursor:
+				r.CreatedCursor = int64(x)
+			case fDeleted:
+				r.Deleted = protowire.DecodeBool(x)
+			case fVersion:
+				r.Version = x
+			case fPushBase:
+				r.PushBase = int64(x)
+			}
+			continue
+		}
+		if typ != protowire.BytesType || num != fCols && num != fChanged && num != fOrigin && num != fVersions && num != fReceipts {
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return errWire
+			}
+			b = b[n:]
+			continue
+		}
+		m, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return errWire
+		}
+		b = b[n:]
+		var err error
+		switch num {
+		case fCols:
+			err = codec.ConsumeValue(m, r.Cols)
+		case fChanged:
+			r.Changed = append(r.Changed, string(m))
+			err = validUTF8(m)
+		case fOrigin:
+			r.Origin = string(m)
+			err = validUTF8(m)
+		case fVersions:
+			err = codec.ConsumeVersions(m, &r.Versions)
+		case fReceipts:
+			err = consumeReceipt(m, &r.Receipts)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return Record{
-		Receipts:      receipts,
-		Row:           codec.Row{Table: table, ID: id, Cols: cols, Changed: sr.Changed, Versions: versions},
-		Status:        Status(sr.Status),
-		Deleted:       sr.Deleted,
-		Cursor:        sr.Cursor,
-		CreatedCursor: sr.CreatedCursor,
-		Version:       sr.Version,
-		Origin:        sr.Origin,
-		PushBase:      sr.PushBase,
-	}, nil
+	return nil
+}
+
+// consumeReceipt decodes one receipts map entry into *rs (made when
+// nil).
+func consumeReceipt(entry []byte, rs *map[string]codec.Receipt) error {
+	var key string
+	var rc codec.Receipt
+	for len(entry) > 0 {
+		num, typ, n := codec.ConsumeTag(entry)
+		if n < 0 {
+			return errWire
+		}
+		entry = entry[n:]
+		if typ != protowire.BytesType || num != 1 && num != 2 {
+			if n = protowire.ConsumeFieldValue(num, typ, entry); n < 0 {
+				return errWire
+			}
+			entry = entry[n:]
+			continue
+		}
+		m, n := protowire.ConsumeBytes(entry)
+		if n < 0 {
+			return errWire
+		}
+		entry = entry[n:]
+		if num == 1 {
+			key = string(m)
+			if err := validUTF8(m); err != nil {
+				return err
+			}
+			continue
+		}
+		for len(m) > 0 { // a second occurrence merges into the first
+			num, typ, n := codec.ConsumeTag(m)
+			if n < 0 {
+				return errWire
+			}
+			m = m[n:]
+			switch {
+			case num == 1 && typ == protowire.Fixed64Type:
+				rc.Hash, n = protowire.ConsumeFixed64(m)
+			case num == 2 && typ == protowire.VarintType:
+				var x uint64
+				x, n = protowire.ConsumeVarint(m)
+				rc.Version.Wall = int64(x)
+			case num == 3 && typ == protowire.VarintType:
+				var x uint64
+				x, n = protowire.ConsumeVarint(m)
+				rc.Version.Counter = uint32(x)
+			case num == 4 && typ == protowire.BytesType:
+				var s []byte
+				s, n = protowire.ConsumeBytes(m)
+				if n >= 0 {
+					if err := validUTF8(s); err != nil {
+						return err
+					}
+					rc.Version.Node = string(s)
+				}
+			default:
+				n = protowire.ConsumeFieldValue(num, typ, m)
+			}
+			if n < 0 {
+				return errWire
+			}
+			m = m[n:]
+		}
+	}
+	if *rs == nil {
+		*rs = map[string]codec.Receipt{}
+	}
+	(*rs)[key] = rc
+	return nil
+}
+
+var (
+	errWire = errors.New("malformed protobuf")
+	errUTF8 = errors.New("string field contains invalid UTF-8")
+)
+
+func validUTF8(b []byte) error {
+	if !utf8.Valid(b) {
+		return errUTF8
+	}
+	return nil
 }
