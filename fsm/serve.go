@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/codec/schema"
@@ -500,7 +501,9 @@ func (p Push) invalid(t *schema.Table, r codec.Row) string {
 // patient created and deleted downstream while a device wrote its
 // events); then created and updated rows table by table in
 // Catalog.PushTables order, parents before the rows that follow them (a
-// new patient, then its events); other tables last.
+// new patient, then its events); other tables last. Within a table
+// the rows come in id order (the store then walks its tree once), a
+// row both created and updated in that order.
 func (p Push) Changes(cs *codec.Changeset) []codec.Change {
 	order := p.Catalog.PushTables(p.Caller.Hub)
 	for _, name := range cs.TableNames() {
@@ -509,21 +512,26 @@ func (p Push) Changes(cs *codec.Changeset) []codec.Change {
 		}
 	}
 	var out []codec.Change
+	byID := func(a, b codec.Change) int { return strings.Compare(a.ID, b.ID) }
 	for _, name := range slices.Backward(order) {
 		if tc := cs.Tables[name]; tc != nil {
+			start := len(out)
 			for _, id := range tc.Deleted {
 				out = append(out, codec.Change{Row: codec.Row{Table: name, ID: id}, Delete: true})
 			}
+			slices.SortStableFunc(out[start:], byID)
 		}
 	}
 	for _, name := range order {
 		if tc := cs.Tables[name]; tc != nil {
+			start := len(out)
 			for i, rows := range [][]codec.Row{tc.Created, tc.Updated} {
 				for _, r := range rows {
 					r.Table = name
 					out = append(out, codec.Change{Row: r, Created: i == 0})
 				}
 			}
+			slices.SortStableFunc(out[start:], byID)
 		}
 	}
 	return out

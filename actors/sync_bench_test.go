@@ -125,3 +125,53 @@ func rawLoad(b *testing.B, path string, rows []kv.Change) {
 		}
 	}
 }
+
+// BenchmarkPush: a mobile node pushes every row it created to a cloud
+// in one sync (in chunks), next to the same floor as BenchmarkInitialSync.
+func BenchmarkPush(b *testing.B) {
+	const n = 50_000
+	rows := benchPatients(n)
+	created := func(cur *kv.Record, in kv.Change) (kv.Outcome, error) { // as Put writes them
+		r := kv.Record{Row: in.Row, Status: kv.Created}
+		r.Versions = map[string]codec.Version{}
+		for col := range r.Cols {
+			r.Versions[col] = codec.Version{Wall: 1772440019193, Node: "phone"}
+		}
+		return kv.Outcome{Op: kv.Write, Record: r}, nil
+	}
+	var floor, sync time.Duration
+	for b.Loop() {
+		dir := b.TempDir()
+		start := time.Now()
+		rawLoad(b, filepath.Join(dir, "raw.db"), rows)
+		floor += time.Since(start)
+
+		cloud := openNode(b, filepath.Join(dir, "cloud"), actors.InitConfig{Kind: actors.KindCloud, Name: "cloud"})
+		phone := openNode(b, filepath.Join(dir, "phone"), actors.InitConfig{Kind: actors.KindMobile, Name: "phone", Clinics: []string{"c1"}})
+		for i := 0; i < n; i += 10_000 {
+			if _, err := phone.Store().Apply(kv.Batch{Changes: rows[i:min(i+10_000, n)]}, created); err != nil {
+				b.Fatal(err)
+			}
+		}
+		net := actors.NewMemNet()
+		net.Listen("cloud", cloud.Server(fsm.MergePolicy))
+		if err := phone.Store().PutPeer(kv.Peer{ID: "cloud", Type: kv.PeerCloud}); err != nil {
+			b.Fatal(err)
+		}
+		if err := phone.Start(actors.NodeConfig{Transports: net.Transports(phone.Info().Caller()), Logger: slog.New(slog.DiscardHandler)}); err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		res, err := phone.Sync(context.Background(), actors.SyncRequest{Trigger: actors.Manual})
+		sync += time.Since(start)
+		if err != nil || res.Pushed != n {
+			b.Fatalf("sync: %+v %v", res, err)
+		}
+		phone.Close()
+		cloud.Close()
+	}
+	rate := func(d time.Duration) float64 { return float64(b.N*n) / d.Seconds() }
+	b.ReportMetric(rate(sync), "rows/s")
+	b.ReportMetric(rate(floor), "floor-rows/s")
+	b.ReportMetric(sync.Seconds()/floor.Seconds(), "x-floor")
+}
