@@ -171,11 +171,11 @@ func (r *Run) exec(s fsm.Step) Step {
 			r.conflicts += res.Conflicts
 		}
 		if s.Collect != fsm.CollectNone {
-			recs, clamped, err := r.collect(s.Clamp, s.Collect)
+			next, err := r.collect(s.Clamp, s.Collect)
 			if err != nil {
 				return r.Fail(err)
 			}
-			s = r.sync.Collected(recs, clamped)
+			s = next
 			continue
 		}
 		if len(s.MarkSynced) > 0 {
@@ -186,6 +186,14 @@ func (r *Run) exec(s fsm.Step) Step {
 			if _, err := r.store.MarkSynced(refs); err != nil {
 				return r.Fail(err)
 			}
+		}
+		if s.Load != nil {
+			recs, err := r.store.Records(s.Load)
+			if err != nil {
+				return r.Fail(err)
+			}
+			s = r.sync.Loaded(recs)
+			continue
 		}
 		switch {
 		case s.Pull != nil:
@@ -206,16 +214,20 @@ func (r *Run) exec(s fsm.Step) Step {
 	}
 }
 
-// collect bounds own pending edits to limit, then reads the records a
-// push sends.
-func (r *Run) collect(limit int64, what fsm.Collect) ([]codec.Record, int, error) {
+// collect bounds own pending edits to limit, then lists the rows
+// pending upstream (the push reads them chunk by chunk) or, for a force
+// upload, reads every record.
+func (r *Run) collect(limit int64, what fsm.Collect) (fsm.Step, error) {
 	clamped, err := r.store.ClampPending(limit)
 	if err != nil {
-		return nil, 0, err
+		return fsm.Step{}, err
 	}
 	if what == fsm.CollectPending {
-		recs, err := r.store.Collect(0)
-		return recs, clamped, err
+		rows, err := r.store.PendingRows()
+		if err != nil {
+			return fsm.Step{}, err
+		}
+		return r.sync.Planned(rows, clamped), nil
 	}
 	var recs []codec.Record
 	for _, name := range r.store.Catalog().Names() {
@@ -224,10 +236,10 @@ func (r *Run) collect(limit int64, what fsm.Collect) ([]codec.Record, int, error
 			return nil
 		})
 		if err != nil {
-			return nil, 0, err
+			return fsm.Step{}, err
 		}
 	}
-	return recs, clamped, nil
+	return r.sync.Collected(recs, clamped), nil
 }
 
 // Fail ends the run with an error: the machine goes to error with the

@@ -129,3 +129,11 @@ type Outcome struct {
 	// node's conflict log (with any Op but Reject).
 	Conflicts []Conflict
 }
+
+// Pending is a row waiting to be pushed, as a push plans its chunks
+// before reading them: a tombstone or not, and its stored size.
+type Pending struct {
+	Table, ID string
+	Deleted   bool
+	Size      int
+}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -505,36 +506,57 @@ func (p Push) invalid(t *schema.Table, r codec.Row) string {
 // the rows come in id order (the store then walks its tree once), a
 // row both created and updated in that order.
 func (p Push) Changes(cs *codec.Changeset) []codec.Change {
-	order := p.Catalog.PushTables(p.Caller.Hub)
-	for _, name := range cs.TableNames() {
-		if !slices.Contains(order, name) {
-			order = append(order, name)
-		}
-	}
 	var out []codec.Change
-	byID := func(a, b codec.Change) int { return strings.Compare(a.ID, b.ID) }
-	for _, name := range slices.Backward(order) {
-		if tc := cs.Tables[name]; tc != nil {
-			start := len(out)
-			for _, id := range tc.Deleted {
-				out = append(out, codec.Change{Row: codec.Row{Table: name, ID: id}, Delete: true})
+	for _, name := range cs.TableNames() {
+		tc := cs.Tables[name]
+		for _, id := range tc.Deleted {
+			out = append(out, codec.Change{Row: codec.Row{Table: name, ID: id}, Delete: true})
+		}
+		for i, rows := range [][]codec.Row{tc.Created, tc.Updated} {
+			for _, r := range rows {
+				r.Table = name
+				out = append(out, codec.Change{Row: r, Created: i == 0})
 			}
-			slices.SortStableFunc(out[start:], byID)
 		}
 	}
-	for _, name := range order {
-		if tc := cs.Tables[name]; tc != nil {
-			start := len(out)
-			for i, rows := range [][]codec.Row{tc.Created, tc.Updated} {
-				for _, r := range rows {
-					r.Table = name
-					out = append(out, codec.Change{Row: r, Created: i == 0})
-				}
-			}
-			slices.SortStableFunc(out[start:], byID)
-		}
-	}
+	order := newPushOrder(p.Catalog, p.Caller.Hub)
+	slices.SortStableFunc(out, func(a, b codec.Change) int { return order.compare(a.Table, a.ID, a.Delete, b.Table, b.ID, b.Delete) })
 	return out
+}
+
+// pushOrder is the order of Push.Changes, by each table's place in
+// Catalog.PushTables (other tables after them, by name).
+type pushOrder map[string]int
+
+func newPushOrder(cat *schema.Catalog, hub bool) pushOrder {
+	o := pushOrder{}
+	for i, name := range cat.PushTables(hub) {
+		o[name] = i
+	}
+	return o
+}
+
+func (o pushOrder) rank(table string) int {
+	if r, ok := o[table]; ok {
+		return r
+	}
+	return len(o)
+}
+
+// compare orders two changes: deletes first, children before parents;
+// then rows, parents first; by table, then id.
+func (o pushOrder) compare(at, aid string, adel bool, bt, bid string, bdel bool) int {
+	if adel != bdel {
+		if adel {
+			return -1
+		}
+		return 1
+	}
+	ra, rb := o.rank(at), o.rank(bt)
+	if adel {
+		ra, rb = rb, ra
+	}
+	return cmp.Or(cmp.Compare(ra, rb), strings.Compare(at, bt), strings.Compare(aid, bid))
 }
 
 // ownClinic is the clinic a tombstone of an id never stored here keeps

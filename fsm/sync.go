@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/codec/schema"
@@ -92,6 +93,8 @@ type Sync struct {
 	clamped    int
 	pending    map[string]codec.Record // the records a push sends, by table and id
 	chunks     []*codec.Changeset      // chunks of the push not yet acknowledged
+	plan       [][]codec.Pending       // chunks of a pending push not yet read (Planned)
+	planned    int                     // rows of the plan
 	sent       int                     // records of the push acknowledged
 	accepted   int
 	rejected   []*pb.Rejection
@@ -117,7 +120,7 @@ type Collect uint8
 
 const (
 	CollectNone    Collect = iota
-	CollectPending         // the pending records
+	CollectPending         // the pending rows, listed (Planned), then read chunk by chunk (Load)
 	CollectAll             // every record, tombstones included (a force upload)
 )
 
@@ -136,14 +139,17 @@ type Writes struct {
 
 // Step is what the sync needs next. The executor does, in this order:
 // Apply; then Clamp (bound own pending edits to that time, ms) and
-// Collect, feeding the records back with Collected; MarkSynced; then
-// sends Pull or Push, or on Finish records the sync time and calls
-// Finished; Done ends the sync.
+// Collect, feeding the pending rows back with Planned (CollectPending)
+// or the records with Collected (CollectAll); MarkSynced; Load, feeding
+// the named rows' records back with Loaded; then sends Pull or Push, or
+// on Finish records the sync time and calls Finished; Done ends the
+// sync.
 type Step struct {
 	Apply      *Writes
 	Clamp      int64
 	Collect    Collect
 	MarkSynced []codec.Record
+	Load       []codec.Pending
 	Pull       *pb.PullRequest
 	Push       *pb.PushRequest
 	Finish     bool
@@ -291,16 +297,85 @@ func (s *Sync) Collected(recs []codec.Record, clamped int) Step {
 	if n == 0 {
 		return Step{Finish: true}
 	}
-	rows, bytes := s.MaxPushRows, DefaultPushBytes
+	rows, bytes := s.chunkLimits()
+	s.chunks = pushChunks(cs, s.Catalog, rows, bytes)
+	s.fire(StartPush, n)
+	return Step{Push: s.pushRequest()}
+}
+
+// Planned takes the rows pending upstream (and how many versions the
+// clamp changed) and plans the push: its chunks, in the order a server
+// applies a push (Push.Changes), of at most MaxPushRows rows and,
+// counting each row's stored size, three quarters of the peer's body
+// limit. It asks for the first chunk's records (Load), or ends the
+// sync when there is nothing to send. Only one chunk's records are held
+// at a time.
+func (s *Sync) Planned(rows []codec.Pending, clamped int) Step {
+	s.clamped = clamped
+	rows = slices.DeleteFunc(rows, func(p codec.Pending) bool {
+		t, ok := s.Catalog.Table(p.Table)
+		return !ok || t.Flow != schema.Synced
+	})
+	if len(rows) == 0 {
+		return Step{Finish: true}
+	}
+	order := newPushOrder(s.Catalog, true)
+	slices.SortFunc(rows, func(a, b codec.Pending) int { return order.compare(a.Table, a.ID, a.Deleted, b.Table, b.ID, b.Deleted) })
+	maxRows, maxBytes := s.chunkLimits()
+	s.plan, s.planned = nil, len(rows)
+	start, size := 0, 0
+	for i, p := range rows {
+		n := p.Size
+		if p.Deleted {
+			n = len(p.ID) + 4
+		}
+		if i > start && (i-start+1 > maxRows || size+n > maxBytes) {
+			s.plan = append(s.plan, rows[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	s.plan = append(s.plan, rows[start:])
+	s.pending = map[string]codec.Record{}
+	s.fire(StartPush, len(rows))
+	return s.load()
+}
+
+// load asks for the next planned chunk's records.
+func (s *Sync) load() Step {
+	next := s.plan[0]
+	s.plan = s.plan[1:]
+	return Step{Load: next}
+}
+
+// Loaded takes a planned chunk's records, as they are now, and sends
+// them (rows no longer pending are left out).
+func (s *Sync) Loaded(recs []codec.Record) Step {
+	cs := PushSet(recs, s.Catalog)
+	clear(s.pending)
+	for _, r := range recs {
+		s.pending[r.Table+"\x00"+r.ID] = r
+	}
+	if cs.Count() == 0 {
+		if len(s.plan) > 0 {
+			return s.load()
+		}
+		return Step{Finish: true}
+	}
+	s.chunks = []*codec.Changeset{cs}
+	return Step{Push: s.pushRequest()}
+}
+
+// chunkLimits are the rows and bytes of one push chunk.
+func (s *Sync) chunkLimits() (rows, bytes int) {
+	rows, bytes = s.MaxPushRows, DefaultPushBytes
 	if rows <= 0 {
 		rows = DefaultPushRows
 	}
 	if s.maxPush > 0 {
 		bytes = s.maxPush / 4 * 3
 	}
-	s.chunks = pushChunks(cs, s.Catalog, rows, bytes)
-	s.fire(StartPush, n)
-	return Step{Push: s.pushRequest()}
+	return rows, bytes
 }
 
 func (s *Sync) pushRequest() *pb.PushRequest {
@@ -340,9 +415,15 @@ func (s *Sync) OnPush(resp *pb.PushResponse) Step {
 		acked = Acknowledged(sent, rejected)
 	}
 	s.sent += chunk.Count()
-	if len(s.chunks) > 0 {
+	switch {
+	case len(s.chunks) > 0:
 		s.Machine.Progress(s.sent, s.sent+countAll(s.chunks))
 		return Step{MarkSynced: acked, Push: s.pushRequest()}
+	case len(s.plan) > 0:
+		s.Machine.Progress(s.sent, max(s.planned, s.sent))
+		step := s.load()
+		step.MarkSynced = acked
+		return step
 	}
 	return Step{MarkSynced: acked, Finish: true}
 }

@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/clinicsync/clinicsync/codec"
@@ -45,10 +46,14 @@ func TestSyncSteps(t *testing.T) {
 		step.Apply.Mirror != nil || step.Clamp != 700 || step.Collect != fsm.CollectPending {
 		t.Fatalf("last page: %+v, %v", step, err)
 	}
+	step = s.Planned([]codec.Pending{{Table: "patients", ID: "p2", Size: 100}}, 0)
+	if len(step.Load) != 1 || step.Load[0].ID != "p2" || s.Machine.State() != fsm.Pushing {
+		t.Fatalf("planned: %+v", step)
+	}
 	pending := []codec.Record{{Row: codec.Row{Table: "patients", ID: "p2", Cols: cols("given_name", "Badr")}, Status: codec.Created}}
-	step = s.Collected(pending, 0)
-	if step.Push == nil || step.Push.LastPulledAt != 100 || s.Machine.State() != fsm.Pushing {
-		t.Fatalf("collected: %+v", step)
+	step = s.Loaded(pending)
+	if step.Push == nil || step.Push.LastPulledAt != 100 {
+		t.Fatalf("loaded: %+v", step)
 	}
 	step = s.OnPush(&pb.PushResponse{Accepted: 1})
 	if len(step.MarkSynced) != 1 || !step.Finish {
@@ -156,5 +161,59 @@ func TestSyncResume(t *testing.T) {
 	step, _ = s.OnPull(page(90, true))
 	if v := step.Apply.Config[fsm.ConfigResume]; v != "" {
 		t.Errorf("a mirroring pull saved position %q", v)
+	}
+}
+
+// TestSyncPlansPushChunks: a push lists its pending rows, plans chunks
+// of at most MaxPushRows in the order a server applies them (deletes
+// first, children before parents; then parents before children), and
+// reads one chunk's records at a time; a row no longer pending when its
+// chunk is read is left out, and each chunk is marked synced when
+// acknowledged.
+func TestSyncPlansPushChunks(t *testing.T) {
+	s := newSync(fsm.BothWays)
+	s.MaxPushRows = 2
+	s.Start(fsm.Begin{})
+	if _, err := s.OnPull(page(100, false)); err != nil {
+		t.Fatal(err)
+	}
+	rows := []codec.Pending{
+		{Table: "events", ID: "e1", Size: 10}, {Table: "patients", ID: "p2", Size: 10}, {Table: "patients", ID: "p1", Size: 10},
+		{Table: "events", ID: "e0", Deleted: true}, {Table: "patients", ID: "p0", Deleted: true}, {Table: "event_logs", ID: "x", Size: 10},
+	}
+	step := s.Planned(rows, 0)
+	var order []string
+	pushes := 0
+	for step.Load != nil {
+		if len(step.Load) > 2 {
+			t.Fatalf("a chunk of %d rows", len(step.Load))
+		}
+		var recs []codec.Record
+		for _, p := range step.Load {
+			order = append(order, p.Table+"/"+p.ID)
+			r := codec.Record{Row: codec.Row{Table: p.Table, ID: p.ID, Cols: cols("given_name", "A")}, Status: codec.Created, Deleted: p.Deleted}
+			if p.ID == "p2" {
+				r.Status = codec.Synced // pushed by another sync meanwhile
+			}
+			recs = append(recs, r)
+		}
+		if step = s.Loaded(recs); step.Push != nil {
+			pushes++
+			n := 0
+			for _, tc := range step.Push.GetChanges().GetTables() {
+				n += len(tc.GetCreated()) + len(tc.GetDeleted())
+			}
+			step = s.OnPush(&pb.PushResponse{Accepted: uint64(n)})
+			if len(step.MarkSynced) != n {
+				t.Errorf("chunk %d: %d to mark synced, want %d", pushes, len(step.MarkSynced), n)
+			}
+		}
+	}
+	want := "events/e0 patients/p0 patients/p1 patients/p2 events/e1"
+	if got := strings.Join(order, " "); got != want || !step.Finish || pushes != 3 {
+		t.Errorf("read %s in %d pushes (finish %v), want %s in 3", got, pushes, step.Finish, want)
+	}
+	if d := s.Finished().Done; d.Pushed != 4 {
+		t.Errorf("pushed %d, want 4 (p2 was no longer pending, event_logs never leave)", d.Pushed)
 	}
 }

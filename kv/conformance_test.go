@@ -555,3 +555,33 @@ func TestReceiptsKept(t *testing.T) {
 		}
 	})
 }
+
+// TestPendingRows: a push lists the pending rows (tombstones marked,
+// with their stored size) without reading them, then reads a chunk of
+// them by name; a row gone meanwhile is left out.
+func TestPendingRows(t *testing.T) {
+	eachBackend(t, false, func(t *testing.T, h *harness) {
+		h.put("patients", "p1", patient("Amina", "111"))
+		h.put("patients", "p2", patient("Badr", "222"))
+		if err := h.s.Delete("patients", "p2"); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := h.s.PendingRows()
+		if err != nil || len(rows) != 2 {
+			t.Fatalf("pending rows %+v, %v", rows, err)
+		}
+		if p := rows[0]; p.Table != "patients" || p.ID != "p1" || p.Deleted || p.Size < 50 {
+			t.Errorf("p1: %+v", p)
+		}
+		if p := rows[1]; p.ID != "p2" || !p.Deleted {
+			t.Errorf("p2: %+v, want a tombstone", p)
+		}
+		recs, err := h.s.Records(append(rows, codec.Pending{Table: "patients", ID: "never"}))
+		if err != nil || len(recs) != 2 || recs[0].Cols["given_name"].Str != "Amina" || !recs[1].Deleted {
+			t.Fatalf("records %+v, %v", recs, err)
+		}
+		if _, err := h.s.Records([]codec.Pending{{Table: "nope", ID: "x"}}); !errors.Is(err, kv.ErrUnknownTable) {
+			t.Errorf("an unknown table: %v", err)
+		}
+	})
+}

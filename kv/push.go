@@ -1,6 +1,10 @@
 package kv
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/clinicsync/clinicsync/codec"
+)
 
 // Ref names one collected row and the write version it had when
 // collected.
@@ -30,6 +34,63 @@ func (s *Store) Collect(limit int) ([]Record, error) {
 			out = append(out, r)
 			return limit <= 0 || len(out) < limit, nil
 		})
+	})
+	return out, err
+}
+
+// PendingRows lists the rows pending upstream, like Collect, without
+// decoding them (a push plans its chunks from this, then reads each
+// chunk's rows with Records): O(pending) in time, a few dozen bytes a
+// row in memory.
+func (s *Store) PendingRows() ([]codec.Pending, error) {
+	var out []codec.Pending
+	err := s.be.View(func(tx Tx) error {
+		pi, err := tx.Bucket(bPending)
+		if err != nil {
+			return err
+		}
+		return pi.Ascend(nil, func(k, _ []byte) (bool, error) {
+			table, id, err := splitRowKey(k)
+			if err != nil {
+				return false, err
+			}
+			b, err := rowsBucket(tx, table)
+			if err != nil {
+				return false, err
+			}
+			v := b.Get([]byte(id))
+			if v == nil {
+				return false, fmt.Errorf("%w: pending index names missing row %s/%s", ErrCorrupt, table, id)
+			}
+			del, err := storedDeleted(v)
+			if err != nil {
+				return false, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
+			}
+			out = append(out, codec.Pending{Table: table, ID: id, Deleted: del, Size: len(v)})
+			return true, nil
+		})
+	})
+	return out, err
+}
+
+// Records reads the named rows in one transaction, leaving out those
+// that are gone.
+func (s *Store) Records(rows []codec.Pending) ([]Record, error) {
+	out := make([]Record, 0, len(rows))
+	err := s.be.View(func(tx Tx) error {
+		for _, p := range rows {
+			if _, err := s.table(p.Table); err != nil {
+				return err
+			}
+			r, err := getRecord(tx, p.Table, p.ID)
+			if err != nil {
+				return err
+			}
+			if r != nil {
+				out = append(out, *r)
+			}
+		}
+		return nil
 	})
 	return out, err
 }

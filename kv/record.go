@@ -114,6 +114,31 @@ func decodeRecord(table, id string, b []byte) (Record, error) {
 	return r, nil
 }
 
+// storedDeleted reads only the tombstone flag of an encoded row.
+func storedDeleted(b []byte) (bool, error) {
+	deleted := false
+	for len(b) > 0 {
+		num, typ, n := codec.ConsumeTag(b)
+		if n < 0 {
+			return false, errWire
+		}
+		b = b[n:]
+		if num == fDeleted && typ == protowire.VarintType {
+			x, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return false, errWire
+			}
+			deleted, b = protowire.DecodeBool(x), b[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return false, errWire
+		}
+		b = b[n:]
+	}
+	return deleted, nil
+}
+
 // countCols counts the column entries of an encoded row (up to an
 // error, which decodeFields reports), to size its map once.
 func countCols(b []byte) int {
