@@ -191,13 +191,17 @@ func runIncremental(ctx context.Context, h *harness) ([]result, error) {
 		changedRows, small.res.seconds, small.held, big.res.seconds, big.held, ratio)
 	return []result{{name: "incremental", rows: changedRows, seconds: big.res.seconds, floor: big.floor, peak: peak,
 		extra: map[string]any{
-			"transport":       "rpc",
-			"held_small":      small.held,
-			"held_big":        big.held,
-			"seconds_small":   round(small.res.seconds, 3),
-			"seconds_big":     round(big.res.seconds, 3),
-			"ratio_1m_to_10k": round(ratio, 2),
-			"note":            "seconds, rows_per_s and ratio_to_floor are the big mobile's",
+			"transport":                "rpc",
+			"held_small":               small.held,
+			"held_big":                 big.held,
+			"seconds_small":            round(small.res.seconds, 3),
+			"seconds_big":              round(big.res.seconds, 3),
+			"ratio_1m_to_10k":          round(ratio, 2),
+			"first_sync_seconds_small": round(small.first, 3),
+			"first_sync_seconds_big":   round(big.first, 3),
+			"mobile_max_rss_mb_small":  small.res.maxRSSMB,
+			"mobile_max_rss_mb_big":    big.res.maxRSSMB,
+			"note":                     "seconds, rows_per_s and ratio_to_floor are the big mobile's",
 		}}}, nil
 }
 
@@ -207,6 +211,7 @@ type incrementalRun struct {
 	res   syncResult
 	peak  map[string]float64
 	floor float64 // the floor's seconds for the changed rows
+	first float64 // the untimed first sync's seconds
 }
 
 // incrementalOn sets up a hub and a mobile holding rows rows, changes
@@ -275,7 +280,7 @@ func (h *harness) incrementalOn(ctx context.Context, label string, rows int, see
 	if res.Pulled != len(changed) {
 		return incrementalRun{}, fmt.Errorf("the incremental sync of %s pulled %d rows, want %d", label, res.Pulled, len(changed))
 	}
-	return incrementalRun{held: d.rows(), res: res, peak: peak, floor: took.Seconds()}, nil
+	return incrementalRun{held: d.rows(), res: res, peak: peak, floor: took.Seconds(), first: first.seconds}, nil
 }
 
 // changeRows decodes the sample patient lines and gives each a new
