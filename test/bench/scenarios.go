@@ -201,7 +201,6 @@ func runIncremental(ctx context.Context, h *harness) ([]result, error) {
 			"first_sync_seconds_big":   round(big.first, 3),
 			"mobile_max_rss_mb_small":  small.res.maxRSSMB,
 			"mobile_max_rss_mb_big":    big.res.maxRSSMB,
-			"note":                     "seconds, rows_per_s and ratio_to_floor are the big mobile's",
 		}}}, nil
 }
 
