@@ -157,7 +157,7 @@ func (h *harness) pushGo(ctx context.Context, patients tableFile) (result, error
 	h.say("push from a Go node: %d rows in %.2fs (%.0f rows/s, %.1f× the floor)", res.Pushed, res.seconds,
 		rate(res.Pushed, res.seconds), res.seconds/floor)
 	return result{name: "push", rows: res.Pushed, seconds: res.seconds, floor: floor, peak: peak,
-		extra: map[string]any{"client": "go", "transport": "http-protobuf", "mobile_max_rss_mb": res.maxRSSMB}}, nil
+		extra: map[string]any{"client": "go", "transport": "http-protobuf"}}, nil
 }
 
 func (h *harness) pushJSON(ctx context.Context, patients tableFile) (result, error) {

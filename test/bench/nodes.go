@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/clinicsync/clinicsync/actors"
@@ -157,8 +156,7 @@ type syncResult struct {
 	Pushed  int    `json:"pushed"`
 	Error   any    `json:"error"`
 
-	seconds  float64 // the process's wall clock, start to exit
-	maxRSSMB float64 // its peak resident memory (getrusage), MB
+	seconds float64 // the process's wall clock, start to exit
 }
 
 // syncOnce runs one `node sync` on dir with peer, its memory sampled as
@@ -185,9 +183,6 @@ func (h *harness) syncOnce(ctx context.Context, step, dir, peer string, s *sampl
 	}
 	if res.Outcome != "ok" {
 		return res, fmt.Errorf("%s: sync outcome %q: %v", step, res.Outcome, res.Error)
-	}
-	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.maxRSSMB = round(float64(ru.Maxrss)/1024, 1)
 	}
 	return res, nil
 }

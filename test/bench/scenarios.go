@@ -156,7 +156,7 @@ func (h *harness) initialOver(ctx context.Context, hub string, d *dataset, trans
 	h.say("initial over %s: %d rows in %.2fs (%.0f rows/s, %.1f× the floor)", transport, res.Pulled, res.seconds,
 		rate(res.Pulled, res.seconds), res.seconds/floor)
 	return result{name: "initial", rows: res.Pulled, seconds: res.seconds, floor: floor, peak: peak,
-		extra: map[string]any{"transport": transport, "patients": h.rows, "mobile_max_rss_mb": res.maxRSSMB}}, nil
+		extra: map[string]any{"transport": transport, "patients": h.rows}}, nil
 }
 
 // changedRows is how many rows incremental changes on the source.
@@ -199,8 +199,6 @@ func runIncremental(ctx context.Context, h *harness) ([]result, error) {
 			"ratio_1m_to_10k":          round(ratio, 2),
 			"first_sync_seconds_small": round(small.first, 3),
 			"first_sync_seconds_big":   round(big.first, 3),
-			"mobile_max_rss_mb_small":  small.res.maxRSSMB,
-			"mobile_max_rss_mb_big":    big.res.maxRSSMB,
 		}}}, nil
 }
 
