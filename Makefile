@@ -6,6 +6,7 @@ BIN         := $(CURDIR)/bin
 TOOLS       := $(CURDIR)/.bin
 FUZZTIME    ?= 10s
 BENCHTIME   ?= 1x
+BENCH_ROWS  ?= 100000
 TEST_FLAGS  ?= -timeout 15m
 
 .PHONY: help build test race fuzz bench resume-1m proto verify demo sim clean
@@ -15,7 +16,7 @@ help:
 	@echo "test    the test suite (what CI runs): go test, then the WatermelonDB client test (needs npm)"
 	@echo "race    the test suite under the race detector"
 	@echo "fuzz    every fuzz target for FUZZTIME (default $(FUZZTIME))"
-	@echo "bench   benchmarks with their floors"
+	@echo "bench   benchmarks with their floors: go test -bench, then test/bench (BENCH_ROWS, default $(BENCH_ROWS))"
 	@echo "resume-1m  a 1M-row initial sync, resumed after kill -9 of either side"
 	@echo "proto   regenerate proto/*.pb.go (needs protoc)"
 	@echo "verify  gofmt, go vet, go mod tidy and generated-code drift"
@@ -49,8 +50,11 @@ fuzz:
 	  done; \
 	done
 
-bench:
+# The package benchmarks, then test/bench: real bin/node processes on
+# 127.0.0.1, each against raw bbolt storing the same rows (BENCHMARKS.md).
+bench: build
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) ./...
+	BENCH_ROWS=$(BENCH_ROWS) $(GO) run ./test/bench
 
 # A 1M-row initial sync against a cloud with default flags, with kill -9
 # of either side mid-pull (make test runs it with 20k rows).
