@@ -14,7 +14,7 @@ import (
 // Default limits, per minute. Sync requests count per authenticated
 // caller (a user, a hub's key), pull pages and pushes alike: enough for
 // a client to pull pages back to back at full speed (a 1M-row initial
-// sync is 500 pages of 2000 rows, 100 of DefaultPageSize), while a
+// sync is 500 pages of 2000 rows, 200 of DefaultPageSize), while a
 // runaway one is slowed.
 // Requests that are not authenticated (/healthz, missing credentials)
 // count per client address under the same limit. Failed sign-ins count

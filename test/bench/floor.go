@@ -9,9 +9,9 @@ package main
 // defaults (fsync on commit): one bucket per table, floorBatch rows per
 // transaction, in the files' order, which is a random id order.
 //
-// The timing covers opening the file, the transactions (encoding and
-// putting the rows, committing) and closing it; decoding the JSON is
-// outside it, as it is no part of what a store has to do.
+// The timing covers opening the file, the transactions (putting the
+// encoded rows, committing) and closing it; decoding the JSON and
+// encoding the rows are outside it: the floor is bbolt's own work.
 
 import (
 	"bufio"
@@ -79,20 +79,25 @@ func floorRows(path, table string, rows []codec.Row) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-// floorLoad writes rows in one transaction and returns its time.
+// floorLoad writes rows in one transaction and returns its time: the
+// puts and the commit, the rows encoded beforehand.
 func floorLoad(db *bolt.DB, table string, rows []codec.Row) (time.Duration, error) {
+	encoded := make([][]byte, len(rows))
+	for i, r := range rows {
+		enc, err := codec.Marshal(&pb.StoredRow{Cols: codec.ValuesToProto(r.Cols)})
+		if err != nil {
+			return 0, fmt.Errorf("floor: encoding %s/%s: %w", table, r.ID, err)
+		}
+		encoded[i] = enc
+	}
 	start := time.Now()
 	err := db.Update(func(tx *bolt.Tx) error {
 		bk, err := tx.CreateBucketIfNotExists([]byte("t/" + table))
 		if err != nil {
 			return err
 		}
-		for _, r := range rows {
-			enc, err := codec.Marshal(&pb.StoredRow{Cols: codec.ValuesToProto(r.Cols)})
-			if err != nil {
-				return err
-			}
-			if err := bk.Put([]byte(r.ID), enc); err != nil {
+		for i, r := range rows {
+			if err := bk.Put([]byte(r.ID), encoded[i]); err != nil {
 				return err
 			}
 		}
