@@ -176,7 +176,10 @@ func (h *harness) syncOnce(ctx context.Context, step, dir, peer string, s *sampl
 	err = p.wait(ctx)
 	res.seconds = time.Since(start).Seconds()
 	if err != nil {
-		return res, fmt.Errorf("%w %s", err, clip(out.String()))
+		if out.Len() > 0 {
+			err = fmt.Errorf("%w; stdout: %s", err, clip(out.String()))
+		}
+		return res, err
 	}
 	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
 		return res, fmt.Errorf("%s: node sync printed %q: %w", step, clip(out.String()), err)

@@ -77,7 +77,10 @@ func (ps *procs) run(ctx context.Context, step string, args ...string) (string, 
 		return "", err
 	}
 	if err := p.wait(ctx); err != nil {
-		return out.String(), fmt.Errorf("%w%s", err, clip(out.String()))
+		if out.Len() > 0 {
+			err = fmt.Errorf("%w; stdout: %s", err, clip(out.String()))
+		}
+		return out.String(), err
 	}
 	return out.String(), nil
 }
