@@ -3,7 +3,7 @@ package actors
 // Bulk import: the rows of one table, one JSON object a line, loaded
 // through the push path: each line is decoded and normalized by codec's
 // JSON push decoder, as a record of the table's "created" list, and the
-// rows go through fsm.Push's merge into kv.Store.Apply, one transaction
+// rows go through fsm.Push's merge into kv.Store.ApplyWith, one transaction
 // per batch.
 
 import (
@@ -355,10 +355,12 @@ func (im *importer) apply(batch []importRow) (carry []importRow, err error) {
 	if err != nil {
 		return nil, err
 	}
-	merge := fsm.Push{Caller: im.caller, Policy: fsm.MergePolicy, Relay: im.n.info.Kind != KindCloud,
+	push := fsm.Push{Caller: im.caller, Policy: fsm.MergePolicy, Relay: im.n.info.Kind != KindCloud,
 		Catalog: im.n.store.Catalog(), MaxValueBytes: kv.MaxValueBytes,
-		Now: now, MaxAhead: kv.DefaultMaxDrift.Milliseconds()}.Merge()
-	res, err := im.n.store.Apply(kv.Batch{Changes: changes}, merge)
+		Now: now, MaxAhead: kv.DefaultMaxDrift.Milliseconds()}
+	// The merge reads the parents (an event's patient) for the scope of
+	// a node with clinics: imported before, or earlier in this batch.
+	res, err := im.n.store.ApplyWith(kv.Batch{Changes: changes}, func(get kv.Lookup) kv.Merge { return push.MergeWith(get) })
 	if err != nil {
 		return nil, fmt.Errorf("applying a batch of %d rows (lines %d to %d): %w", len(changes), minLine(batch), maxLine(batch), err)
 	}

@@ -242,6 +242,19 @@ func TestImportRelays(t *testing.T) {
 				t.Errorf("device: %+v, %d pending", res, pending)
 			}
 
+			// Rows that follow a patient: a hub's scope reads the patient
+			// (imported before); a row whose patient it lacks is refused.
+			event := `{"id":%q,"patient_id":%q,"form_id":"f1","visit_id":"v1","event_type":"note","form_data":"[]",` +
+				`"metadata":"{}","is_deleted":false,"deleted_at":null,"created_at":1672531200000,"updated_at":1672531200000,"recorded_by_user_id":"u1"}` + "\n"
+			events := fmt.Sprintf(event, "e1", patientID(1)) + fmt.Sprintf(event, "e2", "nobody")
+			res, err = n.Import(context.Background(), "events", strings.NewReader(events), ImportOptions{})
+			if err != nil || kind == KindHub && (res.Imported != 1 || res.Rejected != 1) {
+				t.Errorf("events: %+v, %v", res, err)
+			}
+			if _, err := n.Store().Get("events", "e1"); err != nil {
+				t.Errorf("the event of an imported patient: %v", err)
+			}
+
 			for table, want := range map[string]error{"users": ErrNotImportable, "nope": kv.ErrUnknownTable} {
 				if _, err := n.Import(context.Background(), table, strings.NewReader("{}\n"), ImportOptions{}); !errors.Is(err, want) {
 					t.Errorf("import into %s: %v, want %v", table, err, want)
