@@ -557,17 +557,9 @@ func (h *CloudHandler) pullProto(w http.ResponseWriter, q url.Values, c fsm.Call
 	if err != nil {
 		return internal(err)
 	}
-	out.records = countProto(resp.GetChanges())
+	out.records = codec.CountChanges(resp.GetChanges())
 	out.extra = append(out.extra, "since", since, "timestamp", resp.GetTimestamp(), "more", resp.Continuation != "")
 	return writeProto(w, resp)
-}
-
-func countProto(cs *pb.Changeset) int {
-	n := 0
-	for _, t := range cs.GetTables() {
-		n += len(t.GetCreated()) + len(t.GetUpdated()) + len(t.GetDeleted())
-	}
-	return n
 }
 
 // ---- push ----
@@ -604,7 +596,7 @@ func (h *CloudHandler) push(w http.ResponseWriter, r *http.Request, c fsm.Caller
 		if err := codec.Unmarshal(body, req); err != nil {
 			return refuse(http.StatusBadRequest, "push body: %v", err)
 		}
-		out.records = countProto(req.GetChanges())
+		out.records = codec.CountChanges(req.GetChanges())
 		lpa := req.GetLastPulledAt()
 		resp, herr := h.apply(c, req)
 		if herr != nil {

@@ -840,7 +840,7 @@ func TestCloudProtobufPaging(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs, _, err := codec.ChangesetFromProto(resp.GetChanges(), c.store.Catalog())
+		cs, _, err := codec.DecodeChangeset(resp.GetChanges(), c.store.Catalog())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -862,7 +862,7 @@ func TestCloudProtobufPaging(t *testing.T) {
 	cs := codec.NewChangeset()
 	cs.Table("patients").Updated = []codec.Row{{ID: "p001", Cols: map[string]codec.Value{"phone": codec.String("proto")}, Changed: []string{"phone"}}}
 	cs.Table("patients").Created = []codec.Row{{ID: "bad", Cols: map[string]codec.Value{"phone": codec.Int(5)}}} // a number in a string column
-	resp, err := tr.Push(ctx, &pb.PushRequest{LastPulledAt: 1, Changes: codec.ChangesetToProto(cs)})
+	resp, err := tr.Push(ctx, &pb.PushRequest{LastPulledAt: 1, Changes: codec.EncodeChangeset(cs)})
 	if err != nil {
 		t.Fatal(err)
 	}

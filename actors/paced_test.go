@@ -30,7 +30,7 @@ func pullAll(t *testing.T, tr *actors.HTTPTransport, c *cloud, pageSize uint32) 
 			t.Fatalf("page %d: %v", pages+1, err)
 		}
 		pages++
-		cs, _, err := codec.ChangesetFromProto(resp.GetChanges(), c.store.Catalog())
+		cs, _, err := codec.DecodeChangeset(resp.GetChanges(), c.store.Catalog())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -171,11 +171,13 @@ func TestRPCSync(t *testing.T) {
 	if err != nil || rest.GetContinuation() != "" || rest.GetSent() != rest.GetTotal() || rest.GetTimestamp() != first.GetTimestamp() {
 		t.Fatalf("resumed pull: %v %v", rest, err)
 	}
+	cs, _, err := codec.DecodeChangeset(rest.GetChanges(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := 0
-	for _, tb := range rest.GetChanges().GetTables() {
-		if tb.GetTable() == "patients" {
-			got += len(tb.GetCreated()) + len(tb.GetUpdated())
-		}
+	if tb := cs.Tables["patients"]; tb != nil {
+		got = len(tb.Created) + len(tb.Updated)
 	}
 	if got != 4 {
 		t.Errorf("the resumed pull brought %d patients, want 4", got)

@@ -121,7 +121,7 @@ func TestCloudMigrationSync(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs, _, err := codec.ChangesetFromProto(resp.GetChanges(), c.store.Catalog())
+		cs, _, err := codec.DecodeChangeset(resp.GetChanges(), c.store.Catalog())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -185,7 +185,7 @@ func protoPull(t *testing.T, tr *actors.HTTPTransport, req *pb.PullRequest, cat 
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs, _, err := codec.ChangesetFromProto(resp.GetChanges(), cat)
+		cs, _, err := codec.DecodeChangeset(resp.GetChanges(), cat)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -317,7 +317,7 @@ func TestScopeHubOfC1(t *testing.T) {
 					}
 				}
 				// Protobuf, as a Go hub pushes.
-				resp, err := tr.Push(context.Background(), &pb.PushRequest{LastPulledAt: lpa, Changes: codec.ChangesetToProto(a.cs)})
+				resp, err := tr.Push(context.Background(), &pb.PushRequest{LastPulledAt: lpa, Changes: codec.EncodeChangeset(a.cs)})
 				switch {
 				case err != nil:
 					t.Errorf("protobuf: %s (%s/%s): %v", a.what, a.table, a.id, err)
@@ -370,7 +370,7 @@ func TestScopeHubOfC1Writes(t *testing.T) {
 		t.Fatalf("JSON push of a new c1 family: %v", m)
 	}
 	protoSet, protoIDs := family("proto")
-	resp, err := tr.Push(context.Background(), &pb.PushRequest{LastPulledAt: lpa, Changes: codec.ChangesetToProto(protoSet)})
+	resp, err := tr.Push(context.Background(), &pb.PushRequest{LastPulledAt: lpa, Changes: codec.EncodeChangeset(protoSet)})
 	if err != nil || len(resp.GetRejected()) != 0 || resp.GetAccepted() != uint64(len(protoIDs)) {
 		t.Fatalf("protobuf push of a new c1 family: %v %v", resp, err)
 	}
@@ -383,7 +383,7 @@ func TestScopeHubOfC1Writes(t *testing.T) {
 	ev := scopeRow(events, "c1", false)
 	ev["patient_id"], ev["visit_id"] = codec.String("patients-gone"), codec.String("")
 	orphan.Table("events").Created = []codec.Row{{ID: "events-gone", Cols: ev}}
-	resp, err = tr.Push(context.Background(), &pb.PushRequest{LastPulledAt: lpa, Changes: codec.ChangesetToProto(orphan)})
+	resp, err = tr.Push(context.Background(), &pb.PushRequest{LastPulledAt: lpa, Changes: codec.EncodeChangeset(orphan)})
 	if err != nil || len(resp.GetRejected()) != 0 || resp.GetAccepted() != 2 {
 		t.Fatalf("push of a deleted patient with its event: %v %v", resp, err)
 	}

@@ -111,7 +111,7 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	resp := &pb.PullResponse{
 		ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
 		RequestId:       req.GetRequestId(),
-		Changes:         codec.ChangesetToProto(cs),
+		Changes:         codec.EncodeChangeset(cs),
 		Timestamp:       tok.Timestamp,
 		MaxPushBytes:    uint64(max(s.MaxPushBytes, 0)),
 	}
@@ -170,7 +170,7 @@ func (s *Server) pageSize() int {
 // before those the merge refuses.
 func (s *Server) Push(c fsm.Caller, req *pb.PushRequest) (*pb.PushResponse, error) {
 	id, lpa := req.GetRequestId(), req.GetLastPulledAt()
-	cs, bad, err := codec.ChangesetFromProto(req.GetChanges(), s.Store.Catalog())
+	cs, bad, err := codec.DecodeChangeset(req.GetChanges(), s.Store.Catalog())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}

@@ -307,7 +307,7 @@ func (w *world) sync(td *datadriven.TestData) string {
 		if s.Pull != nil {
 			resp, err := tr.Pull(ctx, s.Pull)
 			if err == nil {
-				w.trace = append(w.trace, fmt.Sprintf("pull since=%s -> %d records%s", w.rel(s.Pull.LastPulledAt), pageRecords(resp), more(resp.Continuation)))
+				w.trace = append(w.trace, fmt.Sprintf("pull since=%s -> %d records%s", w.rel(s.Pull.LastPulledAt), codec.CountChanges(resp.GetChanges()), more(resp.Continuation)))
 			}
 			return resp, nil, err
 		}
@@ -351,7 +351,11 @@ func (w *world) rel(ms int64) string {
 	return fmt.Sprintf("T%+d", ms-base)
 }
 
-func summary(cs *pb.Changeset) string {
+func summary(b []byte) string {
+	var cs pb.Changeset
+	if err := codec.Unmarshal(b, &cs); err != nil {
+		return err.Error()
+	}
 	var parts []string
 	for _, t := range cs.GetTables() {
 		var ids []string
@@ -459,11 +463,3 @@ type skewed struct {
 
 func (c skewed) Now() time.Time { return c.base.Now().Add(c.d) }
 
-// pageRecords counts the records of one pulled page.
-func pageRecords(resp *pb.PullResponse) int {
-	n := 0
-	for _, tc := range resp.GetChanges().GetTables() {
-		n += len(tc.GetCreated()) + len(tc.GetUpdated()) + len(tc.GetDeleted())
-	}
-	return n
-}

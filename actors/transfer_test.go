@@ -160,7 +160,7 @@ func TestPushInChunks(t *testing.T) {
 	_, pushes := log.take()
 	sent := 0
 	for _, req := range pushes[:2] {
-		cs, _, err := codec.ChangesetFromProto(req.GetChanges(), nil)
+		cs, _, err := codec.DecodeChangeset(req.GetChanges(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

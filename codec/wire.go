@@ -154,52 +154,56 @@ func consumeValue(b []byte, v Value) (Value, error) {
 // AppendVersions appends vs as the repeated VersionGroup field num,
 // one group per distinct version.
 func AppendVersions(b []byte, num protowire.Number, vs map[string]Version) []byte {
-	type group struct {
-		v    Version
-		cols []string
+	type pair struct {
+		col string
+		v   Version
 	}
-	var groups []group // a row has few distinct versions
-next:
+	var buf [48]pair // a row has a few dozen columns and few distinct versions
+	pairs := buf[:0]
 	for col, v := range vs {
-		for i := range groups {
-			if groups[i].v == v {
-				groups[i].cols = append(groups[i].cols, col)
-				continue next
+		pairs = append(pairs, pair{col, v})
+	}
+next:
+	for i, p := range pairs {
+		for _, q := range pairs[:i] {
+			if q.v == p.v {
+				continue next // its group is written
 			}
 		}
-		groups = append(groups, group{v, []string{col}})
-	}
-	for _, g := range groups {
 		size := 0
-		if g.v.Wall != 0 {
-			size += 1 + protowire.SizeVarint(uint64(g.v.Wall))
+		if p.v.Wall != 0 {
+			size += 1 + protowire.SizeVarint(uint64(p.v.Wall))
 		}
-		if g.v.Counter != 0 {
-			size += 1 + protowire.SizeVarint(uint64(g.v.Counter))
+		if p.v.Counter != 0 {
+			size += 1 + protowire.SizeVarint(uint64(p.v.Counter))
 		}
-		if g.v.Node != "" {
-			size += 1 + protowire.SizeBytes(len(g.v.Node))
+		if p.v.Node != "" {
+			size += 1 + protowire.SizeBytes(len(p.v.Node))
 		}
-		for _, c := range g.cols {
-			size += 1 + protowire.SizeBytes(len(c))
+		for _, q := range pairs[i:] {
+			if q.v == p.v {
+				size += 1 + protowire.SizeBytes(len(q.col))
+			}
 		}
 		b = protowire.AppendTag(b, num, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(size))
-		if g.v.Wall != 0 {
+		if p.v.Wall != 0 {
 			b = protowire.AppendTag(b, 1, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(g.v.Wall))
+			b = protowire.AppendVarint(b, uint64(p.v.Wall))
 		}
-		if g.v.Counter != 0 {
+		if p.v.Counter != 0 {
 			b = protowire.AppendTag(b, 2, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(g.v.Counter))
+			b = protowire.AppendVarint(b, uint64(p.v.Counter))
 		}
-		if g.v.Node != "" {
+		if p.v.Node != "" {
 			b = protowire.AppendTag(b, 3, protowire.BytesType)
-			b = protowire.AppendString(b, g.v.Node)
+			b = protowire.AppendString(b, p.v.Node)
 		}
-		for _, c := range g.cols {
-			b = protowire.AppendTag(b, 4, protowire.BytesType)
-			b = protowire.AppendString(b, c)
+		for _, q := range pairs[i:] {
+			if q.v == p.v {
+				b = protowire.AppendTag(b, 4, protowire.BytesType)
+				b = protowire.AppendString(b, q.col)
+			}
 		}
 	}
 	return b

@@ -213,7 +213,7 @@ func (s *Sync) pullRequest(continuation string) *pb.PullRequest {
 // in the same transaction), then the next page or the push. A malformed
 // page is an error.
 func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
-	cs, rejected, err := codec.ChangesetFromProto(resp.GetChanges(), nil)
+	cs, rejected, err := codec.DecodeChangeset(resp.GetChanges(), nil)
 	if err == nil && len(rejected) > 0 {
 		err = fmt.Errorf("%s/%s: %w", rejected[0].Table, rejected[0].ID, rejected[0].Err)
 	}
@@ -380,7 +380,7 @@ func (s *Sync) chunkLimits() (rows, bytes int) {
 
 func (s *Sync) pushRequest() *pb.PushRequest {
 	return &pb.PushRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
-		RequestId: s.RequestID(), LastPulledAt: s.from, Changes: codec.ChangesetToProto(s.chunks[0])}
+		RequestId: s.RequestID(), LastPulledAt: s.from, Changes: codec.EncodeChangeset(s.chunks[0])}
 }
 
 // OnPush takes the answer to a chunk: its acknowledged rows to mark

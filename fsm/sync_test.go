@@ -21,7 +21,7 @@ func newSync(dir fsm.Direction) *fsm.Sync {
 func page(ts int64, more bool) *pb.PullResponse {
 	cs := codec.NewChangeset()
 	cs.Table("patients").Updated = []codec.Row{{Table: "patients", ID: "p1", Cols: cols("given_name", "Amina")}}
-	resp := &pb.PullResponse{Changes: codec.ChangesetToProto(cs), Timestamp: ts}
+	resp := &pb.PullResponse{Changes: codec.EncodeChangeset(cs), Timestamp: ts}
 	if more {
 		resp.Continuation = "c"
 	}
@@ -199,9 +199,13 @@ func TestSyncPlansPushChunks(t *testing.T) {
 		}
 		if step = s.Loaded(recs); step.Push != nil {
 			pushes++
+			cs, _, err := codec.DecodeChangeset(step.Push.GetChanges(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			n := 0
-			for _, tc := range step.Push.GetChanges().GetTables() {
-				n += len(tc.GetCreated()) + len(tc.GetDeleted())
+			for _, tc := range cs.Tables {
+				n += len(tc.Created) + len(tc.Deleted)
 			}
 			step = s.OnPush(&pb.PushResponse{Accepted: uint64(n)})
 			if len(step.MarkSynced) != n {

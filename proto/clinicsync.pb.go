@@ -776,7 +776,10 @@ type PullResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=clinicsync.v1.ProtocolVersion" json:"protocol_version,omitempty"`
 	RequestId       string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Changes         *Changeset             `protobuf:"bytes,3,opt,name=changes,proto3" json:"changes,omitempty"`
+	// changes is an encoded Changeset (wire-compatible with a message
+	// field), written and read by codec.EncodeChangeset/DecodeChangeset
+	// without the generated messages.
+	Changes []byte `protobuf:"bytes,3,opt,name=changes,proto3" json:"changes,omitempty"`
 	// timestamp, sent back as last_pulled_at, yields everything after this
 	// pull; valid once the last page (empty continuation) is applied.
 	Timestamp    int64  `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
@@ -834,7 +837,7 @@ func (x *PullResponse) GetRequestId() string {
 	return ""
 }
 
-func (x *PullResponse) GetChanges() *Changeset {
+func (x *PullResponse) GetChanges() []byte {
 	if x != nil {
 		return x.Changes
 	}
@@ -881,7 +884,7 @@ type PushRequest struct {
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=clinicsync.v1.ProtocolVersion" json:"protocol_version,omitempty"`
 	RequestId       string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	LastPulledAt    int64                  `protobuf:"varint,3,opt,name=last_pulled_at,json=lastPulledAt,proto3" json:"last_pulled_at,omitempty"`
-	Changes         *Changeset             `protobuf:"bytes,4,opt,name=changes,proto3" json:"changes,omitempty"`
+	Changes         []byte                 `protobuf:"bytes,4,opt,name=changes,proto3" json:"changes,omitempty"` // an encoded Changeset, as PullResponse.changes
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -937,7 +940,7 @@ func (x *PushRequest) GetLastPulledAt() int64 {
 	return 0
 }
 
-func (x *PushRequest) GetChanges() *Changeset {
+func (x *PushRequest) GetChanges() []byte {
 	if x != nil {
 		return x.Changes
 	}
@@ -2634,23 +2637,23 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\acolumns\x18\x03 \x03(\v2\x1f.clinicsync.v1.MigrationColumnsR\acolumns\"B\n" +
 	"\x10MigrationColumns\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x18\n" +
-	"\acolumns\x18\x02 \x03(\tR\acolumns\"\xbe\x02\n" +
+	"\acolumns\x18\x02 \x03(\tR\acolumns\"\xa4\x02\n" +
 	"\fPullResponse\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\x122\n" +
-	"\achanges\x18\x03 \x01(\v2\x18.clinicsync.v1.ChangesetR\achanges\x12\x1c\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12\x18\n" +
+	"\achanges\x18\x03 \x01(\fR\achanges\x12\x1c\n" +
 	"\ttimestamp\x18\x04 \x01(\x03R\ttimestamp\x12\"\n" +
 	"\fcontinuation\x18\x05 \x01(\tR\fcontinuation\x12\x14\n" +
 	"\x05total\x18\x06 \x01(\x04R\x05total\x12\x12\n" +
 	"\x04sent\x18\a \x01(\x04R\x04sent\x12$\n" +
-	"\x0emax_push_bytes\x18\b \x01(\x04R\fmaxPushBytes\"\xd1\x01\n" +
+	"\x0emax_push_bytes\x18\b \x01(\x04R\fmaxPushBytes\"\xb7\x01\n" +
 	"\vPushRequest\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12$\n" +
-	"\x0elast_pulled_at\x18\x03 \x01(\x03R\flastPulledAt\x122\n" +
-	"\achanges\x18\x04 \x01(\v2\x18.clinicsync.v1.ChangesetR\achanges\"I\n" +
+	"\x0elast_pulled_at\x18\x03 \x01(\x03R\flastPulledAt\x12\x18\n" +
+	"\achanges\x18\x04 \x01(\fR\achanges\"I\n" +
 	"\tRejection\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
@@ -2892,40 +2895,38 @@ var file_proto_clinicsync_proto_depIdxs = []int32{
 	9,  // 6: clinicsync.v1.PullRequest.migration:type_name -> clinicsync.v1.Migration
 	10, // 7: clinicsync.v1.Migration.columns:type_name -> clinicsync.v1.MigrationColumns
 	0,  // 8: clinicsync.v1.PullResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	7,  // 9: clinicsync.v1.PullResponse.changes:type_name -> clinicsync.v1.Changeset
-	0,  // 10: clinicsync.v1.PushRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	7,  // 11: clinicsync.v1.PushRequest.changes:type_name -> clinicsync.v1.Changeset
-	0,  // 12: clinicsync.v1.PushResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	13, // 13: clinicsync.v1.PushResponse.rejected:type_name -> clinicsync.v1.Rejection
-	0,  // 14: clinicsync.v1.Envelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 15: clinicsync.v1.HandshakeRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 16: clinicsync.v1.HandshakeResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	0,  // 17: clinicsync.v1.RpcEnvelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	8,  // 18: clinicsync.v1.RpcRequest.pull:type_name -> clinicsync.v1.PullRequest
-	12, // 19: clinicsync.v1.RpcRequest.push:type_name -> clinicsync.v1.PushRequest
-	20, // 20: clinicsync.v1.RpcRequest.operation:type_name -> clinicsync.v1.Operation
-	11, // 21: clinicsync.v1.RpcResponse.pull:type_name -> clinicsync.v1.PullResponse
-	14, // 22: clinicsync.v1.RpcResponse.push:type_name -> clinicsync.v1.PushResponse
-	21, // 23: clinicsync.v1.RpcResponse.operation:type_name -> clinicsync.v1.OperationResult
-	0,  // 24: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
-	1,  // 25: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
-	32, // 26: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
-	2,  // 27: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
-	4,  // 28: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
-	33, // 29: clinicsync.v1.StoredRow.receipts:type_name -> clinicsync.v1.StoredRow.ReceiptsEntry
-	3,  // 30: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
-	4,  // 31: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
-	4,  // 32: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
-	34, // 33: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
-	3,  // 34: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 35: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
-	26, // 36: clinicsync.v1.StoredRow.ReceiptsEntry.value:type_name -> clinicsync.v1.Receipt
-	3,  // 37: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	0,  // 9: clinicsync.v1.PushRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 10: clinicsync.v1.PushResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	13, // 11: clinicsync.v1.PushResponse.rejected:type_name -> clinicsync.v1.Rejection
+	0,  // 12: clinicsync.v1.Envelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 13: clinicsync.v1.HandshakeRequest.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 14: clinicsync.v1.HandshakeResponse.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	0,  // 15: clinicsync.v1.RpcEnvelope.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	8,  // 16: clinicsync.v1.RpcRequest.pull:type_name -> clinicsync.v1.PullRequest
+	12, // 17: clinicsync.v1.RpcRequest.push:type_name -> clinicsync.v1.PushRequest
+	20, // 18: clinicsync.v1.RpcRequest.operation:type_name -> clinicsync.v1.Operation
+	11, // 19: clinicsync.v1.RpcResponse.pull:type_name -> clinicsync.v1.PullResponse
+	14, // 20: clinicsync.v1.RpcResponse.push:type_name -> clinicsync.v1.PushResponse
+	21, // 21: clinicsync.v1.RpcResponse.operation:type_name -> clinicsync.v1.OperationResult
+	0,  // 22: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
+	1,  // 23: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
+	32, // 24: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
+	2,  // 25: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
+	4,  // 26: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
+	33, // 27: clinicsync.v1.StoredRow.receipts:type_name -> clinicsync.v1.StoredRow.ReceiptsEntry
+	3,  // 28: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
+	4,  // 29: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
+	4,  // 30: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
+	34, // 31: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
+	3,  // 32: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 33: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
+	26, // 34: clinicsync.v1.StoredRow.ReceiptsEntry.value:type_name -> clinicsync.v1.Receipt
+	3,  // 35: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_proto_clinicsync_proto_init() }

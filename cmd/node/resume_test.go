@@ -125,10 +125,7 @@ func newPageProxy(t *testing.T, target string) *pageProxy {
 		if err := codec.Unmarshal(body, &page); err != nil {
 			return err
 		}
-		n := 0
-		for _, tc := range page.GetChanges().GetTables() {
-			n += len(tc.GetCreated()) + len(tc.GetUpdated()) + len(tc.GetDeleted())
-		}
+		n := codec.CountChanges(page.GetChanges())
 		p.mu.Lock()
 		p.pages, p.records, p.last = p.pages+1, p.records+n, page.GetContinuation() == ""
 		close(p.changed)

@@ -122,7 +122,7 @@ func (w *World) checkCursors(n *node) {
 // deleted.
 func (w *World) checkCloudPush(c *call) {
 	var rows []key
-	for _, t := range c.push.GetChanges().GetTables() {
+	for _, t := range changesOf(c.push).GetTables() {
 		for _, r := range slices.Concat(t.GetCreated(), t.GetUpdated()) {
 			rows = append(rows, key{t.GetTable(), r.GetId()})
 		}

@@ -355,7 +355,7 @@ func (w *World) countConflicts(c *call) {
 	if c.to.server.Policy != fsm.MergePolicy {
 		return
 	}
-	for _, t := range c.push.GetChanges().GetTables() {
+	for _, t := range changesOf(c.push).GetTables() {
 		for _, rows := range [][]*pb.Row{t.GetCreated(), t.GetUpdated()} {
 			for _, r := range rows {
 				rec, err := c.to.store.Get(t.GetTable(), r.GetId())
@@ -457,7 +457,7 @@ func (w *World) countingMerge(merge kv.Merge) kv.Merge {
 // written (the model learns the version of each edit the first time it
 // leaves the device).
 func (w *World) learnVersions(n *node, req *pb.PushRequest) {
-	cs, _, err := codec.ChangesetFromProto(req.GetChanges(), nil)
+	cs, _, err := codec.DecodeChangeset(req.GetChanges(), nil)
 	if err != nil {
 		return
 	}
@@ -499,7 +499,7 @@ func (w *World) holdBack(c *call, fault actors.Fault) actors.Fault {
 	}
 	w.tracef("fault late: %s push to %s held until after its next push", c.from.name, c.to.name)
 	var victims []key
-	for _, t := range c.push.GetChanges().GetTables() {
+	for _, t := range changesOf(c.push).GetTables() {
 		if !slices.Contains(discardable, t.GetTable()) {
 			continue
 		}
@@ -542,7 +542,7 @@ func (w *World) deliverLate(lp *latePush) {
 func (w *World) writeDuringPush(c *call) {
 	n := c.from
 	var rows []key
-	for _, t := range c.push.GetChanges().GetTables() {
+	for _, t := range changesOf(c.push).GetTables() {
 		for _, r := range slices.Concat(t.GetCreated(), t.GetUpdated()) {
 			if editable(t.GetTable()) && w.live(n, t.GetTable(), r.GetId()) {
 				rows = append(rows, key{t.GetTable(), r.GetId()})
@@ -561,7 +561,9 @@ func (w *World) writeDuringPush(c *call) {
 // with --break-unknown-delete, strips its deletes of rows the server
 // does not know (so that they leave no tombstone).
 func (w *World) arriving(from, to *node, req *pb.PushRequest) {
-	for _, t := range req.GetChanges().GetTables() {
+	cs := changesOf(req)
+	defer setChanges(req, cs)
+	for _, t := range cs.GetTables() {
 		for _, r := range t.GetCreated() {
 			k := key{t.GetTable(), r.GetId()}
 			if _, err := to.store.Get(k.table, k.id); errors.Is(err, kv.ErrNotFound) {
@@ -594,7 +596,11 @@ func (w *World) createdByAdd(server string, k key, caller string) {
 // since any time). With --break-serve-created every row of the page is
 // made created first.
 func (w *World) served(n, srv *node, req *pb.PullRequest, resp *pb.PullResponse, force bool) {
-	for _, t := range resp.GetChanges().GetTables() {
+	cs := changesOf(resp)
+	if w.opts.BreakServeCreated {
+		defer setChanges(resp, cs)
+	}
+	for _, t := range cs.GetTables() {
 		if w.opts.BreakServeCreated {
 			t.Created, t.Updated = append(t.Created, t.Updated...), nil
 		}
@@ -617,7 +623,7 @@ func pushedRows(req *pb.PushRequest, resp *pb.PushResponse) []key {
 		rejected[key{rj.GetTable(), rj.GetId()}] = true
 	}
 	var out []key
-	for _, t := range req.GetChanges().GetTables() {
+	for _, t := range changesOf(req).GetTables() {
 		for _, r := range slices.Concat(t.GetCreated(), t.GetUpdated()) {
 			if k := (key{t.GetTable(), r.GetId()}); !rejected[k] {
 				out = append(out, k)
@@ -687,4 +693,30 @@ func versionlessMerge(cur *codec.Record, in codec.Change) (codec.Outcome, error)
 	}
 	r.CreatedCursor = 0
 	return codec.Outcome{Op: codec.Write, Record: r}, nil
+}
+
+// changesOf decodes the changeset a pull response or push request
+// carries, as generated messages (which the simulator reads and, for
+// some --break-* switches, changes). The engine encoded it: one that
+// does not decode is a broken engine.
+func changesOf(m interface{ GetChanges() []byte }) *pb.Changeset {
+	var cs pb.Changeset
+	if err := codec.Unmarshal(m.GetChanges(), &cs); err != nil {
+		panic(fmt.Sprintf("sim: a changeset the engine sent does not decode: %v", err))
+	}
+	return &cs
+}
+
+// setChanges re-encodes a changeset changesOf read into the message.
+func setChanges(m interface{ GetChanges() []byte }, cs *pb.Changeset) {
+	b, err := codec.Marshal(cs)
+	if err != nil {
+		panic(fmt.Sprintf("sim: re-encode a changeset: %v", err))
+	}
+	switch m := m.(type) {
+	case *pb.PushRequest:
+		m.Changes = b
+	case *pb.PullResponse:
+		m.Changes = b
+	}
 }
