@@ -3,6 +3,7 @@ package kv
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,8 +14,18 @@ type boltBackend struct{ db *bolt.DB }
 
 // OpenBolt opens (creating if needed) a bbolt file. It fails with
 // ErrLocked if another process holds the file for more than timeout.
+//
+// The file is mapped 1 GiB large from the start on 64-bit machines
+// (address space, not memory): bbolt remaps a growing file, copying
+// every node the writing transaction holds each time. The free list is
+// kept as a map, whose allocations do not scan it (the on-disk format
+// is the same).
 func OpenBolt(path string, timeout time.Duration) (Backend, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	opts := &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType}
+	if math.MaxInt > math.MaxInt32 {
+		opts.InitialMmapSize = 1 << 30
+	}
+	db, err := bolt.Open(path, 0o600, opts)
 	if err != nil {
 		if err == bolt.ErrTimeout {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)

@@ -113,10 +113,13 @@ func (s *Store) put(tx Tx, old, r *Record) error {
 	if err != nil {
 		return err
 	}
-	if r.Status.Pending() {
+	switch {
+	case r.Status.Pending():
 		return pi.Put(rowKey(r.Table, r.ID), u64b(r.Version))
+	case old != nil && old.Status.Pending():
+		return pi.Delete(rowKey(r.Table, r.ID))
 	}
-	return pi.Delete(rowKey(r.Table, r.ID))
+	return nil
 }
 
 // purge removes a row and its index entries entirely.
