@@ -357,7 +357,7 @@ func (im *importer) apply(batch []importRow) (carry []importRow, err error) {
 	}
 	push := fsm.Push{Caller: im.caller, Policy: fsm.MergePolicy, Relay: im.n.info.Kind != KindCloud,
 		Catalog: im.n.store.Catalog(), MaxValueBytes: kv.MaxValueBytes,
-		Now: now, MaxAhead: kv.DefaultMaxDrift.Milliseconds()}
+		Now: now, MaxAhead: kv.DefaultMaxDrift.Milliseconds(), NoReceipts: true}
 	// The merge reads the parents (an event's patient) for the scope of
 	// a node with clinics: imported before, or earlier in this batch.
 	res, err := im.n.store.ApplyWith(kv.Batch{Changes: changes}, func(get kv.Lookup) kv.Merge { return push.MergeWith(get) })

@@ -286,6 +286,17 @@ func TestPushMergeVersions(t *testing.T) {
 	if v := sent.Record.Versions["phone"]; v != (codec.Version{Wall: t0 + 5000, Node: "dev1"}) {
 		t.Fatalf("an edit from a clock ahead: version %v, want Now", v)
 	}
+	if len(sent.Record.Receipts) == 0 {
+		t.Fatalf("an edit from a client without versions left no receipt: %+v", sent.Record)
+	}
+	// A local bulk load (node import) keeps none: its answer cannot be lost.
+	bulk := fsm.Push{Caller: fsm.Caller{ID: "import"}, LastPulledAt: 30, Catalog: cat, Now: t0 + 5000, NoReceipts: true}.Merge()
+	if o := must(bulk(stored(), jsonEdit("444", t0+3000))); len(o.Record.Receipts) != 0 || o.Record.Cols["phone"].Str != "444" {
+		t.Errorf("a bulk load's edit: %+v", o.Record)
+	}
+	if o := must(bulk(nil, codec.Change{Row: codec.Row{Table: "patients", ID: "p9", Cols: patientCols("Omar", "9")}, Created: true})); len(o.Record.Receipts) != 0 {
+		t.Errorf("a bulk load's created row keeps receipts %v", o.Record.Receipts)
+	}
 	seen := sent.Record
 	seen.Cols, seen.Versions, seen.Cursor = maps.Clone(seen.Cols), maps.Clone(seen.Versions), 40
 	seen.Cols["phone"], seen.Versions["phone"] = codec.String("555"), codec.Version{Wall: t0 + 5000, Counter: 3, Node: "dev3"}

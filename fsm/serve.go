@@ -166,6 +166,10 @@ type Push struct {
 	// kv.Store.ClampPending).
 	MaxAhead int64
 	Ahead    *int
+	// NoReceipts keeps no receipts (see Merge): for a local bulk load
+	// (node import), whose answer cannot be lost, so nothing is sent
+	// again.
+	NoReceipts bool
 }
 
 // Merge returns the merge that applies this push, for the store's
@@ -407,6 +411,9 @@ func editHash(in codec.Change, col string) uint64 {
 // the caller's).
 func (p Push) receipts(in codec.Change, old map[string]codec.Receipt, versions map[string]codec.Version) map[string]codec.Receipt {
 	out, cloned := old, false
+	if p.NoReceipts {
+		return out
+	}
 	for col, v := range versions {
 		if _, sent := in.Versions[col]; sent || v.IsZero() || v.Node != p.Caller.ID {
 			continue

@@ -187,7 +187,7 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 		var olds []stampT
 		var kept stampT // the highest own pending version within the limit
 		err = pi.Ascend(nil, func(k, _ []byte) (bool, error) {
-			r, err := indexed(tx, bPending, k)
+			r, err := indexed(tx, bPending, k, decodeRecord)
 			if err != nil {
 				return false, err
 			}

@@ -27,7 +27,7 @@ func (s *Store) Collect(limit int) ([]Record, error) {
 			return err
 		}
 		return pi.Ascend(nil, func(k, _ []byte) (bool, error) {
-			r, err := indexed(tx, bPending, k)
+			r, err := indexed(tx, bPending, k, decodeRecord)
 			if err != nil {
 				return false, err
 			}
@@ -95,20 +95,22 @@ func (s *Store) Records(rows []codec.Pending) ([]Record, error) {
 	return out, err
 }
 
-// indexed reads the row an index entry names (table \x00 id).
-func indexed(tx Tx, index string, key []byte) (Record, error) {
+// indexed reads the row an index entry names (table \x00 id), decoded
+// by decode (decodeRecord, or decodeServed for rows only served).
+func indexed(tx Tx, index string, key []byte, decode func(table, id string, b []byte) (Record, error)) (Record, error) {
 	table, id, err := splitRowKey(key)
 	if err != nil {
 		return Record{}, err
 	}
-	r, err := getRecord(tx, table, id)
+	b, err := rowsBucket(tx, table)
 	if err != nil {
 		return Record{}, err
 	}
-	if r == nil {
+	v := b.Get([]byte(id))
+	if v == nil {
 		return Record{}, fmt.Errorf("%w: %s index names missing row %s/%s", ErrCorrupt, index, table, id)
 	}
-	return *r, nil
+	return decode(table, id, v)
 }
 
 // PendingCount returns the number of rows pending upstream.

@@ -106,9 +106,15 @@ func appendVarint(b []byte, num protowire.Number, x uint64) []byte {
 	return protowire.AppendVarint(b, x)
 }
 
-func decodeRecord(table, id string, b []byte) (Record, error) {
+func decodeRecord(table, id string, b []byte) (Record, error) { return decodeAs(table, id, b, true) }
+
+// decodeServed is decodeRecord without the receipts (their bytes are
+// skipped unread): for rows that are served, never written back.
+func decodeServed(table, id string, b []byte) (Record, error) { return decodeAs(table, id, b, false) }
+
+func decodeAs(table, id string, b []byte, receipts bool) (Record, error) {
 	r := Record{Row: codec.Row{Table: table, ID: id, Cols: make(map[string]codec.Value, countCols(b))}}
-	if err := decodeFields(&r, b); err != nil {
+	if err := decodeFields(&r, b, receipts); err != nil {
 		return Record{}, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
 	}
 	return r, nil
@@ -160,7 +166,7 @@ func countCols(b []byte) int {
 	return n
 }
 
-func decodeFields(r *Record, b []byte) error {
+func decodeFields(r *Record, b []byte, receipts bool) error {
 	for len(b) > 0 {
 		num, typ, n := codec.ConsumeTag(b)
 		if n < 0 {
@@ -215,7 +221,9 @@ func decodeFields(r *Record, b []byte) error {
 		case fVersions:
 			err = codec.ConsumeVersions(m, &r.Versions)
 		case fReceipts:
-			err = consumeReceipt(m, &r.Receipts)
+			if receipts {
+				err = consumeReceipt(m, &r.Receipts)
+			}
 		}
 		if err != nil {
 			return err

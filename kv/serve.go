@@ -4,7 +4,9 @@ import "bytes"
 
 // Page is one read of the cursor index.
 type Page struct {
-	Records []Record // changed rows and tombstones, in cursor order
+	// Records are the changed rows and tombstones, in cursor order,
+	// without their receipts (only a push's merge reads them).
+	Records []Record
 	// Next is the cursor to continue from; More reports whether rows
 	// beyond this page existed when it was read.
 	Next int64
@@ -61,7 +63,7 @@ func (s *Store) changesSince(prefix []byte, since, upto int64, limit int) (Page,
 				p.More = true
 				return false, nil
 			}
-			r, err := indexed(tx, bCursor, v)
+			r, err := indexed(tx, bCursor, v, decodeServed)
 			if err != nil {
 				return false, err
 			}

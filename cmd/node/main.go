@@ -20,7 +20,12 @@ import (
 	"github.com/clinicsync/clinicsync/kv"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	stop := cpuProfile(os.Args[1:], os.Stderr)
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
 
 const usage = `usage: node <command> [flags]
 

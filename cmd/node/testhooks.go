@@ -6,7 +6,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/clinicsync/clinicsync/actors"
@@ -22,7 +25,32 @@ const (
 	// EnvBreak=merge plants a bug in the sync engine: pulled values win
 	// over the device's unpushed edits, which are then lost.
 	EnvBreak = "CLINICSYNC_TEST_BREAK"
+	// EnvCPUProfile=DIR writes the process's CPU profile to
+	// DIR/node-COMMAND-PID.prof when it exits (go tool pprof reads it):
+	// how BENCHMARKS.md's profiles of real processes are taken.
+	EnvCPUProfile = "CLINICSYNC_CPUPROFILE"
 )
+
+// cpuProfile starts the CPU profile EnvCPUProfile asks for; the
+// returned function writes it.
+func cpuProfile(args []string, stderr io.Writer) (stop func()) {
+	dir := os.Getenv(EnvCPUProfile)
+	if dir == "" || len(args) == 0 {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("node-%s-%d.prof", args[0], os.Getpid())))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", EnvCPUProfile, err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
 
 // offsetClock is the wall clock shifted by a fixed offset.
 type offsetClock time.Duration
