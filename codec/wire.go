@@ -76,7 +76,7 @@ func ConsumeValue(entry []byte, cols map[string]Value) error {
 		entry = entry[n:]
 		switch {
 		case num == 1 && typ == protowire.BytesType:
-			s, n := consumeString(entry)
+			s, n := consumeName(entry)
 			if n < 0 {
 				return errWire
 			}
@@ -233,8 +233,12 @@ func ConsumeVersions(group []byte, vs *map[string]Version) error {
 				v.Counter = uint32(x)
 			}
 			group = group[n:]
-		case (num == 3 || num == 4) && typ == protowire.BytesType:
-			s, n := consumeString(group)
+		case num == 3 && typ == protowire.BytesType || num == 4 && typ == protowire.BytesType:
+			consume := consumeString
+			if num == 4 {
+				consume = consumeName
+			}
+			s, n := consume(group)
 			if n < 0 {
 				return errWire
 			}
@@ -281,6 +285,34 @@ func ConsumeTag(b []byte) (protowire.Number, protowire.Type, int) {
 		return 0, 0, -1
 	}
 	return num, typ, n
+}
+
+// names are the column names of the default catalog, interned: a
+// decoded row shares them instead of allocating its own (read only, so
+// safe for concurrent decoders).
+var names = func() map[string]string {
+	out := map[string]string{}
+	cat := schema.Default()
+	for _, name := range cat.Names() {
+		t, _ := cat.Table(name)
+		for _, c := range t.Columns {
+			out[c.Name] = c.Name
+		}
+	}
+	return out
+}()
+
+// consumeName is consumeString for a column name: a known one is
+// interned.
+func consumeName(b []byte) (string, int) {
+	m, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return "", n
+	}
+	if s, ok := names[string(m)]; ok {
+		return s, n
+	}
+	return consumeString(b)
 }
 
 // consumeString is protowire.ConsumeString, refusing invalid UTF-8 as
