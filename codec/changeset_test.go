@@ -3,6 +3,7 @@ package codec_test
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
@@ -233,5 +234,21 @@ func BenchmarkChangesetDecode(b *testing.B) {
 		if _, _, err := codec.DecodeChangeset(enc, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestHashValues holds HashValues to its definition: FNV-1a of what
+// fmt prints.
+func TestHashValues(t *testing.T) {
+	vs := []codec.Value{codec.String("Juba ملف"), codec.Number(-0.25), codec.Int(1772355600000), codec.Bool(true), codec.JSONText(`{"a":1}`), codec.Null(), codec.Number(1e21)}
+	h := fnv.New64a()
+	for _, v := range vs {
+		fmt.Fprintf(h, "%d\x00%s\x00%v\x00%v\x00", v.Kind, v.Str, v.Num, v.Bool)
+	}
+	if got, want := codec.HashValues(vs...), h.Sum64(); got != want {
+		t.Errorf("HashValues = %x, want %x", got, want)
+	}
+	if codec.HashValues(vs[0], vs[1]) == codec.HashValues(vs[1], vs[0]) {
+		t.Error("the order of values does not count")
 	}
 }

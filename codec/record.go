@@ -2,7 +2,7 @@ package codec
 
 import (
 	"fmt"
-	"hash/fnv"
+	"strconv"
 )
 
 // Status is a row's state relative to a node's upstream, as
@@ -69,14 +69,30 @@ type Receipt struct {
 // ReceiptKey keys Record.Receipts: the pusher and the column.
 func ReceiptKey(caller, column string) string { return caller + "\x00" + column }
 
-// HashValues is a 64-bit hash of values (FNV-1a of their kinds and
-// texts).
+// HashValues is a 64-bit hash of values: FNV-1a of, for each, the
+// text fmt prints for "%d\x00%s\x00%v\x00%v\x00" of its kind, text,
+// number and bool (written without fmt: it runs for every column a
+// client pushes).
 func HashValues(vs ...Value) uint64 {
-	h := fnv.New64a()
+	h := uint64(14695981039346656037) // FNV-1a 64 offset basis
+	var buf [48]byte
 	for _, v := range vs {
-		fmt.Fprintf(h, "%d\x00%s\x00%v\x00%v\x00", v.Kind, v.Str, v.Num, v.Bool)
+		h = fnv1a(h, strconv.AppendUint(buf[:0], uint64(v.Kind), 10))
+		h = fnv1a(h, []byte{0})
+		for i := 0; i < len(v.Str); i++ {
+			h = (h ^ uint64(v.Str[i])) * 1099511628211
+		}
+		b := strconv.AppendFloat(append(buf[:0], 0), v.Num, 'g', -1, 64)
+		h = fnv1a(h, append(strconv.AppendBool(append(b, 0), v.Bool), 0))
 	}
-	return h.Sum64()
+	return h
+}
+
+func fnv1a(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		h = (h ^ uint64(c)) * 1099511628211 // FNV-1a 64 prime
+	}
+	return h
 }
 
 // Lookup reads one stored row by table and id, tombstones included (nil

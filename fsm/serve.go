@@ -423,7 +423,7 @@ func (p Push) receipts(in codec.Change, old map[string]codec.Receipt, versions m
 			continue
 		}
 		if !cloned {
-			out, cloned = make(map[string]codec.Receipt, len(old)+1), true
+			out, cloned = make(map[string]codec.Receipt, len(old)+len(versions)), true
 			maps.Copy(out, old)
 		}
 		out[key] = rc

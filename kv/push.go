@@ -62,11 +62,11 @@ func (s *Store) PendingRows() ([]codec.Pending, error) {
 			if v == nil {
 				return false, fmt.Errorf("%w: pending index names missing row %s/%s", ErrCorrupt, table, id)
 			}
-			del, err := storedDeleted(v)
+			meta, err := readMeta(v)
 			if err != nil {
 				return false, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
 			}
-			out = append(out, codec.Pending{Table: table, ID: id, Deleted: del, Size: len(v)})
+			out = append(out, codec.Pending{Table: table, ID: id, Deleted: meta.deleted, Size: len(v)})
 			return true, nil
 		})
 	})
@@ -155,24 +155,47 @@ func (s *Store) PendingByTable() (map[string]int, error) {
 func (s *Store) MarkSynced(refs []Ref) (marked int, err error) {
 	err = s.be.Update(func(tx Tx) error {
 		marked = 0
+		pi, err := tx.Bucket(bPending)
+		if err != nil {
+			return err
+		}
 		for _, ref := range refs {
-			r, err := getRecord(tx, ref.Table, ref.ID)
+			// The encoded row is rewritten without its status and
+			// _changed; its columns are not decoded.
+			rb, err := rowsBucket(tx, ref.Table)
 			if err != nil {
 				return err
 			}
-			if r == nil || r.Version != ref.Version || !r.Status.Pending() {
+			v := rb.Get([]byte(ref.ID))
+			if v == nil {
+				continue
+			}
+			meta, err := readMeta(v)
+			if err != nil {
+				return fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, ref.Table, ref.ID, err)
+			}
+			if meta.version != ref.Version || !meta.status.Pending() {
 				continue
 			}
 			marked++
-			if r.Deleted && !s.opts.KeepTombstones {
-				if err := s.purge(tx, r); err != nil {
+			if meta.deleted && !s.opts.KeepTombstones {
+				r, err := decodeRecord(ref.Table, ref.ID, v)
+				if err != nil {
+					return err
+				}
+				if err := s.purge(tx, &r); err != nil {
 					return err
 				}
 				continue
 			}
-			old := *r
-			r.Status, r.Changed = Synced, nil
-			if err := s.put(tx, &old, r); err != nil {
+			enc, err := synced(v)
+			if err != nil {
+				return fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, ref.Table, ref.ID, err)
+			}
+			if err := rb.Put([]byte(ref.ID), enc); err != nil {
+				return err
+			}
+			if err := pi.Delete(rowKey(ref.Table, ref.ID)); err != nil {
 				return err
 			}
 		}

@@ -120,29 +120,67 @@ func decodeAs(table, id string, b []byte, receipts bool) (Record, error) {
 	return r, nil
 }
 
-// storedDeleted reads only the tombstone flag of an encoded row.
-func storedDeleted(b []byte) (bool, error) {
-	deleted := false
+// storedMeta is the sync state of an encoded row, read without its
+// columns.
+type storedMeta struct {
+	status  Status
+	version uint64
+	deleted bool
+}
+
+// readMeta reads only the status, write version and tombstone flag of
+// an encoded row.
+func readMeta(b []byte) (storedMeta, error) {
+	var m storedMeta
 	for len(b) > 0 {
 		num, typ, n := codec.ConsumeTag(b)
 		if n < 0 {
-			return false, errWire
+			return m, errWire
 		}
 		b = b[n:]
-		if num == fDeleted && typ == protowire.VarintType {
+		if typ == protowire.VarintType && (num == fStatus || num == fDeleted || num == fVersion) {
 			x, n := protowire.ConsumeVarint(b)
 			if n < 0 {
-				return false, errWire
+				return m, errWire
 			}
-			deleted, b = protowire.DecodeBool(x), b[n:]
+			switch num {
+			case fStatus:
+				m.status = Status(pb.Status(int32(x)))
+			case fDeleted:
+				m.deleted = protowire.DecodeBool(x)
+			case fVersion:
+				m.version = x
+			}
+			b = b[n:]
 			continue
 		}
 		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-			return false, errWire
+			return m, errWire
 		}
 		b = b[n:]
 	}
-	return deleted, nil
+	return m, nil
+}
+
+// synced is an encoded row marked synced: without its status (synced
+// is the zero value) and _changed, every other field copied as it is.
+func synced(b []byte) ([]byte, error) {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		num, typ, n := codec.ConsumeTag(b)
+		if n < 0 {
+			return nil, errWire
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, errWire
+		}
+		if num != fStatus && num != fChanged {
+			out = append(out, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	return out, nil
 }
 
 // countCols counts the column entries of an encoded row (up to an

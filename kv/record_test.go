@@ -121,6 +121,36 @@ func TestRecordCodec(t *testing.T) {
 	}
 }
 
+// TestRecordBytes: the readers of encoded rows that skip the columns
+// (readMeta, synced, decodeServed) agree with decoding them.
+func TestRecordBytes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	for i := range 2000 {
+		r := randomRecord(rng)
+		b, err := encodeRecord(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := readMeta(b); err != nil || m != (storedMeta{r.Status, r.Version, r.Deleted}) {
+			t.Fatalf("record %d: readMeta %+v, %v; want %v %d %v", i, m, err, r.Status, r.Version, r.Deleted)
+		}
+		want := r
+		want.Status, want.Changed = Synced, nil
+		s, err := synced(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := decodeRecord(r.Table, r.ID, s); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("record %d marked synced: %+v, %v; want %+v", i, got, err, want)
+		}
+		want = r
+		want.Receipts = nil
+		if got, err := decodeServed(r.Table, r.ID, b); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("record %d served: %+v, %v; want %+v", i, got, err, want)
+		}
+	}
+}
+
 func mustProto(t *testing.T, r *Record) proto.Message {
 	b, err := protoEncode(r)
 	if err != nil {
