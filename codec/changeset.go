@@ -64,6 +64,10 @@ func EncodeChangeset(cs *Changeset) []byte {
 	return b
 }
 
+// RowSize is the encoded size of a row in a changeset (its pb.Row
+// message, without the tag and length around it).
+func RowSize(r Row) int { return len(appendRow(nil, r)) }
+
 // appendRow appends the fields of a pb.Row.
 func appendRow(b []byte, r Row) []byte {
 	b = appendField(b, frowID, r.ID)

@@ -12,6 +12,7 @@ import (
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/codec/schema"
 	pb "github.com/clinicsync/clinicsync/proto"
+	"google.golang.org/protobuf/proto"
 )
 
 // exactDump prints a changeset with every value's kind and every
@@ -131,6 +132,13 @@ func TestChangesetCodec(t *testing.T) {
 	}
 	if _, _, err := decodeBoth(t, generated, schema.Default()); err != nil {
 		t.Fatal(err)
+	}
+	for _, pt := range codec.ChangesetToProto(cs).GetTables() {
+		for i, r := range cs.Tables[pt.GetTable()].Updated {
+			if got, want := codec.RowSize(r), proto.Size(pt.GetUpdated()[i]); got != want {
+				t.Errorf("RowSize(%s/%s) = %d, the generated code's %d", r.Table, r.ID, got, want)
+			}
+		}
 	}
 	if len(codec.EncodeChangeset(codec.NewChangeset())) != 0 {
 		t.Error("an empty changeset encodes to bytes")

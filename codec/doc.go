@@ -17,9 +17,13 @@
 //
 // # Encodings
 //
-//   - protobuf (proto.go): ChangesetToProto and ChangesetFromProto; the
-//     latter validates table names, ids and column names. Marshal is
-//     deterministic; Unmarshal bounds the size.
+//   - protobuf (changeset.go, wire.go, proto.go): EncodeChangeset and
+//     DecodeChangeset write and read the changeset bytes that pulls and
+//     pushes carry, field by field; the decoder validates table names,
+//     ids and column names and bounds the size. ChangesetToProto and
+//     ChangesetFromProto do the same through the generated messages:
+//     the model the tests hold the field-by-field codec to. Marshal is
+//     deterministic.
 //   - WatermelonDB JSON (json.go): the changes object, pull responses and
 //     push bodies, typed exactly as the WatermelonDB schema expects (JSON
 //     columns as JSON text, dates as milliseconds, no _status/_changed in

@@ -209,5 +209,3 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// RowSize is the encoded size of a row in a protobuf changeset.
-func RowSize(r Row) int { return proto.Size(rowToProto(r)) }
