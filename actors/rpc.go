@@ -461,7 +461,7 @@ func (s *rpcSession) serve(m *pb.RpcEnvelope) (reply *pb.RpcEnvelope, end bool) 
 		clear.Error, clear.ErrorCode = fmt.Sprintf("envelope refused: direction %q is not a request's", dir), rpcCodeEnvelope
 		return clear, false
 	}
-	plain, err := s.opener.Open(dir, m.GetBlob())
+	plain, err := s.opener.Open(dir, m.GetSealed())
 	if err != nil {
 		log.Warn("native rpc: envelope refused", "error", err)
 		clear.Error, clear.ErrorCode = "envelope refused: "+err.Error(), rpcCodeEnvelope
@@ -477,11 +477,11 @@ func (s *rpcSession) serve(m *pb.RpcEnvelope) (reply *pb.RpcEnvelope, end bool) 
 	plain, err = proto.Marshal(resp)
 	if err == nil {
 		clear.Direction = string(responseDir(dir))
-		clear.Blob, err = s.sealer.Seal(responseDir(dir), plain)
+		clear.Sealed, err = s.sealer.Seal(responseDir(dir), plain)
 	}
 	if err != nil {
 		log.Error("native rpc: sealing an answer", "error", err)
-		clear.Direction, clear.Blob = "", ""
+		clear.Direction, clear.Sealed = "", nil
 		clear.Error, clear.ErrorCode = "internal server error", rpcCodeInternal
 	}
 	return clear, end

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"slices"
 	"bufio"
 	"bytes"
 	"context"
@@ -241,10 +242,9 @@ func TestRPCEnvelopeRefused(t *testing.T) {
 		change     func(*pb.RpcEnvelope) *pb.RpcEnvelope
 	}{
 		{"tampered", "altered", func(e *pb.RpcEnvelope) *pb.RpcEnvelope {
-			b := []byte(e.Blob)
-			i := len(b) / 2
-			b[i] = map[bool]byte{true: 'B', false: 'A'}[b[i] == 'A']
-			e.Blob = string(b)
+			b := slices.Clone(e.Sealed)
+			b[len(b)/2] ^= 1
+			e.Sealed = b
 			return e
 		}},
 		{"replayed", "replayed", func(e *pb.RpcEnvelope) *pb.RpcEnvelope {

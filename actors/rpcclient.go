@@ -147,12 +147,12 @@ func (t *RPCTransport) call(ctx context.Context, dir codec.Direction, req *pb.Rp
 		if err != nil {
 			return nil, fmt.Errorf("actors: encoding a %s: %w", op, err)
 		}
-		blob, err := t.sess.sealer.Seal(dir, plain)
+		sealed, err := t.sess.sealer.Seal(dir, plain)
 		if err != nil {
 			return nil, fmt.Errorf("actors: sealing a %s: %w", op, err)
 		}
 		env := &pb.RpcEnvelope{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1, SessionId: t.sess.id, RequestId: id,
-			Direction: string(dir), Blob: blob}
+			Direction: string(dir), Sealed: sealed}
 		if t.send != nil {
 			env = t.send(env)
 		}
@@ -182,7 +182,7 @@ func (t *RPCTransport) call(ctx context.Context, dir codec.Direction, req *pb.Rp
 			return nil, fmt.Errorf("%w: %s %s: answer to request %q as %q, want %q as %q", ErrEnvelopeRefused, op, t.Addr,
 				reply.GetRequestId(), reply.GetDirection(), id, responseDir(dir))
 		}
-		plain, err = t.sess.opener.Open(responseDir(dir), reply.GetBlob())
+		plain, err = t.sess.opener.Open(responseDir(dir), reply.GetSealed())
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s %s: the answer: %v", ErrEnvelopeRefused, op, t.Addr, err)
 		}

@@ -45,7 +45,8 @@ import (
 // direction gets its own key, HKDF-SHA256(ikm=session key, salt=empty,
 // info="clinicsync v1 c2s" or "clinicsync v1 s2c", L=32), and the nonce is
 // four zero bytes followed by a big-endian uint64 counter that the Sealer
-// increments. The blob layout is the same as above. An Opener accepts only
+// increments. The layout is the same as above (nonce ‖ ciphertext ‖ tag),
+// as raw bytes rather than base64: native RPC carries bytes. An Opener accepts only
 // counters above the last one it accepted, so a replayed or reordered
 // envelope fails with [ErrEnvelopeReplayed]; gaps (lost envelopes) are
 // allowed. A retry must therefore be sealed again, not resent.
@@ -75,6 +76,9 @@ const (
 	// MaxPlaintextSize is the longest plaintext whose blob fits in
 	// MaxEnvelopeSize (12 MiB less the nonce and tag).
 	MaxPlaintextSize = MaxEnvelopeSize/4*3 - NonceSize - TagSize
+	// MaxSealedSize is the longest native envelope (raw bytes) that
+	// Opener.Open accepts: MaxPlaintextSize sealed.
+	MaxSealedSize = MaxPlaintextSize + NonceSize + TagSize
 )
 
 // pairingSalt is the HKDF salt of the Hikma pairing.
@@ -287,10 +291,14 @@ func checkSeal(aad Direction, plaintext []byte) error {
 }
 
 func sealWith(aead cipher.AEAD, nonce *[NonceSize]byte, aad Direction, plaintext []byte) string {
+	return b64.EncodeToString(sealRaw(aead, nonce, aad, plaintext))
+}
+
+// sealRaw returns nonce ‖ ciphertext ‖ tag.
+func sealRaw(aead cipher.AEAD, nonce *[NonceSize]byte, aad Direction, plaintext []byte) []byte {
 	out := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
 	copy(out, nonce[:])
-	out = aead.Seal(out, nonce[:], plaintext, []byte(aad))
-	return b64.EncodeToString(out)
+	return aead.Seal(out, nonce[:], plaintext, []byte(aad))
 }
 
 // splitEnvelope checks aad and the blob's size and encoding, and returns
@@ -306,6 +314,11 @@ func splitEnvelope(aad Direction, blob string) (nonce, sealed []byte, err error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrEnvelopeBase64, err)
 	}
+	return splitSealed(raw)
+}
+
+// splitSealed splits nonce ‖ ciphertext ‖ tag.
+func splitSealed(raw []byte) (nonce, sealed []byte, err error) {
 	if len(raw) < NonceSize+TagSize {
 		return nil, nil, fmt.Errorf("%w: %d bytes, need at least %d", ErrEnvelopeTruncated, len(raw), NonceSize+TagSize)
 	}
@@ -369,19 +382,20 @@ func NewSealer(sessionKey []byte, role Role) (*Sealer, error) {
 	return &Sealer{aead: aead}, nil
 }
 
-// Seal encrypts plaintext for direction aad with the next counter. After
-// 2^64-1 envelopes it fails with ErrCounterExhausted rather than reuse a
-// nonce.
-func (s *Sealer) Seal(aad Direction, plaintext []byte) (string, error) {
+// Seal encrypts plaintext for direction aad with the next counter and
+// returns nonce ‖ ciphertext ‖ tag, as raw bytes (native RPC carries
+// bytes; there is no base64). After 2^64-1 envelopes it fails with
+// ErrCounterExhausted rather than reuse a nonce.
+func (s *Sealer) Seal(aad Direction, plaintext []byte) ([]byte, error) {
 	if err := checkSeal(aad, plaintext); err != nil {
-		return "", err
+		return nil, err
 	}
 	if s.next == ^uint64(0) {
-		return "", ErrCounterExhausted
+		return nil, ErrCounterExhausted
 	}
 	nonce := counterNonce(s.next)
 	s.next++
-	return sealWith(s.aead, &nonce, aad, plaintext), nil
+	return sealRaw(s.aead, &nonce, aad, plaintext), nil
 }
 
 // Opener opens the envelopes one side of a native channel receives and
@@ -407,12 +421,20 @@ func NewOpener(sessionKey []byte, role Role) (*Opener, error) {
 	return &Opener{aead: aead}, nil
 }
 
-// Open decrypts blob as direction aad. Besides the errors of the package
-// function Open, it fails with ErrEnvelopeReplayed for an authentic
-// envelope whose counter is not above the last accepted one. A failed Open
-// leaves the Opener unchanged.
-func (o *Opener) Open(aad Direction, blob string) ([]byte, error) {
-	nonce, sealed, err := splitEnvelope(aad, blob)
+// Open decrypts sealed (nonce ‖ ciphertext ‖ tag, as Seal returns it)
+// as direction aad. Its errors wrap, in the order checked,
+// ErrUnknownDirection, ErrEnvelopeTooLarge (more than MaxSealedSize
+// bytes), ErrEnvelopeTruncated, ErrEnvelopeAuth and, for an authentic
+// envelope whose counter is not above the last accepted one,
+// ErrEnvelopeReplayed. A failed Open leaves the Opener unchanged.
+func (o *Opener) Open(aad Direction, sealed []byte) ([]byte, error) {
+	if err := aad.check(); err != nil {
+		return nil, err
+	}
+	if len(sealed) > MaxSealedSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrEnvelopeTooLarge, len(sealed), MaxSealedSize)
+	}
+	nonce, ct, err := splitSealed(sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +442,7 @@ func (o *Opener) Open(aad Direction, blob string) ([]byte, error) {
 	if subtle.ConstantTimeCompare(nonce[:4], zero[:]) != 1 {
 		return nil, fmt.Errorf("%w: nonce is not a channel counter", ErrEnvelopeAuth)
 	}
-	plaintext, err := openWith(o.aead, aad, nonce, sealed)
+	plaintext, err := openWith(o.aead, aad, nonce, ct)
 	if err != nil {
 		return nil, err
 	}

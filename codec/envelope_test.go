@@ -266,10 +266,14 @@ func TestNativeVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got != c.Blob {
-			t.Errorf("%s counter %d: Seal = %s\nwant %s", c.Sender, c.Counter, got, c.Blob)
+		if b64.EncodeToString(got) != c.Blob {
+			t.Errorf("%s counter %d: Seal = %s\nwant %s (base64url)", c.Sender, c.Counter, b64.EncodeToString(got), c.Blob)
 		}
-		opened, err := openers[c.Sender].Open(c.Direction, c.Blob)
+		raw, err := decodeB64(c.Blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened, err := openers[c.Sender].Open(c.Direction, raw)
 		if err != nil {
 			t.Fatalf("%s counter %d: %v", c.Sender, c.Counter, err)
 		}
@@ -529,7 +533,7 @@ func channel(t *testing.T) (*Sealer, *Opener) {
 	return s, o
 }
 
-func seal(t *testing.T, s *Sealer, dir Direction, pt string) string {
+func seal(t *testing.T, s *Sealer, dir Direction, pt string) []byte {
 	t.Helper()
 	blob, err := s.Seal(dir, []byte(pt))
 	if err != nil {
@@ -545,7 +549,7 @@ func TestReplay(t *testing.T) {
 	e2 := seal(t, s, DirCommand, "two")
 	e3 := seal(t, s, DirCommand, "three")
 
-	open := func(dir Direction, blob string, want string, wantErr error) {
+	open := func(dir Direction, blob []byte, want string, wantErr error) {
 		t.Helper()
 		got, err := o.Open(dir, blob)
 		if !errors.Is(err, wantErr) {
@@ -563,9 +567,9 @@ func TestReplay(t *testing.T) {
 
 	// A failed open changes nothing: e3 opens after a forgery and a wrong
 	// direction were refused.
-	raw, _ := b64.DecodeString(e3)
+	raw := bytes.Clone(e3)
 	raw[len(raw)-1] ^= 1
-	open(DirCommand, b64.EncodeToString(raw), "", ErrEnvelopeAuth)
+	open(DirCommand, raw, "", ErrEnvelopeAuth)
 	open(DirQuery, e3, "", ErrEnvelopeAuth)
 	open(DirCommand, e3, "three", nil)
 
@@ -588,7 +592,7 @@ func TestChannelKeySeparation(t *testing.T) {
 		t.Errorf("client opening its own envelope: err = %v, want ErrEnvelopeAuth", err)
 	}
 	// The Hikma envelope uses the session key itself: no cross-opening.
-	if _, err := Open(fixedKey, DirCommand, blob); !errors.Is(err, ErrEnvelopeAuth) {
+	if _, err := Open(fixedKey, DirCommand, b64.EncodeToString(blob)); !errors.Is(err, ErrEnvelopeAuth) {
 		t.Errorf("Open of a channel envelope: err = %v, want ErrEnvelopeAuth", err)
 	}
 	hikma := mustSeal(t, fixedKey, DirCommand, "hello", bytes.NewReader(make([]byte, NonceSize)))
@@ -596,13 +600,13 @@ func TestChannelKeySeparation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hub.Open(DirCommand, hikma); !errors.Is(err, ErrEnvelopeAuth) {
+	if _, err := hub.Open(DirCommand, mustDecodeB64(t, hikma)); !errors.Is(err, ErrEnvelopeAuth) {
 		t.Errorf("Opener of a Hikma envelope with a counter-shaped nonce: err = %v, want ErrEnvelopeAuth", err)
 	}
 	// A nonce that is not four zero bytes and a counter is refused.
-	raw, _ := b64.DecodeString(blob)
+	raw := bytes.Clone(blob)
 	raw[0] = 1
-	if _, err := hub.Open(DirCommand, b64.EncodeToString(raw)); !errors.Is(err, ErrEnvelopeAuth) {
+	if _, err := hub.Open(DirCommand, raw); !errors.Is(err, ErrEnvelopeAuth) {
 		t.Errorf("non-zero nonce prefix: err = %v, want ErrEnvelopeAuth", err)
 	}
 }
@@ -624,10 +628,13 @@ func TestChannelErrors(t *testing.T) {
 	if s.next != 0 {
 		t.Errorf("failed seals advanced the counter to %d", s.next)
 	}
-	if _, err := o.Open(DirCommand, strings.Repeat("A", MaxEnvelopeSize+1)); !errors.Is(err, ErrEnvelopeTooLarge) {
+	if _, err := o.Open(DirCommand, make([]byte, MaxSealedSize+1)); !errors.Is(err, ErrEnvelopeTooLarge) {
 		t.Errorf("Open oversized: err = %v", err)
 	}
-	if _, err := o.Open(DirCommand, "AAAA"); !errors.Is(err, ErrEnvelopeTruncated) {
+	if _, err := o.Open("bogus", make([]byte, 40)); !errors.Is(err, ErrUnknownDirection) {
+		t.Errorf("Open bogus direction: err = %v", err)
+	}
+	if _, err := o.Open(DirCommand, make([]byte, NonceSize+TagSize-1)); !errors.Is(err, ErrEnvelopeTruncated) {
 		t.Errorf("Open truncated: err = %v", err)
 	}
 
@@ -642,8 +649,8 @@ func TestChannelErrors(t *testing.T) {
 	}
 }
 
-// fuzzSeals are real envelopes under fixedKey, by blob: Hikma ones sealed
-// with Seal and native ones from a client Sealer (counters start at 0, so
+// fuzzSeals are real envelopes under fixedKey, by blob: Hikma ones (base64) sealed
+// with Seal and native ones (raw bytes as a string) from a client Sealer (counters start at 0, so
 // a fresh hub Opener accepts each of them).
 type fuzzSeal struct {
 	dir       Direction
@@ -664,11 +671,11 @@ func fuzzSeals(f *testing.F) (hikma, native map[string]fuzzSeal) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		blob, err = s.Seal(dir, []byte(pt))
+		sealed, err := s.Seal(dir, []byte(pt))
 		if err != nil {
 			f.Fatal(err)
 		}
-		native[blob] = fuzzSeal{dir, pt}
+		native[string(sealed)] = fuzzSeal{dir, pt}
 	}
 	return hikma, native
 }
@@ -727,7 +734,7 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err = o.Open(dir, blob)
+		got, err = o.Open(dir, []byte(blob))
 		check("Opener.Open", got, err, native)
 	})
 }
@@ -755,4 +762,13 @@ func FuzzDecodePublicKey(f *testing.F) {
 			t.Fatalf("DecodePublicKey(%q) accepted a non-canonical encoding of %s", s, got)
 		}
 	})
+}
+
+func mustDecodeB64(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := decodeB64(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -1351,19 +1351,19 @@ func (x *HandshakeResponse) GetErrorCode() string {
 }
 
 // RpcEnvelope carries one native RPC request or answer between node
-// processes: blob is a codec Sealer envelope (base64url of nonce ‖
-// ciphertext ‖ tag) whose AAD is direction. An answer refused before
-// it could be sealed (unknown session, an envelope that failed to open)
-// has no blob and says why in error and error_code.
+// processes: sealed is a codec Sealer envelope (nonce ‖ ciphertext ‖
+// tag, raw bytes) whose AAD is direction. An answer refused before it
+// could be sealed (unknown session, an envelope that failed to open)
+// has none and says why in error and error_code.
 type RpcEnvelope struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion ProtocolVersion        `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3,enum=clinicsync.v1.ProtocolVersion" json:"protocol_version,omitempty"`
 	SessionId       string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	RequestId       string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Direction       string                 `protobuf:"bytes,4,opt,name=direction,proto3" json:"direction,omitempty"`
-	Blob            string                 `protobuf:"bytes,5,opt,name=blob,proto3" json:"blob,omitempty"`
 	Error           string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	ErrorCode       string                 `protobuf:"bytes,7,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Sealed          []byte                 `protobuf:"bytes,8,opt,name=sealed,proto3" json:"sealed,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1426,13 +1426,6 @@ func (x *RpcEnvelope) GetDirection() string {
 	return ""
 }
 
-func (x *RpcEnvelope) GetBlob() string {
-	if x != nil {
-		return x.Blob
-	}
-	return ""
-}
-
 func (x *RpcEnvelope) GetError() string {
 	if x != nil {
 		return x.Error
@@ -1445,6 +1438,13 @@ func (x *RpcEnvelope) GetErrorCode() string {
 		return x.ErrorCode
 	}
 	return ""
+}
+
+func (x *RpcEnvelope) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
 }
 
 // RpcRequest is the plaintext sealed in a request's RpcEnvelope.
@@ -2693,18 +2693,18 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\b \x01(\tR\trequestId\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\t \x01(\tR\terrorCode\"\xfd\x01\n" +
+	"error_code\x18\t \x01(\tR\terrorCode\"\x87\x02\n" +
 	"\vRpcEnvelope\x12I\n" +
 	"\x10protocol_version\x18\x01 \x01(\x0e2\x1e.clinicsync.v1.ProtocolVersionR\x0fprotocolVersion\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\x12\x1c\n" +
-	"\tdirection\x18\x04 \x01(\tR\tdirection\x12\x12\n" +
-	"\x04blob\x18\x05 \x01(\tR\x04blob\x12\x14\n" +
+	"\tdirection\x18\x04 \x01(\tR\tdirection\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\a \x01(\tR\terrorCode\"\x92\x02\n" +
+	"error_code\x18\a \x01(\tR\terrorCode\x12\x16\n" +
+	"\x06sealed\x18\b \x01(\fR\x06sealedJ\x04\b\x05\x10\x06\"\x92\x02\n" +
 	"\n" +
 	"RpcRequest\x12\x1d\n" +
 	"\n" +

@@ -205,6 +205,7 @@ func runIncremental(ctx context.Context, h *harness) ([]result, error) {
 			"ratio_1m_to_10k":          round(ratio, 2),
 			"first_sync_seconds_small": round(small.first, 3),
 			"first_sync_seconds_big":   round(big.first, 3),
+			"first_sync_mobile_mb_big": round(big.firstPeak, 1),
 		}}}, nil
 }
 
@@ -215,6 +216,8 @@ type incrementalRun struct {
 	peak  map[string]float64
 	floor float64 // the floor's seconds for the changed rows
 	first float64 // the untimed first sync's seconds
+	// firstPeak is the mobile's peak RssAnon (MB) in its first sync.
+	firstPeak float64
 }
 
 // incrementalOn sets up a hub and a mobile holding rows rows, changes
@@ -250,7 +253,7 @@ func (h *harness) incrementalOn(ctx context.Context, label string, rows int, see
 	}
 	s := startSampler()
 	first, err := h.syncOnce(ctx, "the first sync of "+label, mobile, peer, s, "mobile", d.rows())
-	s.stop()
+	firstPeak := s.stop()["mobile"]
 	if err != nil {
 		return incrementalRun{}, err
 	}
@@ -295,7 +298,7 @@ func (h *harness) incrementalOn(ctx context.Context, label string, rows int, see
 	}
 	slices.SortFunc(rounds, func(a, b syncResult) int { return cmp.Compare(a.seconds, b.seconds) })
 	res := rounds[len(rounds)/2]
-	return incrementalRun{held: d.rows(), res: res, peak: peak, floor: took.Seconds(), first: first.seconds}, nil
+	return incrementalRun{held: d.rows(), res: res, peak: peak, floor: took.Seconds(), first: first.seconds, firstPeak: firstPeak}, nil
 }
 
 // changeRows decodes the sample patient lines and gives each a new
