@@ -79,6 +79,7 @@ type peerCall struct {
 type peerReply struct {
 	seq  uint64
 	pull *pb.PullResponse
+	page fsm.Page // pull decoded, by the call's goroutine
 	push *pb.PushResponse
 	err  error
 }
@@ -378,7 +379,7 @@ func (c *coordinator) onReply(ctx actor.Context, m *peerReply) {
 	case s.step.Pull != nil:
 		// Pipelined: the next page's request leaves before this page
 		// applies, so the peer reads and sends it meanwhile.
-		ahead, apply := s.run.OnPullAhead(m.pull)
+		ahead, apply := s.run.OnPullAhead(m.pull, &m.page)
 		if ahead == nil || c.cfg.sequential {
 			step = apply()
 			break

@@ -139,7 +139,11 @@ func roundTripCall(base context.Context, timeout time.Duration, tr Transport, pe
 			done <- r
 		}()
 		if m.pull != nil {
-			r.pull, r.err = tr.Pull(cctx, m.pull)
+			// The page is decoded here, while the coordinator applies the
+			// page before it.
+			if r.pull, r.err = tr.Pull(cctx, m.pull); r.err == nil {
+				r.page = fsm.DecodePage(r.pull)
+			}
 		} else {
 			r.push, r.err = tr.Push(cctx, m.push)
 		}

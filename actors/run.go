@@ -132,7 +132,7 @@ func (r *Run) Start() Step {
 
 // OnPull applies one pulled page and returns the next request.
 func (r *Run) OnPull(resp *pb.PullResponse) Step {
-	_, apply := r.OnPullAhead(resp)
+	_, apply := r.OnPullAhead(resp, nil)
 	return apply()
 }
 
@@ -143,8 +143,12 @@ func (r *Run) OnPull(resp *pb.PullResponse) Step {
 // A page that fails to apply fails the sync; the answer to ahead is
 // then dropped. The pull's position is stored with each applied page,
 // so a crash meanwhile resumes after the last page applied.
-func (r *Run) OnPullAhead(resp *pb.PullResponse) (ahead *pb.PullRequest, apply func() Step) {
-	step, err := r.sync.OnPull(resp)
+func (r *Run) OnPullAhead(resp *pb.PullResponse, page *fsm.Page) (ahead *pb.PullRequest, apply func() Step) {
+	if page == nil {
+		p := fsm.DecodePage(resp)
+		page = &p
+	}
+	step, err := r.sync.OnPage(resp, *page)
 	if err != nil {
 		return nil, func() Step { return r.Fail(fmt.Errorf("%w: %v", ErrBadRequest, err)) }
 	}

@@ -208,19 +208,39 @@ func (s *Sync) pullRequest(continuation string) *pb.PullRequest {
 		LastPulledAt: s.from, Continuation: continuation, PageSize: uint32(s.PageSize)}
 }
 
-// OnPull takes one pulled page: the page to apply (with the last page,
-// the peer's new cursor and, for a mirroring pull, the rows to delete,
-// in the same transaction), then the next page or the push. A malformed
-// page is an error.
-func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
+// Page is a pulled page's changes, decoded, or why it cannot be
+// applied. DecodePage reads nothing but the response, so a caller may
+// run it away from the sync, while the page before applies.
+type Page struct {
+	changes []codec.Change
+	count   int // records: rows and deletes
+	err     error
+}
+
+// DecodePage decodes a pulled page for OnPage. The peer is this node's
+// source of truth: a page with a row it cannot take is not applied at
+// all (the error names the row).
+func DecodePage(resp *pb.PullResponse) Page {
 	cs, rejected, err := codec.DecodeChangeset(resp.GetChanges(), nil)
 	if err == nil && len(rejected) > 0 {
 		err = fmt.Errorf("%s/%s: %w", rejected[0].Table, rejected[0].ID, rejected[0].Err)
 	}
 	if err != nil {
-		// The peer is this node's source of truth: a page it cannot
-		// take whole is not applied at all.
-		return Step{}, fmt.Errorf("pulled changes: %v", err)
+		return Page{err: fmt.Errorf("pulled changes: %v", err)}
+	}
+	return Page{changes: Changes(cs), count: cs.Count()}
+}
+
+// OnPull is OnPage decoding the page itself.
+func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) { return s.OnPage(resp, DecodePage(resp)) }
+
+// OnPage takes one pulled page, decoded by DecodePage: the page to
+// apply (with the last page, the peer's new cursor and, for a
+// mirroring pull, the rows to delete, in the same transaction), then
+// the next page or the push. A malformed page is an error.
+func (s *Sync) OnPage(resp *pb.PullResponse, page Page) (Step, error) {
+	if page.err != nil {
+		return Step{}, page.err
 	}
 	last := resp.GetContinuation() == ""
 	if last && resp.GetTimestamp() <= 0 {
@@ -230,7 +250,7 @@ func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
 	if s.Peer != s.pulledPeer {
 		w.Config[ConfigForeign] = s.Peer
 	}
-	for _, c := range Changes(cs) {
+	for _, c := range page.changes {
 		if t, ok := s.Catalog.Table(c.Table); ok && t.Flow != schema.Local {
 			w.Changes = append(w.Changes, c)
 			if s.seen != nil {
@@ -238,7 +258,7 @@ func (s *Sync) OnPull(resp *pb.PullResponse) (Step, error) {
 			}
 		}
 	}
-	s.pulled += cs.Count()
+	s.pulled += page.count
 	s.total = max(int(resp.GetTotal()), s.pulled)
 	if n := resp.GetMaxPushBytes(); n > 0 {
 		s.maxPush = int(min(n, 1<<40))
