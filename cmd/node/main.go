@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -282,6 +283,10 @@ func (f *forward) Error() string { return "the node is served by another process
 // do not wait for the store's lock; a store still locked after that is
 // tried once more (serve may have been starting). The engine logs to
 // log (nil: nowhere).
+// mobileMemoryLimit is the Go heap's soft limit in a mobile node's
+// process (GOMEMLIMIT overrides it).
+const mobileMemoryLimit = 150 << 20
+
 func openLocal(dir string, engine bool, log *slog.Logger) (*actors.Node, func() error, error) {
 	if c, err := actors.DialControl(dir); err == nil {
 		return nil, nil, &forward{conn: c}
@@ -302,6 +307,12 @@ func openLocal(dir string, engine bool, log *slog.Logger) (*actors.Node, func() 
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if n.Info().Kind == actors.KindMobile && os.Getenv("GOMEMLIMIT") == "" {
+		// A phone's node: the garbage collector works to keep the heap
+		// under a soft limit rather than let it double its live size
+		// (an initial sync's live heap is well under it).
+		debug.SetMemoryLimit(mobileMemoryLimit)
 	}
 	if engine {
 		// The cause of a failure goes into the one line a command

@@ -6,10 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -470,5 +472,26 @@ func TestRunServeAndSync(t *testing.T) {
 		"sync", "--data", phone)
 	if out := ok(t, "device", "list", "--data", cloud); !strings.Contains(out, " revoked ") {
 		t.Errorf("device list after revoke: %q", out)
+	}
+}
+
+// TestMobileMemoryLimit: a mobile node's process keeps the Go heap under
+// a soft limit (unless GOMEMLIMIT says otherwise); a hub's is left alone.
+func TestMobileMemoryLimit(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.Fatalf("GOMEMLIMIT=%s is set: this test checks the default", os.Getenv("GOMEMLIMIT"))
+	}
+	was := debug.SetMemoryLimit(math.MaxInt64)
+	defer debug.SetMemoryLimit(was)
+	hub, phone := filepath.Join(t.TempDir(), "hub"), filepath.Join(t.TempDir(), "phone")
+	ok(t, "init", "--data", hub, "--kind", "hub")
+	ok(t, "init", "--data", phone, "--kind", "mobile")
+	ok(t, "status", "--data", hub)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("after a hub command the limit is %d, want none", got)
+	}
+	ok(t, "status", "--data", phone)
+	if got := debug.SetMemoryLimit(-1); got != mobileMemoryLimit {
+		t.Errorf("after a mobile command the limit is %d, want %d", got, mobileMemoryLimit)
 	}
 }
