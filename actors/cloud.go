@@ -460,7 +460,8 @@ func (h *CloudHandler) pullJSON(w http.ResponseWriter, c fsm.Caller, since int64
 // writePull writes c's JSON pull document to w as pullJSON describes:
 // the timestamp first, then one walk (the migration's rows first when
 // mig is set) into a codec.PullSpool, the document once the walk is
-// done. added counts the records of each page. It returns the timestamp
+// done. added counts the records of each page (on the goroutine that
+// encodes them; writePull returns after it). It returns the timestamp
 // and the bytes the spool kept on disk.
 func (h *CloudHandler) writePull(w io.Writer, c fsm.Caller, since int64, mig *codec.Migration, added func(int)) (ts, spilled int64, err error) {
 	st := h.server.Store
@@ -473,17 +474,34 @@ func (h *CloudHandler) writePull(w io.Writer, c fsm.Caller, since int64, mig *co
 			h.log.Error("sync pull: releasing its spool file", "caller", callerKey(c), "cause", err)
 		}
 	}()
-	add := func(cs *codec.Changeset) error {
-		n, err := spoolPage(spool, cs)
-		added(n)
-		return err
-	}
-	if mig != nil {
-		if err := h.eachPage(c, since, mig, 0, since, add); err != nil {
-			return 0, 0, err
+	// Pages are read here and encoded by a second goroutine, so that
+	// reading page n+1 and encoding page n overlap; one page waits
+	// between them.
+	pages, encoded := make(chan *codec.Changeset, 1), make(chan error, 1)
+	go func() {
+		var err error
+		for cs := range pages {
+			if err == nil { // after a failure, drain
+				var n int
+				n, err = spoolPage(spool, cs)
+				added(n)
+			}
 		}
+		encoded <- err
+	}()
+	add := func(cs *codec.Changeset) error {
+		pages <- cs
+		return nil
 	}
-	if err := h.eachPage(c, since, nil, since, ts, add); err != nil {
+	err = nil
+	if mig != nil {
+		err = h.eachPage(c, since, mig, 0, since, add)
+	}
+	if err == nil {
+		err = h.eachPage(c, since, nil, since, ts, add)
+	}
+	close(pages)
+	if err := errors.Join(err, <-encoded); err != nil {
 		return 0, 0, err
 	}
 	if err := spool.Close(ts); errors.Is(err, codec.ErrSpoolRelease) { // after the whole document
