@@ -86,8 +86,8 @@ type CloudConfig struct {
 	// heap pushes take to about 4 times itself.
 	PushBudgetBytes int64
 	// PageSize is the most records a pull page holds (protobuf), and
-	// the records read from the store at a time (JSON), whatever the
-	// client asks (0: MaxPageSize).
+	// the records read from the store at a time (JSON, at most
+	// jsonReadRows), whatever the client asks (0: MaxPageSize).
 	PageSize int
 	// SpoolBytes bounds the encoded rows a JSON pull holds in memory
 	// while it groups them by table (0: codec.DefaultSpoolMemory); past
@@ -475,9 +475,9 @@ func (h *CloudHandler) writePull(w io.Writer, c fsm.Caller, since int64, mig *co
 		}
 	}()
 	// Pages are read here and encoded by a second goroutine, so that
-	// reading page n+1 and encoding page n overlap; one page waits
-	// between them.
-	pages, encoded := make(chan *codec.Changeset, 1), make(chan error, 1)
+	// reading page n+1 and encoding page n overlap (no page waits in
+	// between: two pages are in memory at most).
+	pages, encoded := make(chan *codec.Changeset), make(chan error, 1)
 	go func() {
 		var err error
 		for cs := range pages {
@@ -516,7 +516,7 @@ func (h *CloudHandler) writePull(w io.Writer, c fsm.Caller, since int64, mig *co
 // (Server.servePage: the migration's rows when mig is set) and calls fn
 // with each page's changeset.
 func (h *CloudHandler) eachPage(c fsm.Caller, since int64, mig *codec.Migration, from, to int64, fn func(*codec.Changeset) error) error {
-	size := h.server.pageSize()
+	size := min(h.server.pageSize(), jsonReadRows)
 	for {
 		page, cs, err := h.server.servePage(c, since, mig, from, to, size)
 		if err != nil {
@@ -842,3 +842,8 @@ func (t *trackingWriter) Write(p []byte) (int, error) {
 	t.n += int64(n)
 	return n, err
 }
+
+// jsonReadRows is the most records a JSON pull reads from the store at
+// a time (less when --page-size is smaller): two such pages are in
+// memory at once, one read, one encoded.
+const jsonReadRows = 2000
