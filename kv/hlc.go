@@ -183,11 +183,11 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 		ahead := func(v codec.Version) bool {
 			return v.Node == s.opts.NodeID && v.Wall > limit && floor.less(stampOf(v))
 		}
-		var fix []Record
+		var fix [][]byte // pending index keys of the rows to clamp
 		var olds []stampT
 		var kept stampT // the highest own pending version within the limit
 		err = pi.Ascend(nil, func(k, _ []byte) (bool, error) {
-			r, err := indexed(tx, bPending, k, decodeRecord)
+			r, err := indexed(tx, bPending, k, decodeVersions) // columns unread
 			if err != nil {
 				return false, err
 			}
@@ -202,7 +202,7 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 				}
 			}
 			if found {
-				fix = append(fix, r)
+				fix = append(fix, slices.Clone(k))
 			}
 			return true, nil
 		})
@@ -240,7 +240,11 @@ func (s *Store) ClampPending(limit int64) (n int, err error) {
 			floor.counter++
 			renamed[o] = floor
 		}
-		for _, old := range fix {
+		for _, k := range fix {
+			old, err := indexed(tx, bPending, k, decodeRecord)
+			if err != nil {
+				return err
+			}
 			r := old
 			r.Versions = maps.Clone(old.Versions)
 			for col, v := range r.Versions {

@@ -106,15 +106,32 @@ func appendVarint(b []byte, num protowire.Number, x uint64) []byte {
 	return protowire.AppendVarint(b, x)
 }
 
-func decodeRecord(table, id string, b []byte) (Record, error) { return decodeAs(table, id, b, true) }
+// The parts of a row a decode may leave unread (their bytes skipped).
+const (
+	skipReceipts = 1 << iota
+	skipCols
+)
 
-// decodeServed is decodeRecord without the receipts (their bytes are
-// skipped unread): for rows that are served, never written back.
-func decodeServed(table, id string, b []byte) (Record, error) { return decodeAs(table, id, b, false) }
+func decodeRecord(table, id string, b []byte) (Record, error) { return decodeAs(table, id, b, 0) }
 
-func decodeAs(table, id string, b []byte, receipts bool) (Record, error) {
-	r := Record{Row: codec.Row{Table: table, ID: id, Cols: make(map[string]codec.Value, countCols(b))}}
-	if err := decodeFields(&r, b, receipts); err != nil {
+// decodeServed is decodeRecord without the receipts: for rows that are
+// served, never written back.
+func decodeServed(table, id string, b []byte) (Record, error) {
+	return decodeAs(table, id, b, skipReceipts)
+}
+
+// decodeVersions is decodeRecord without the columns and receipts: a
+// row's sync state and versions, never written back.
+func decodeVersions(table, id string, b []byte) (Record, error) {
+	return decodeAs(table, id, b, skipReceipts|skipCols)
+}
+
+func decodeAs(table, id string, b []byte, skip int) (Record, error) {
+	r := Record{Row: codec.Row{Table: table, ID: id}}
+	if skip&skipCols == 0 {
+		r.Cols = make(map[string]codec.Value, countCols(b))
+	}
+	if err := decodeFields(&r, b, skip); err != nil {
 		return Record{}, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
 	}
 	return r, nil
@@ -204,7 +221,7 @@ func countCols(b []byte) int {
 	return n
 }
 
-func decodeFields(r *Record, b []byte, receipts bool) error {
+func decodeFields(r *Record, b []byte, skip int) error {
 	for len(b) > 0 {
 		num, typ, n := codec.ConsumeTag(b)
 		if n < 0 {
@@ -249,7 +266,9 @@ func decodeFields(r *Record, b []byte, receipts bool) error {
 		var err error
 		switch num {
 		case fCols:
-			err = codec.ConsumeValue(m, r.Cols)
+			if skip&skipCols == 0 {
+				err = codec.ConsumeValue(m, r.Cols)
+			}
 		case fChanged:
 			r.Changed = append(r.Changed, string(m))
 			err = validUTF8(m)
@@ -259,7 +278,7 @@ func decodeFields(r *Record, b []byte, receipts bool) error {
 		case fVersions:
 			err = codec.ConsumeVersions(m, &r.Versions)
 		case fReceipts:
-			if receipts {
+			if skip&skipReceipts == 0 {
 				err = consumeReceipt(m, &r.Receipts)
 			}
 		}

@@ -122,7 +122,8 @@ func TestRecordCodec(t *testing.T) {
 }
 
 // TestRecordBytes: the readers of encoded rows that skip the columns
-// (readMeta, synced, decodeServed) agree with decoding them.
+// (readMeta, synced, decodeServed, decodeVersions) agree with decoding
+// them.
 func TestRecordBytes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	for i := range 2000 {
@@ -147,6 +148,10 @@ func TestRecordBytes(t *testing.T) {
 		want.Receipts = nil
 		if got, err := decodeServed(r.Table, r.ID, b); err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("record %d served: %+v, %v; want %+v", i, got, err, want)
+		}
+		want.Cols = nil
+		if got, err := decodeVersions(r.Table, r.ID, b); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("record %d versions: %+v, %v; want %+v", i, got, err, want)
 		}
 	}
 }
