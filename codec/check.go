@@ -36,11 +36,7 @@ func CheckValue(col schema.Column, v Value, maxBytes int) error {
 	if (v.Kind == KindString || v.Kind == KindJSON) && maxBytes > 0 && len(v.Str) > maxBytes {
 		return bad("%d bytes, limit %d", len(v.Str), maxBytes)
 	}
-	want := map[schema.Type]Kind{
-		schema.String: KindString, schema.Number: KindNumber, schema.Bool: KindBool,
-		schema.JSON: KindJSON, schema.Timestamp: KindNumber, schema.Date: KindString,
-		schema.Decimal: KindString,
-	}[col.Type]
+	want := kindOf(col.Type)
 	if col.Type == schema.JSON && v.Kind == KindString {
 		// Text that is not JSON ("", WatermelonDB's default) is kept as
 		// a string in a JSON column; JSON text must be KindJSON.
@@ -93,4 +89,20 @@ func (k Kind) String() string {
 		return "json"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// kindOf is the kind of value a column of type t holds (KindNull for an
+// unknown type: no value matches it).
+func kindOf(t schema.Type) Kind {
+	switch t {
+	case schema.String, schema.Date, schema.Decimal:
+		return KindString
+	case schema.Number, schema.Timestamp:
+		return KindNumber
+	case schema.Bool:
+		return KindBool
+	case schema.JSON:
+		return KindJSON
+	}
+	return KindNull
 }
