@@ -462,4 +462,3 @@ type skewed struct {
 }
 
 func (c skewed) Now() time.Time { return c.base.Now().Add(c.d) }
-
