@@ -240,7 +240,7 @@ func (c *coordinator) begin(ctx actor.Context, s *running) {
 	}
 	n := 0
 	s.run = NewRun(RunConfig{Store: c.cfg.store, Machine: c.machine, Clock: c.cfg.clock, Peer: s.peer,
-		Trigger: s.trigger, Since: s.since, PageSize: s.pageSize, Merge: c.cfg.merge,
+		Trigger: s.trigger, Since: s.since, PageSize: s.pageSize, Merge: c.cfg.merge, Overlap: !c.cfg.sequential,
 		RequestID: func() string {
 			n++
 			if id, err := newUUID(); err == nil {
@@ -356,6 +356,9 @@ func (c *coordinator) advance(ctx actor.Context, step Step) {
 		return
 	}
 	c.send(ctx, s, step)
+	if step.Push != nil {
+		s.run.Sent() // while the peer applies the chunk just sent
+	}
 }
 
 // send hands a request of the running sync to its peer actor. A reply

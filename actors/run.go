@@ -77,6 +77,9 @@ type Run struct {
 	sync      fsm.Sync
 	nextReq   int
 	conflicts int // values the pulled pages' merges logged as beaten
+	overlap   bool
+	marks     []codec.Record // acknowledged rows to mark synced once the next chunk is sent
+	aheadErr  error          // marking or reading ahead failed (see Sent)
 }
 
 // RunConfig configures a Run.
@@ -94,11 +97,16 @@ type RunConfig struct {
 	// Merge applies pulled rows (default fsm.ApplyPulled). The
 	// simulator swaps in a broken one to prove its checks catch it.
 	Merge kv.Merge
+	// Overlap marks an acknowledged push chunk synced, and reads the
+	// next, after the following chunk is sent (the caller calls Sent
+	// once it has sent it), so that this node's work overlaps the
+	// peer's. Without it every step runs before the next request.
+	Overlap bool
 }
 
 // NewRun prepares a sync; Start begins it.
 func NewRun(c RunConfig) *Run {
-	r := &Run{store: c.Store, clock: c.Clock, peer: c.Peer, merge: c.Merge}
+	r := &Run{store: c.Store, clock: c.Clock, peer: c.Peer, merge: c.Merge, overlap: c.Overlap}
 	if r.merge == nil {
 		r.merge = fsm.ApplyPulled
 	}
@@ -159,8 +167,49 @@ func (r *Run) OnPullAhead(resp *pb.PullResponse, page *fsm.Page) (ahead *pb.Pull
 }
 
 // OnPush marks the acknowledged rows synced, except those written since
-// they were collected and those the peer rejected, and finishes.
-func (r *Run) OnPush(resp *pb.PushResponse) Step { return r.exec(r.sync.OnPush(resp)) }
+// they were collected and those the peer rejected, and sends the next
+// chunk or finishes. With Overlap, rows acknowledged while a next chunk
+// is ready are marked once it is sent (see Sent).
+func (r *Run) OnPush(resp *pb.PushResponse) Step {
+	if r.aheadErr != nil {
+		return r.Fail(r.aheadErr)
+	}
+	step := r.sync.OnPush(resp)
+	if r.overlap && step.Push != nil {
+		r.marks, step.MarkSynced = step.MarkSynced, nil
+	}
+	return r.exec(step)
+}
+
+// Sent is called, with Overlap, once a push chunk is sent: while the
+// peer applies it, this node marks the chunk before synced and reads
+// the next (fsm.Sync.Ahead; the peer still gets chunks one at a time,
+// in order). A failure fails the sync when the answer arrives; marks
+// not made leave rows pending, sent again next sync.
+func (r *Run) Sent() {
+	if !r.overlap || r.aheadErr != nil {
+		return
+	}
+	if len(r.marks) > 0 {
+		refs := make([]kv.Ref, len(r.marks))
+		for i, rec := range r.marks {
+			refs[i] = kv.RefOf(rec)
+		}
+		r.marks = nil
+		if _, err := r.store.MarkSynced(refs); err != nil {
+			r.aheadErr = err
+			return
+		}
+	}
+	for next := r.sync.Ahead(); next != nil; next = r.sync.Ahead() {
+		recs, err := r.store.Records(next)
+		if err != nil {
+			r.aheadErr = fmt.Errorf("actors: reading a push chunk ahead: %w", err)
+			return
+		}
+		r.sync.LoadedAhead(recs) // a chunk no longer pending: on to the next
+	}
+}
 
 // exec does the store work of steps until one needs the network or ends.
 func (r *Run) exec(s fsm.Step) Step {

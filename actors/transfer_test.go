@@ -187,6 +187,54 @@ func TestPushInChunks(t *testing.T) {
 	}
 }
 
+// While a chunk is in flight the pusher reads the next one ahead; a row
+// written after it was read (here while that next chunk is in flight)
+// stays pending with the new value and goes with the next sync.
+func TestPushAheadKeepsWrites(t *testing.T) {
+	p := newPair(t, KindCloud)
+	srv := p.up.Server(fsm.MergePolicy)
+	srv.MaxPushBytes = 4 << 10
+	p.net.Listen(p.peer, srv)
+	for i := range 40 {
+		write(t, p.mobile, fmt.Sprintf("m%02d", i))
+	}
+	var mu sync.Mutex
+	pushes, edited := 0, ""
+	p.net.SetHook(func(c Call) Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		if c.Op != "push" {
+			return Deliver
+		}
+		if pushes++; pushes == 2 { // read ahead while the first was in flight
+			cs, _, err := codec.DecodeChangeset(c.Request.(*pb.PushRequest).GetChanges(), nil)
+			if err != nil {
+				t.Error(err)
+				return Deliver
+			}
+			edited = cs.Tables["patients"].Created[0].ID
+			if _, err := p.mobile.Put("patients", edited, map[string]string{"phone": "0799999999"}); err != nil {
+				t.Error(err)
+			}
+		}
+		return Deliver
+	})
+	if res := p.sync(t); res.Outcome != OutcomeOK || res.Pushed != 40 || pushes < 3 {
+		t.Fatalf("sync = %+v in %d chunks", res, pushes)
+	}
+	if n, _ := p.mobile.Store().PendingCount(); n != 1 || edited == "" {
+		t.Fatalf("pending after the sync: %d, want 1 (%s, edited during its push)", n, edited)
+	}
+	p.net.SetHook(func(Call) Fault { return Deliver })
+	if res := p.sync(t); res.Outcome != OutcomeOK || res.Pushed != 1 {
+		t.Fatalf("next sync = %+v, want the edit pushed", res)
+	}
+	rows, err := p.up.Rows("patients", edited)
+	if err != nil || len(rows) != 1 || rows[0].Cols["phone"].Str != "0799999999" {
+		t.Errorf("the cloud holds %v (%v), want the edit", rows, err)
+	}
+}
+
 // A sync that fails on a passing cause is tried again after a backoff,
 // and its requester gets the outcome of the last attempt.
 func TestSyncRetries(t *testing.T) {

@@ -386,6 +386,34 @@ func (s *Sync) Loaded(recs []codec.Record) Step {
 	return Step{Push: s.pushRequest()}
 }
 
+// Ahead is the next planned chunk to read while the chunk in flight
+// is being applied by the peer (nil when there is none, or one is read
+// ahead already). LoadedAhead takes its records; the chunk then goes
+// when the one in flight is acknowledged (OnPush), so the peer still
+// applies chunks one at a time and in order, while this node reads and
+// encodes the next. A row written after it was read stays pending, as
+// for any chunk (MarkSynced compares versions).
+func (s *Sync) Ahead() []codec.Pending {
+	if len(s.plan) == 0 || len(s.chunks) != 1 {
+		return nil
+	}
+	next := s.plan[0]
+	s.plan = s.plan[1:]
+	return next
+}
+
+// LoadedAhead takes the records of the chunk Ahead named.
+func (s *Sync) LoadedAhead(recs []codec.Record) {
+	cs := PushSet(recs, s.Catalog)
+	if cs.Count() == 0 {
+		return // no longer pending: nothing to send
+	}
+	for _, r := range recs {
+		s.pending[r.Table+"\x00"+r.ID] = r
+	}
+	s.chunks = append(s.chunks, cs)
+}
+
 // chunkLimits are the rows and bytes of one push chunk.
 func (s *Sync) chunkLimits() (rows, bytes int) {
 	rows, bytes = s.MaxPushRows, DefaultPushBytes
@@ -433,11 +461,18 @@ func (s *Sync) OnPush(resp *pb.PushResponse) Step {
 			}
 		}
 		acked = Acknowledged(sent, rejected)
+		for _, r := range sent {
+			delete(s.pending, r.Table+"\x00"+r.ID)
+		}
 	}
 	s.sent += chunk.Count()
 	switch {
 	case len(s.chunks) > 0:
-		s.Machine.Progress(s.sent, s.sent+countAll(s.chunks))
+		total := s.sent + countAll(s.chunks)
+		if s.planned > 0 { // chunks read ahead of a plan
+			total = max(s.planned, s.sent)
+		}
+		s.Machine.Progress(s.sent, total)
 		return Step{MarkSynced: acked, Push: s.pushRequest()}
 	case len(s.plan) > 0:
 		s.Machine.Progress(s.sent, max(s.planned, s.sent))

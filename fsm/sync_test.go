@@ -221,3 +221,75 @@ func TestSyncPlansPushChunks(t *testing.T) {
 		t.Errorf("pushed %d, want 4 (p2 was no longer pending, event_logs never leave)", d.Pushed)
 	}
 }
+
+// TestSyncPushesAhead: chunks read ahead (while the one before is in
+// flight) go in the planned order, each acknowledgement marks exactly
+// the rows its chunk carried, and a chunk whose rows are no longer
+// pending is skipped.
+func TestSyncPushesAhead(t *testing.T) {
+	s := newSync(fsm.BothWays)
+	s.MaxPushRows = 2
+	s.Start(fsm.Begin{})
+	if _, err := s.OnPull(page(100, false)); err != nil {
+		t.Fatal(err)
+	}
+	rows := []codec.Pending{
+		{Table: "patients", ID: "p1", Size: 10}, {Table: "patients", ID: "p2", Size: 10}, {Table: "patients", ID: "p3", Size: 10},
+		{Table: "patients", ID: "p4", Size: 10}, {Table: "patients", ID: "p5", Size: 10}, {Table: "patients", ID: "p6", Size: 10},
+		{Table: "patients", ID: "p7", Size: 10},
+	}
+	recs := func(load []codec.Pending) []codec.Record {
+		var out []codec.Record
+		for _, p := range load {
+			r := codec.Record{Row: codec.Row{Table: p.Table, ID: p.ID, Cols: cols("given_name", "A")}, Status: codec.Created}
+			if p.ID == "p3" || p.ID == "p4" {
+				r.Status = codec.Synced // pushed by another sync meanwhile
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	step := s.Planned(rows, 0)
+	var sent, marked []string
+	ahead := 0
+	for {
+		if step.Load != nil {
+			step = s.Loaded(recs(step.Load))
+			continue
+		}
+		if step.Push == nil {
+			break
+		}
+		cs, _, err := codec.DecodeChangeset(step.Push.GetChanges(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var chunk []string
+		for _, r := range cs.Tables["patients"].Created {
+			chunk = append(chunk, r.ID)
+		}
+		sent = append(sent, strings.Join(chunk, ","))
+		for a := s.Ahead(); a != nil; a = s.Ahead() { // as actors.Run.PushAhead
+			ahead++
+			s.LoadedAhead(recs(a))
+		}
+		step = s.OnPush(&pb.PushResponse{Accepted: uint64(len(chunk))})
+		var ids []string
+		for _, r := range step.MarkSynced {
+			ids = append(ids, r.ID)
+		}
+		marked = append(marked, strings.Join(ids, ","))
+	}
+	if got, want := strings.Join(sent, " "), "p1,p2 p5,p6 p7"; got != want {
+		t.Errorf("sent %s, want %s", got, want)
+	}
+	if got, want := strings.Join(marked, " "), "p1,p2 p5,p6 p7"; got != want {
+		t.Errorf("marked %s, want %s", got, want)
+	}
+	if ahead != 3 || !step.Finish {
+		t.Errorf("%d chunks read ahead (want 3), finish %v", ahead, step.Finish)
+	}
+	if d := s.Finished().Done; d.Pushed != 5 {
+		t.Errorf("pushed %d, want 5", d.Pushed)
+	}
+}
