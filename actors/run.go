@@ -190,16 +190,11 @@ func (r *Run) Sent() {
 	if !r.overlap || r.aheadErr != nil {
 		return
 	}
-	if len(r.marks) > 0 {
-		refs := make([]kv.Ref, len(r.marks))
-		for i, rec := range r.marks {
-			refs[i] = kv.RefOf(rec)
-		}
-		r.marks = nil
-		if _, err := r.store.MarkSynced(refs); err != nil {
-			r.aheadErr = err
-			return
-		}
+	marks := r.marks
+	r.marks = nil
+	if err := r.markSynced(marks); err != nil {
+		r.aheadErr = err
+		return
 	}
 	for next := r.sync.Ahead(); next != nil; next = r.sync.Ahead() {
 		recs, err := r.store.Records(next)
@@ -209,6 +204,20 @@ func (r *Run) Sent() {
 		}
 		r.sync.LoadedAhead(recs) // a chunk no longer pending: on to the next
 	}
+}
+
+// markSynced marks acknowledged rows synced (those written since they
+// were read stay pending).
+func (r *Run) markSynced(recs []codec.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	refs := make([]kv.Ref, len(recs))
+	for i, rec := range recs {
+		refs[i] = kv.RefOf(rec)
+	}
+	_, err := r.store.MarkSynced(refs)
+	return err
 }
 
 // exec does the store work of steps until one needs the network or ends.
@@ -231,14 +240,8 @@ func (r *Run) exec(s fsm.Step) Step {
 			s = next
 			continue
 		}
-		if len(s.MarkSynced) > 0 {
-			refs := make([]kv.Ref, len(s.MarkSynced))
-			for i, rec := range s.MarkSynced {
-				refs[i] = kv.RefOf(rec)
-			}
-			if _, err := r.store.MarkSynced(refs); err != nil {
-				return r.Fail(err)
-			}
+		if err := r.markSynced(s.MarkSynced); err != nil {
+			return r.Fail(err)
 		}
 		if s.Load != nil {
 			recs, err := r.store.Records(s.Load)
