@@ -93,6 +93,7 @@ type Sync struct {
 	clamped    int
 	pending    map[string]codec.Record // the records a push sends, by table and id
 	chunks     []*codec.Changeset      // chunks of the push not yet acknowledged
+	ready      *pb.PushRequest         // chunks[1] encoded, when read ahead
 	plan       [][]codec.Pending       // chunks of a pending push not yet read (Planned)
 	planned    int                     // rows of the plan
 	sent       int                     // records of the push acknowledged
@@ -412,6 +413,7 @@ func (s *Sync) LoadedAhead(recs []codec.Record) {
 		s.pending[r.Table+"\x00"+r.ID] = r
 	}
 	s.chunks = append(s.chunks, cs)
+	s.ready = s.request(cs) // encoded now too, while the one before is in flight
 }
 
 // chunkLimits are the rows and bytes of one push chunk.
@@ -426,9 +428,18 @@ func (s *Sync) chunkLimits() (rows, bytes int) {
 	return rows, bytes
 }
 
+// pushRequest is the request of the next chunk to send (chunks[0]).
 func (s *Sync) pushRequest() *pb.PushRequest {
+	if req := s.ready; req != nil {
+		s.ready = nil
+		return req
+	}
+	return s.request(s.chunks[0])
+}
+
+func (s *Sync) request(cs *codec.Changeset) *pb.PushRequest {
 	return &pb.PushRequest{ProtocolVersion: pb.ProtocolVersion_PROTOCOL_VERSION_1,
-		RequestId: s.RequestID(), LastPulledAt: s.from, Changes: codec.EncodeChangeset(s.chunks[0])}
+		RequestId: s.RequestID(), LastPulledAt: s.from, Changes: codec.EncodeChangeset(cs)}
 }
 
 // OnPush takes the answer to a chunk: its acknowledged rows to mark
