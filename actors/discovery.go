@@ -47,8 +47,10 @@ const (
 
 // serveDiscovery answers, on conn until ctx ends, every query naming
 // this hub's id with pairing(): its current pairing string. It answers
-// nothing else (a query for another hub, or not a query).
+// nothing else (a query for another hub, or not a query). conn is
+// closed when it returns.
 func serveDiscovery(ctx context.Context, conn net.PacketConn, id string, pairing func() Pairing, log *slog.Logger) {
+	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	buf := make([]byte, 2048)

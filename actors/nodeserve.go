@@ -263,7 +263,14 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if disc != nil {
-		go serveDiscovery(ctx, disc, n.info.NodeID, func() Pairing { return *addrs.Pairing }, log)
+		discDone := make(chan struct{})
+		go func() {
+			defer close(discDone)
+			serveDiscovery(ctx, disc, n.info.NodeID, func() Pairing { return *addrs.Pairing }, log)
+		}()
+		// The discovery socket is closed before Serve returns, so that a
+		// hub served again at once can bind the same address.
+		defer func() { cancel(); <-discDone }()
 	}
 	upDone := make(chan struct{})
 	go func() {
