@@ -21,14 +21,12 @@ const (
 )
 
 // initNode makes a node directory of a kind and returns its path. A
-// cloud serves clinic c1. A hub is given no clinic (it serves every
-// clinic): `node import` on a hub with clinics refuses every row that
-// follows its parents (events, patient_vitals) as out of scope, its
-// merge being given no lookup of the parents (actors/import.go).
+// cloud and a hub serve clinic c1, as in a clinic's deployment (their
+// imports and pulls go through the clinic scope).
 func (h *harness) initNode(ctx context.Context, name, kind string) (string, error) {
 	dir := h.dir(name)
 	args := []string{"init", "--data", dir, "--kind", kind}
-	if kind == "cloud" {
+	if kind == "cloud" || kind == "hub" {
 		args = append(args, "--clinic", clinic)
 	}
 	_, err := h.procs.run(ctx, "init "+name, args...)
