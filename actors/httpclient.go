@@ -467,15 +467,26 @@ func (n *Node) transportTo(other TransportFactory) TransportFactory {
 // error return is Sync's; a refused login is a Result with Outcome
 // error.
 func (n *Node) Login(ctx context.Context, email, password string, peerID string) (Result, error) {
+	return n.login(ctx, email, password, peerID, true)
+}
+
+// LoginNoSync is Login checking the credentials with the peer by one
+// read (the get_patients operation, one row) instead of a sync: they
+// are kept if the peer takes them, and the first sync runs when asked.
+func (n *Node) LoginNoSync(ctx context.Context, email, password string, peerID string) (Result, error) {
+	return n.login(ctx, email, password, peerID, false)
+}
+
+func (n *Node) login(ctx context.Context, email, password string, peerID string, sync bool) (Result, error) {
 	oldEmail, oldPassword, oldErr := n.Credentials()
 	if err := n.SetCredentials(email, password); err != nil {
 		return Result{}, err
 	}
 	var res Result
 	on, err := n.online()
-	if on { // no sync: an operation checks the credentials
+	if on || !sync && err == nil { // no sync: an operation checks the credentials
 		res = Result{Outcome: OutcomeOK}
-		if _, oerr := n.Operation(ctx, false, "get_patients", map[string]any{"limit": 1}); oerr != nil {
+		if _, oerr := n.operationOn(ctx, peerID, false, "get_patients", map[string]any{"limit": 1}); oerr != nil {
 			res = Result{Outcome: OutcomeError, Message: oerr.Error(), Err: oerr}
 		}
 	} else if err == nil {

@@ -267,13 +267,20 @@ func (t *findingTransport) Operation(ctx context.Context, command bool, name str
 // selected one, else the first active hub, else the cloud), as the
 // node's signed-in user, through the node's transports.
 func (n *Node) Operation(ctx context.Context, command bool, name string, params any) (json.RawMessage, error) {
+	return n.operationOn(ctx, "", command, name, params)
+}
+
+// operationOn is Operation on the peer peerID ("": the active peer).
+func (n *Node) operationOn(ctx context.Context, peerID string, command bool, name string, params any) (json.RawMessage, error) {
 	peers, err := n.store.Peers()
 	if err != nil {
 		return nil, err
 	}
-	sel, err := n.ActivePeer()
-	if err != nil {
-		return nil, err
+	sel := peerID
+	if sel == "" {
+		if sel, err = n.ActivePeer(); err != nil {
+			return nil, err
+		}
 	}
 	peer, err := ResolvePeer(peers, sel)
 	if err != nil {

@@ -70,7 +70,8 @@ Available:
                 a pairing string with "rpc" adds the hub as rpc://host:port, native RPC, where
                 a hub presenting another key is refused)
   node peer list|use|revoke --data DIR [ID]
-  node login    --data DIR --email E --password P [--peer ID]   (a sync follows)
+  node login    --data DIR --email E --password P [--peer ID] [--no-sync]
+                (a sync follows; --no-sync: one read checks the credentials instead)
   node sync     --data DIR [--peer ID] [--page-size N]
                 (login, sync, force-*: progress per phase, pull and push, on a terminal's
                 stdout; otherwise, or with --json, plain lines on stderr)

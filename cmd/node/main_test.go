@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -375,6 +377,20 @@ func TestRunServeAndSync(t *testing.T) {
 	ok(t, append([]string{"put", "--data", phone, "--table", "patients", "--id", "p1"}, patient...)...)
 	fails(t, 1, "node login: Sync failed: Unauthorized: invalid credentials", "login", "--data", phone,
 		"--email", "nurse@example.org", "--password", "wrong horse")
+	// --no-sync checks the credentials with one read and keeps them: no
+	// sync, p1 still pending.
+	fails(t, 1, "node login: Unauthorized: invalid credentials (get_patients", "login", "--data", phone,
+		"--email", "nurse@example.org", "--password", "wrong horse", "--no-sync")
+	if _, err := os.Stat(filepath.Join(phone, "credentials.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("refused credentials kept: %v", err)
+	}
+	checked := okJSON(t, "login", "--data", phone, "--email", "nurse@example.org", "--password", "correct horse", "--no-sync")
+	if !reflect.DeepEqual(checked, map[string]any{"outcome": "ok", "pulled": float64(0), "pushed": float64(0), "error": nil}) {
+		t.Errorf("login --no-sync --json = %v", checked)
+	}
+	if st := okJSON(t, "status", "--data", phone); st["pending"] != float64(1) {
+		t.Errorf("pending after login --no-sync: %v", st["pending"])
+	}
 	login := okJSON(t, "login", "--data", phone, "--email", "nurse@example.org", "--password", "correct horse")
 	if !reflect.DeepEqual(login, map[string]any{"outcome": "ok", "pulled": float64(0), "pushed": float64(1), "error": nil}) {
 		t.Errorf("login --json = %v", login)

@@ -59,11 +59,12 @@ func cmdForce(e *env, name string, args []string) error {
 	return f.run(nil, actors.SyncRequest{PeerID: *f.peer, Trigger: trigger, Since: ms})
 }
 
-// cmdLogin: node login --data DIR --email E --password P [--peer ID]
+// cmdLogin: node login --data DIR --email E --password P [--peer ID] [--no-sync]
 func cmdLogin(e *env, name string, args []string) error {
 	f := e.syncFlags(name)
 	email := f.String("email", "", "the user's email")
 	password := f.String("password", "", "the user's password")
+	noSync := f.Bool("no-sync", false, "check the credentials with the peer by one read and keep them, without a sync")
 	err := f.parseAll(args, "email", "password")
 	if err != nil {
 		return err
@@ -71,6 +72,9 @@ func cmdLogin(e *env, name string, args []string) error {
 	login := func(ctx context.Context, n *actors.Node) (actors.Result, error) {
 		if k := n.Info().Kind; k != actors.KindMobile {
 			return actors.Result{}, fmt.Errorf("a %s node does not sign in: a hub reaches the cloud with its device key (node peer add --api-key)", k)
+		}
+		if *noSync {
+			return n.LoginNoSync(ctx, *email, *password, *f.peer)
 		}
 		return n.Login(ctx, *email, *password, *f.peer)
 	}

@@ -141,7 +141,7 @@ func (h *harness) pushGo(ctx context.Context, patients tableFile) (result, error
 	if err != nil {
 		return result{}, err
 	}
-	if err := logIn(mobile); err != nil {
+	if err := h.logIn(ctx, mobile, peer); err != nil {
 		return result{}, err
 	}
 	s := startSampler()

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/clinicsync/clinicsync/actors"
 )
 
 // The user every benchmark syncs as (clinic c1).
@@ -131,19 +129,12 @@ func (h *harness) addCloudPeer(ctx context.Context, mobile, url string) (string,
 	return peer.ID, err
 }
 
-// logIn stores the user's credentials on a mobile without syncing
-// (`node login` syncs at once, which would be the benchmark's sync):
-// through the library, as no process holds the mobile's store.
-func logIn(dir string) error {
-	n, err := actors.Open(dir, actors.SystemClock{})
-	if err != nil {
-		return fmt.Errorf("storing credentials in %s: %w", dir, err)
-	}
-	if err := n.SetCredentials(email, password); err != nil {
-		n.Close()
-		return fmt.Errorf("storing credentials in %s: %w", dir, err)
-	}
-	return n.Close()
+// logIn signs the mobile in with the peer without syncing (`node login
+// --no-sync`: one read checks the credentials), so that the sync to
+// time is the first.
+func (h *harness) logIn(ctx context.Context, mobile, peer string) error {
+	_, err := h.procs.run(ctx, "login", "login", "--data", mobile, "--email", email, "--password", password, "--peer", peer, "--no-sync")
+	return err
 }
 
 // syncResult is what `node sync --json` prints, and how long the

@@ -142,7 +142,7 @@ func (h *harness) initialOver(ctx context.Context, hub string, d *dataset, trans
 	if err != nil {
 		return result{}, err
 	}
-	if err := logIn(mobile); err != nil {
+	if err := h.logIn(ctx, mobile, peer); err != nil {
 		return result{}, err
 	}
 	s := startSampler()
@@ -248,7 +248,7 @@ func (h *harness) incrementalOn(ctx context.Context, label string, rows int, see
 	if err != nil {
 		return incrementalRun{}, err
 	}
-	if err := logIn(mobile); err != nil {
+	if err := h.logIn(ctx, mobile, peer); err != nil {
 		return incrementalRun{}, err
 	}
 	s := startSampler()
