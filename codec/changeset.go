@@ -14,7 +14,7 @@ import (
 // field (the generated messages would build a map of Value messages
 // per row, and Go maps again on top). EncodeChangeset writes what
 // codec.Marshal(ChangesetToProto(cs)) writes, up to the order of map
-// entries; DecodeChangeset accepts and refuses what proto.Unmarshal
+// entries and version groups; DecodeChangeset accepts and refuses what proto.Unmarshal
 // followed by ChangesetFromProto does (the tests hold both to it,
 // fuzzing included).
 
