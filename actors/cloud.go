@@ -493,7 +493,6 @@ func (h *CloudHandler) writePull(w io.Writer, c fsm.Caller, since int64, mig *co
 		pages <- cs
 		return nil
 	}
-	err = nil
 	if mig != nil {
 		err = h.eachPage(c, since, mig, 0, since, add)
 	}

@@ -110,28 +110,9 @@ func DecodeChangeset(b []byte, cat *schema.Catalog) (*Changeset, []Rejection, er
 	var rejected []Rejection
 	for _, wt := range tables {
 		name := wt.name
-		if !schema.ValidName(name) {
-			return nil, nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
-		}
-		if cat != nil {
-			if _, ok := cat.Table(name); !ok {
-				return nil, nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
-			}
-		}
-		if _, dup := cs.Tables[name]; dup {
-			return nil, nil, fmt.Errorf("%w: table %s appears twice", ErrDuplicateID, name)
-		}
-		t := cs.Table(name)
-		seen := make(map[string]bool, len(wt.created)+len(wt.updated)+len(wt.deleted))
-		use := func(id string) error {
-			if !schema.ValidID(id) {
-				return fmt.Errorf("%w: %s: %q", ErrInvalidID, name, id)
-			}
-			if seen[id] {
-				return fmt.Errorf("%w: %s/%s", ErrDuplicateID, name, id)
-			}
-			seen[id] = true
-			return nil
+		t, use, err := addTable(cs, name, cat, len(wt.created)+len(wt.updated)+len(wt.deleted))
+		if err != nil {
+			return nil, nil, err
 		}
 		take := func(rows []wireRow) ([]Row, error) {
 			var out []Row
@@ -164,6 +145,36 @@ func DecodeChangeset(b []byte, cat *schema.Catalog) (*Changeset, []Rejection, er
 	return cs, rejected, nil
 }
 
+// addTable adds table name to a changeset being decoded, refusing a
+// name that is invalid, not in cat (when given) or already there; use
+// then checks each of its ids (n of them, about) in turn: valid and
+// not seen before in the table.
+func addTable(cs *Changeset, name string, cat *schema.Catalog, n int) (*TableChanges, func(id string) error, error) {
+	if !schema.ValidName(name) {
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
+	}
+	if cat != nil {
+		if _, ok := cat.Table(name); !ok {
+			return nil, nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
+		}
+	}
+	if _, dup := cs.Tables[name]; dup {
+		return nil, nil, fmt.Errorf("%w: table %s appears twice", ErrDuplicateID, name)
+	}
+	seen := make(map[string]bool, n)
+	use := func(id string) error {
+		if !schema.ValidID(id) {
+			return fmt.Errorf("%w: %s: %q", ErrInvalidID, name, id)
+		}
+		if seen[id] {
+			return fmt.Errorf("%w: %s/%s", ErrDuplicateID, name, id)
+		}
+		seen[id] = true
+		return nil
+	}
+	return cs.Table(name), use, nil
+}
+
 // wireTable is a pb.TableChanges as read, before its checks.
 type wireTable struct {
 	name             string
@@ -180,7 +191,9 @@ type wireRow struct {
 // readChangeset reads the fields of a pb.Changeset (a field of the
 // wrong wire type is an unknown field, skipped, as proto.Unmarshal
 // does).
-func readChangeset(b []byte) (tables []wireTable, ts int64, err error) {
+func readChangeset(b []byte) ([]wireTable, int64, error) {
+	var tables []wireTable
+	var ts int64
 	for len(b) > 0 {
 		num, typ, n := ConsumeTag(b)
 		if n < 0 {
@@ -205,9 +218,10 @@ func readChangeset(b []byte) (tables []wireTable, ts int64, err error) {
 			}
 			ts, b = int64(x), b[n:]
 		default:
-			if b, err = skipField(num, typ, b); err != nil {
-				return nil, 0, err
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, 0, errWire
 			}
+			b = b[n:]
 		}
 	}
 	return tables, ts, nil
@@ -215,39 +229,22 @@ func readChangeset(b []byte) (tables []wireTable, ts int64, err error) {
 
 func readTable(b []byte) (wireTable, error) {
 	var t wireTable
-	for len(b) > 0 {
-		num, typ, n := ConsumeTag(b)
-		if n < 0 {
-			return t, errWire
-		}
-		b = b[n:]
-		if typ != protowire.BytesType || num < ftcTable || num > ftcDeleted {
-			var err error
-			if b, err = skipField(num, typ, b); err != nil {
-				return t, err
-			}
-			continue
-		}
-		m, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return t, errWire
-		}
-		b = b[n:]
+	err := BytesFields(b, ftcTable, ftcDeleted, func(num protowire.Number, m []byte) error {
 		switch num {
 		case ftcTable, ftcDeleted:
 			s, err := wireString(m)
 			if err != nil {
-				return t, err
+				return err
 			}
 			if num == ftcTable {
 				t.name = s
 			} else {
 				t.deleted = append(t.deleted, s)
 			}
-		case ftcCreated, ftcUpdated:
+		default: // created, updated
 			r, err := readRow(m)
 			if err != nil {
-				return t, err
+				return err
 			}
 			if num == ftcCreated {
 				t.created = append(t.created, r)
@@ -255,14 +252,15 @@ func readTable(b []byte) (wireTable, error) {
 				t.updated = append(t.updated, r)
 			}
 		}
-	}
-	return t, nil
+		return nil
+	})
+	return t, err
 }
 
 // readRow reads a pb.Row: malformed bytes are an error, bad content
 // (a column name, a non-finite number, a version) the row's err.
 func readRow(b []byte) (wireRow, error) {
-	r := wireRow{Row: Row{Cols: make(map[string]Value, countField(b, frowCols))}}
+	r := wireRow{Row: Row{Cols: make(map[string]Value, CountField(b, frowCols))}}
 	keep := func(err error) error {
 		if errors.Is(err, errWire) {
 			return err
@@ -272,29 +270,12 @@ func readRow(b []byte) (wireRow, error) {
 		}
 		return nil
 	}
-	for len(b) > 0 {
-		num, typ, n := ConsumeTag(b)
-		if n < 0 {
-			return r, errWire
-		}
-		b = b[n:]
-		if typ != protowire.BytesType || num < frowID || num > frowVersions {
-			var err error
-			if b, err = skipField(num, typ, b); err != nil {
-				return r, err
-			}
-			continue
-		}
-		m, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return r, errWire
-		}
-		b = b[n:]
+	err := BytesFields(b, frowID, frowVersions, func(num protowire.Number, m []byte) error {
 		switch num {
 		case frowID, frowChanged:
 			s, err := wireString(m)
 			if err != nil {
-				return r, err
+				return err
 			}
 			if num == frowID {
 				r.ID = s
@@ -302,14 +283,14 @@ func readRow(b []byte) (wireRow, error) {
 				r.Changed = append(r.Changed, s)
 			}
 		case frowCols:
-			if err := keep(ConsumeValue(m, r.Cols)); err != nil {
-				return r, err
-			}
-		case frowVersions:
-			if err := keep(ConsumeVersions(m, &r.Versions)); err != nil {
-				return r, err
-			}
+			return keep(ConsumeValue(m, r.Cols))
+		default: // versions
+			return keep(ConsumeVersions(m, &r.Versions))
 		}
+		return nil
+	})
+	if err != nil {
+		return r, err
 	}
 	for _, c := range r.Changed {
 		if !schema.ValidName(c) {
@@ -317,35 +298,6 @@ func readRow(b []byte) (wireRow, error) {
 		}
 	}
 	return r, nil
-}
-
-// countField counts the occurrences of field num in a message (up to
-// an error, which the reader reports), to size a map once.
-func countField(b []byte, num protowire.Number) int {
-	n := 0
-	for len(b) > 0 {
-		f, typ, m := ConsumeTag(b)
-		if m < 0 {
-			break
-		}
-		b = b[m:]
-		if f == num {
-			n++
-		}
-		if m = protowire.ConsumeFieldValue(f, typ, b); m < 0 {
-			break
-		}
-		b = b[m:]
-	}
-	return n
-}
-
-func skipField(num protowire.Number, typ protowire.Type, b []byte) ([]byte, error) {
-	n := protowire.ConsumeFieldValue(num, typ, b)
-	if n < 0 {
-		return nil, errWire
-	}
-	return b[n:], nil
 }
 
 // wireString is the content of a string field, refusing invalid UTF-8.
@@ -372,7 +324,7 @@ func CountChanges(b []byte) int {
 			if m < 0 {
 				return n
 			}
-			n += countField(t, ftcCreated) + countField(t, ftcUpdated) + countField(t, ftcDeleted)
+			n += CountField(t, ftcCreated) + CountField(t, ftcUpdated) + CountField(t, ftcDeleted)
 		}
 		if m = protowire.ConsumeFieldValue(num, typ, b); m < 0 {
 			return n

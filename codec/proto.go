@@ -108,28 +108,9 @@ func ChangesetFromProto(p *pb.Changeset, cat *schema.Catalog) (*Changeset, []Rej
 	var rejected []Rejection
 	for _, pt := range p.GetTables() {
 		name := pt.GetTable()
-		if !schema.ValidName(name) {
-			return nil, nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
-		}
-		if cat != nil {
-			if _, ok := cat.Table(name); !ok {
-				return nil, nil, fmt.Errorf("%w %q", ErrUnknownTable, name)
-			}
-		}
-		if _, dup := cs.Tables[name]; dup {
-			return nil, nil, fmt.Errorf("%w: table %s appears twice", ErrDuplicateID, name)
-		}
-		t := cs.Table(name)
-		seen := map[string]bool{}
-		use := func(id string) error {
-			if !schema.ValidID(id) {
-				return fmt.Errorf("%w: %s: %q", ErrInvalidID, name, id)
-			}
-			if seen[id] {
-				return fmt.Errorf("%w: %s/%s", ErrDuplicateID, name, id)
-			}
-			seen[id] = true
-			return nil
+		t, use, err := addTable(cs, name, cat, 0)
+		if err != nil {
+			return nil, nil, err
 		}
 		conv := func(rows []*pb.Row) ([]Row, error) {
 			var out []Row
@@ -146,7 +127,6 @@ func ChangesetFromProto(p *pb.Changeset, cat *schema.Catalog) (*Changeset, []Rej
 			}
 			return out, nil
 		}
-		var err error
 		if t.Created, err = conv(pt.GetCreated()); err != nil {
 			return nil, nil, err
 		}

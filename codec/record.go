@@ -78,19 +78,16 @@ func HashValues(vs ...Value) uint64 {
 	var buf [48]byte
 	for _, v := range vs {
 		h = fnv1a(h, strconv.AppendUint(buf[:0], uint64(v.Kind), 10))
-		h = fnv1a(h, []byte{0})
-		for i := 0; i < len(v.Str); i++ {
-			h = (h ^ uint64(v.Str[i])) * 1099511628211
-		}
-		b := strconv.AppendFloat(append(buf[:0], 0), v.Num, 'g', -1, 64)
+		h = fnv1a(fnv1a(fnv1a(h, "\x00"), v.Str), "\x00")
+		b := strconv.AppendFloat(buf[:0], v.Num, 'g', -1, 64)
 		h = fnv1a(h, append(strconv.AppendBool(append(b, 0), v.Bool), 0))
 	}
 	return h
 }
 
-func fnv1a(h uint64, b []byte) uint64 {
-	for _, c := range b {
-		h = (h ^ uint64(c)) * 1099511628211 // FNV-1a 64 prime
+func fnv1a[T string | []byte](h uint64, b T) uint64 {
+	for i := 0; i < len(b); i++ {
+		h = (h ^ uint64(b[i])) * 1099511628211 // FNV-1a 64 prime
 	}
 	return h
 }

@@ -233,7 +233,7 @@ func ConsumeVersions(group []byte, vs *map[string]Version) error {
 				v.Counter = uint32(x)
 			}
 			group = group[n:]
-		case num == 3 && typ == protowire.BytesType || num == 4 && typ == protowire.BytesType:
+		case (num == 3 || num == 4) && typ == protowire.BytesType:
 			consume := consumeString
 			if num == 4 {
 				consume = consumeName
@@ -275,6 +275,57 @@ func ConsumeVersions(group []byte, vs *map[string]Version) error {
 		(*vs)[col] = v
 	}
 	return nil
+}
+
+// BytesFields calls fn with each length-delimited field of a message
+// numbered lo to hi, in order; other fields, and these with another
+// wire type (unknown fields to proto.Unmarshal), are skipped. Malformed
+// bytes are an error; an error of fn stops the walk.
+func BytesFields(b []byte, lo, hi protowire.Number, fn func(num protowire.Number, m []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := ConsumeTag(b)
+		if n < 0 {
+			return errWire
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || num < lo || num > hi {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return errWire
+			}
+			b = b[n:]
+			continue
+		}
+		m, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return errWire
+		}
+		b = b[n:]
+		if err := fn(num, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CountField counts the occurrences of field num in a message (up to
+// an error, which the reader reports), to size a map once.
+func CountField(b []byte, num protowire.Number) int {
+	n := 0
+	for len(b) > 0 {
+		f, typ, m := ConsumeTag(b)
+		if m < 0 {
+			break
+		}
+		b = b[m:]
+		if f == num {
+			n++
+		}
+		if m = protowire.ConsumeFieldValue(f, typ, b); m < 0 {
+			break
+		}
+		b = b[m:]
+	}
+	return n
 }
 
 // ConsumeTag is protowire.ConsumeTag, refusing a field number beyond

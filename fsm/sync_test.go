@@ -164,6 +164,18 @@ func TestSyncResume(t *testing.T) {
 	}
 }
 
+// pushing is a sync past its pull, pushing chunks of at most two rows.
+func pushing(t *testing.T) *fsm.Sync {
+	t.Helper()
+	s := newSync(fsm.BothWays)
+	s.MaxPushRows = 2
+	s.Start(fsm.Begin{})
+	if _, err := s.OnPull(page(100, false)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestSyncPlansPushChunks: a push lists its pending rows, plans chunks
 // of at most MaxPushRows in the order a server applies them (deletes
 // first, children before parents; then parents before children), and
@@ -171,12 +183,7 @@ func TestSyncResume(t *testing.T) {
 // chunk is read is left out, and each chunk is marked synced when
 // acknowledged.
 func TestSyncPlansPushChunks(t *testing.T) {
-	s := newSync(fsm.BothWays)
-	s.MaxPushRows = 2
-	s.Start(fsm.Begin{})
-	if _, err := s.OnPull(page(100, false)); err != nil {
-		t.Fatal(err)
-	}
+	s := pushing(t)
 	rows := []codec.Pending{
 		{Table: "events", ID: "e1", Size: 10}, {Table: "patients", ID: "p2", Size: 10}, {Table: "patients", ID: "p1", Size: 10},
 		{Table: "events", ID: "e0", Deleted: true}, {Table: "patients", ID: "p0", Deleted: true}, {Table: "event_logs", ID: "x", Size: 10},
@@ -227,12 +234,7 @@ func TestSyncPlansPushChunks(t *testing.T) {
 // the rows its chunk carried, and a chunk whose rows are no longer
 // pending is skipped.
 func TestSyncPushesAhead(t *testing.T) {
-	s := newSync(fsm.BothWays)
-	s.MaxPushRows = 2
-	s.Start(fsm.Begin{})
-	if _, err := s.OnPull(page(100, false)); err != nil {
-		t.Fatal(err)
-	}
+	s := pushing(t)
 	rows := []codec.Pending{
 		{Table: "patients", ID: "p1", Size: 10}, {Table: "patients", ID: "p2", Size: 10}, {Table: "patients", ID: "p3", Size: 10},
 		{Table: "patients", ID: "p4", Size: 10}, {Table: "patients", ID: "p5", Size: 10}, {Table: "patients", ID: "p6", Size: 10},

@@ -102,15 +102,14 @@ func indexed(tx Tx, index string, key []byte, decode func(table, id string, b []
 	if err != nil {
 		return Record{}, err
 	}
-	b, err := rowsBucket(tx, table)
+	r, err := getAs(tx, table, id, decode)
 	if err != nil {
 		return Record{}, err
 	}
-	v := b.Get([]byte(id))
-	if v == nil {
+	if r == nil {
 		return Record{}, fmt.Errorf("%w: %s index names missing row %s/%s", ErrCorrupt, index, table, id)
 	}
-	return decode(table, id, v)
+	return *r, nil
 }
 
 // PendingCount returns the number of rows pending upstream.

@@ -129,7 +129,7 @@ func decodeVersions(table, id string, b []byte) (Record, error) {
 func decodeAs(table, id string, b []byte, skip int) (Record, error) {
 	r := Record{Row: codec.Row{Table: table, ID: id}}
 	if skip&skipCols == 0 {
-		r.Cols = make(map[string]codec.Value, countCols(b))
+		r.Cols = make(map[string]codec.Value, codec.CountField(b, fCols))
 	}
 	if err := decodeFields(&r, b, skip); err != nil {
 		return Record{}, fmt.Errorf("%w: %s/%s: %v", ErrCorrupt, table, id, err)
@@ -198,27 +198,6 @@ func synced(b []byte) ([]byte, error) {
 		b = b[n+m:]
 	}
 	return out, nil
-}
-
-// countCols counts the column entries of an encoded row (up to an
-// error, which decodeFields reports), to size its map once.
-func countCols(b []byte) int {
-	n := 0
-	for len(b) > 0 {
-		num, typ, m := codec.ConsumeTag(b)
-		if m < 0 {
-			break
-		}
-		b = b[m:]
-		if num == fCols {
-			n++
-		}
-		if m = protowire.ConsumeFieldValue(num, typ, b); m < 0 {
-			break
-		}
-		b = b[m:]
-	}
-	return n
 }
 
 func decodeFields(r *Record, b []byte, skip int) error {
@@ -294,30 +273,10 @@ func decodeFields(r *Record, b []byte, skip int) error {
 func consumeReceipt(entry []byte, rs *map[string]codec.Receipt) error {
 	var key string
 	var rc codec.Receipt
-	for len(entry) > 0 {
-		num, typ, n := codec.ConsumeTag(entry)
-		if n < 0 {
-			return errWire
-		}
-		entry = entry[n:]
-		if typ != protowire.BytesType || num != 1 && num != 2 {
-			if n = protowire.ConsumeFieldValue(num, typ, entry); n < 0 {
-				return errWire
-			}
-			entry = entry[n:]
-			continue
-		}
-		m, n := protowire.ConsumeBytes(entry)
-		if n < 0 {
-			return errWire
-		}
-		entry = entry[n:]
+	err := codec.BytesFields(entry, 1, 2, func(num protowire.Number, m []byte) error {
 		if num == 1 {
 			key = string(m)
-			if err := validUTF8(m); err != nil {
-				return err
-			}
-			continue
+			return validUTF8(m)
 		}
 		for len(m) > 0 { // a second occurrence merges into the first
 			num, typ, n := codec.ConsumeTag(m)
@@ -353,6 +312,10 @@ func consumeReceipt(entry []byte, rs *map[string]codec.Receipt) error {
 			}
 			m = m[n:]
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if *rs == nil {
 		*rs = map[string]codec.Receipt{}

@@ -24,7 +24,11 @@ func (s *Store) table(name string) (*schema.Table, error) {
 func rowsBucket(tx Tx, table string) (Bucket, error) { return tx.Bucket(rowsPfx + table) }
 
 // getRecord reads a row, tombstones included; nil if absent.
-func getRecord(tx Tx, table, id string) (*Record, error) {
+func getRecord(tx Tx, table, id string) (*Record, error) { return getAs(tx, table, id, decodeRecord) }
+
+// getAs is getRecord decoding with decode (decodeRecord, or one that
+// leaves parts unread).
+func getAs(tx Tx, table, id string, decode func(table, id string, b []byte) (Record, error)) (*Record, error) {
 	b, err := rowsBucket(tx, table)
 	if err != nil {
 		return nil, err
@@ -33,7 +37,7 @@ func getRecord(tx Tx, table, id string) (*Record, error) {
 	if v == nil {
 		return nil, nil
 	}
-	r, err := decodeRecord(table, id, v)
+	r, err := decode(table, id, v)
 	return &r, err
 }
 

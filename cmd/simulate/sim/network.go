@@ -562,7 +562,9 @@ func (w *World) writeDuringPush(c *call) {
 // does not know (so that they leave no tombstone).
 func (w *World) arriving(from, to *node, req *pb.PushRequest) {
 	cs := changesOf(req)
-	defer setChanges(req, cs)
+	if w.opts.BreakUnknownDelete {
+		defer setChanges(req, cs)
+	}
 	for _, t := range cs.GetTables() {
 		for _, r := range t.GetCreated() {
 			k := key{t.GetTable(), r.GetId()}
