@@ -2,8 +2,12 @@ package actors_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -265,5 +269,79 @@ func TestCloudOperationsHTTP(t *testing.T) {
 	}
 	if live, _, err := c.store.Count("patients"); err != nil || live != 1 {
 		t.Errorf("patients after the refusals: %d %v, want 1", live, err)
+	}
+}
+
+// TestOperationsPage: get_patients answers the page a full sort would
+// (newest updated_at first, then id; deleted rows left out; total of
+// all) and rows.list pages through the table in id order, while they
+// read the table one row at a time.
+func TestOperationsPage(t *testing.T) {
+	hub := newHikmaHub(t)
+	app := newHikmaApp(t, hub.url, "phone-1", new(bytes.Buffer))
+	app.handshake()
+	if r := app.login(hikmaEmail, hikmaPassword); !r.ok() {
+		t.Fatalf("login: %v", r.env)
+	}
+	type patient struct {
+		id      string
+		updated int64
+	}
+	var live []patient
+	for i, k := range rand.New(rand.NewPCG(1, 2)).Perm(23) {
+		p := patient{fmt.Sprintf("p%02d", k), 1772352000000 + int64(k%3)*1000}
+		row := hikmaPatientRow(p.id)
+		row["updated_at"] = p.updated
+		delete(row, "id")
+		delete(row, "_status")
+		delete(row, "_changed")
+		if _, err := hub.node.PutValues("patients", p.id, row); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 {
+			if err := hub.node.Delete("patients", p.id); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		live = append(live, p)
+	}
+	slices.SortFunc(live, func(a, b patient) int {
+		return cmp.Or(cmp.Compare(b.updated, a.updated), strings.Compare(a.id, b.id))
+	})
+	ids := func(r rpcResult, key string) []string {
+		var out []string
+		for _, row := range r.result[key].([]any) {
+			out = append(out, row.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	for _, pg := range []struct{ limit, offset int }{{5, 0}, {5, 5}, {5, 20}, {5, 30}, {100, 0}, {1, 21}} {
+		r := app.query("get_patients", map[string]any{"limit": pg.limit, "offset": pg.offset})
+		var want []string
+		for _, p := range live[min(pg.offset, len(live)):min(pg.offset+pg.limit, len(live))] {
+			want = append(want, p.id)
+		}
+		if got := ids(r, "data"); !r.ok() || !slices.Equal(got, want) || r.result["total"] != float64(len(live)) {
+			t.Errorf("get_patients limit %d offset %d: %v total %v, want %v total %d", pg.limit, pg.offset, got, r.result["total"], want, len(live))
+		}
+	}
+	var listed []string
+	for after, more := "", true; more; {
+		r := app.query("rows.list", map[string]any{"table": "patients", "after": after, "limit": 7})
+		page := ids(r, "data")
+		more, _ = r.result["more"].(bool)
+		if !r.ok() || len(page) == 0 || more != (len(listed)+len(page) < len(live)) {
+			t.Fatalf("rows.list after %q: %v more %v", after, page, more)
+		}
+		listed, after = append(listed, page...), page[len(page)-1]
+	}
+	want := make([]string, 0, len(live))
+	for _, p := range live {
+		want = append(want, p.id)
+	}
+	slices.Sort(want)
+	if !slices.Equal(listed, want) {
+		t.Errorf("rows.list pages: %v, want %v", listed, want)
 	}
 }

@@ -5,6 +5,7 @@ package actors
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -15,42 +16,58 @@ import (
 	"github.com/clinicsync/clinicsync/kv"
 )
 
+// errStop ends a scan of each early.
+var errStop = errors.New("stop")
+
+// each calls fn with the live rows of a table the caller may read, in id
+// order, that keep says to keep, until fn returns false. Rows are read
+// one at a time, so a scan of a large table holds only what fn keeps.
+func (c *opCall) each(table string, keep func(kv.Record) bool, fn func(kv.Record) bool) *rpcError {
+	var rerr *rpcError
+	err := c.h.server.Store.Rows(table, func(r kv.Record) error {
+		if r.Deleted || keep != nil && !keep(r) {
+			return nil
+		}
+		var ok bool
+		if ok, rerr = c.visible(r); rerr != nil {
+			return errStop
+		}
+		if ok && !fn(r) {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && err != errStop {
+		return rpcInternal(err)
+	}
+	return rerr
+}
+
+// visible reports whether the caller's scope lets it read a row (a user
+// is unscoped, as on /api/v2/sync).
+func (c *opCall) visible(r kv.Record) (bool, *rpcError) {
+	if len(c.caller.Clinics) == 0 {
+		return true, nil
+	}
+	st := c.h.server.Store
+	t, _ := st.Catalog().Table(r.Table)
+	scope := fsm.Scope{Catalog: st.Catalog(), Clinics: c.caller.Clinics, Lookup: st.Lookup}
+	why, err := scope.Check(t, r.Row)
+	if err != nil {
+		return false, rpcInternal(err)
+	}
+	return why == "", nil
+}
+
 // live returns the live rows of a table the caller may read, in id
 // order, that keep says to keep.
 func (c *opCall) live(table string, keep func(kv.Record) bool) ([]kv.Record, *rpcError) {
 	var out []kv.Record
-	err := c.h.server.Store.Rows(table, func(r kv.Record) error {
-		if !r.Deleted && (keep == nil || keep(r)) {
-			out = append(out, r)
-		}
-		return nil
+	rerr := c.each(table, keep, func(r kv.Record) bool {
+		out = append(out, r)
+		return true
 	})
-	if err != nil {
-		return nil, rpcInternal(err)
-	}
-	return c.visible(out)
-}
-
-// visible keeps the rows the caller's scope lets it read (a user is
-// unscoped, as on /api/v2/sync).
-func (c *opCall) visible(rs []kv.Record) ([]kv.Record, *rpcError) {
-	if len(c.caller.Clinics) == 0 {
-		return rs, nil
-	}
-	st := c.h.server.Store
-	scope := fsm.Scope{Catalog: st.Catalog(), Clinics: c.caller.Clinics, Lookup: st.Lookup}
-	var out []kv.Record
-	for _, r := range rs {
-		t, _ := st.Catalog().Table(r.Table)
-		why, err := scope.Check(t, r.Row)
-		if err != nil {
-			return nil, rpcInternal(err)
-		}
-		if why == "" {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return out, rerr
 }
 
 // one returns the live row table/id, or NOT_FOUND.
@@ -62,11 +79,11 @@ func (c *opCall) one(table, id string) (kv.Record, *rpcError) {
 	if err != nil {
 		return kv.Record{}, rpcInternal(err)
 	}
-	vis, rerr := c.visible([]kv.Record{r})
+	vis, rerr := c.visible(r)
 	if rerr != nil {
 		return kv.Record{}, rerr
 	}
-	if len(vis) == 0 {
+	if !vis {
 		return kv.Record{}, opError(CodeNotFound, "%s %s not found", table, id)
 	}
 	return r, nil
@@ -122,14 +139,38 @@ type paged struct {
 	Offset int               `json:"offset"`
 }
 
-func (c *opCall) paged(rs []kv.Record) (any, *rpcError) {
+// newest answers a page of the live rows of a table the caller may read
+// that keep says to keep, newest first by the timestamp column col, then
+// by id: {data,total,limit,offset}. It holds offset+limit rows, not the
+// table.
+func (c *opCall) newest(table, col string, keep func(kv.Record) bool) (any, *rpcError) {
 	limit, offset, rerr := c.page()
 	if rerr != nil {
 		return nil, rerr
 	}
-	total := len(rs)
-	rs = rs[min(offset, total):min(offset+limit, total)]
-	data, rerr := c.rowsJSON(rs)
+	newer := func(a, b kv.Record) int { // rows arrive in id order: ties keep it
+		return cmp.Compare(b.Cols[col].Num, a.Cols[col].Num)
+	}
+	var top []kv.Record // the offset+limit newest so far, in order
+	total := 0
+	rerr = c.each(table, keep, func(r kv.Record) bool {
+		total++
+		i, _ := slices.BinarySearchFunc(top, r, func(a, b kv.Record) int {
+			if n := newer(a, b); n != 0 {
+				return n
+			}
+			return -1 // after the equal ones, which came first by id
+		})
+		if i < offset+limit {
+			top = slices.Insert(top, i, r)
+			top = top[:min(len(top), offset+limit)]
+		}
+		return true
+	})
+	if rerr != nil {
+		return nil, rerr
+	}
+	data, rerr := c.rowsJSON(top[min(offset, len(top)):])
 	if rerr != nil {
 		return nil, rerr
 	}
@@ -139,11 +180,8 @@ func (c *opCall) paged(rs []kv.Record) (any, *rpcError) {
 // newestFirst sorts rows by a timestamp column, newest first, then id.
 func newestFirst(rs []kv.Record, col string) {
 	slices.SortStableFunc(rs, func(a, b kv.Record) int {
-		if d := b.Cols[col].Num - a.Cols[col].Num; d != 0 {
-			if d > 0 {
-				return 1
-			}
-			return -1
+		if d := cmp.Compare(b.Cols[col].Num, a.Cols[col].Num); d != 0 {
+			return d
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
@@ -182,7 +220,7 @@ func searchPatients(c *opCall) (any, *rpcError) {
 		return nil, rerr
 	}
 	words := strings.Fields(strings.ToLower(term))
-	rs, rerr := c.live("patients", func(r kv.Record) bool {
+	return c.newest("patients", "updated_at", func(r kv.Record) bool {
 		for _, w := range words {
 			hit := false
 			for _, col := range patientSearched {
@@ -194,20 +232,10 @@ func searchPatients(c *opCall) (any, *rpcError) {
 		}
 		return true
 	})
-	if rerr != nil {
-		return nil, rerr
-	}
-	newestFirst(rs, "updated_at")
-	return c.paged(rs)
 }
 
 func getPatients(c *opCall) (any, *rpcError) {
-	rs, rerr := c.live("patients", nil)
-	if rerr != nil {
-		return nil, rerr
-	}
-	newestFirst(rs, "updated_at")
-	return c.paged(rs)
+	return c.newest("patients", "updated_at", nil)
 }
 
 // childRows answers the live rows of table whose col is the parameter
@@ -299,12 +327,19 @@ func rowsList(c *opCall) (any, *rpcError) {
 	if rerr != nil {
 		return nil, rerr
 	}
-	rs, rerr := c.live(t.Name, func(r kv.Record) bool { return r.ID > after })
+	var rs []kv.Record
+	more := false
+	rerr = c.each(t.Name, func(r kv.Record) bool { return r.ID > after }, func(r kv.Record) bool {
+		more = len(rs) == limit
+		if !more {
+			rs = append(rs, r)
+		}
+		return !more
+	})
 	if rerr != nil {
 		return nil, rerr
 	}
-	more := len(rs) > limit
-	data, rerr := c.rowsJSON(rs[:min(limit, len(rs))])
+	data, rerr := c.rowsJSON(rs)
 	if rerr != nil {
 		return nil, rerr
 	}

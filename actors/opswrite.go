@@ -66,11 +66,11 @@ func (c *opCall) stored(table, id string) (*kv.Record, *rpcError) {
 	case r.Deleted:
 		return nil, nil
 	}
-	vis, rerr := c.visible([]kv.Record{r})
+	vis, rerr := c.visible(r)
 	if rerr != nil {
 		return nil, rerr
 	}
-	if len(vis) == 0 {
+	if !vis {
 		return nil, opError(CodeNotFound, "%s %s not found", table, id)
 	}
 	return &r, nil

@@ -3,6 +3,7 @@ package codec
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/clinicsync/clinicsync/codec/schema"
@@ -35,27 +36,46 @@ const (
 )
 
 // EncodeChangeset encodes cs as a pb.Changeset, tables sorted by name.
+// The table fields are written into a pooled buffer first, since a
+// table's length precedes it; the result is allocated once, at its size.
 func EncodeChangeset(cs *Changeset) []byte {
-	var b, table, row []byte
+	sp := tablesPool.Get().(*[]byte)
+	defer tablesPool.Put(sp)
+	tables, ends := (*sp)[:0], make([]int, 0, len(cs.Tables))
+	var row []byte
 	for _, name := range cs.TableNames() {
 		t := cs.Tables[name]
-		table = appendField(table[:0], ftcTable, name)
+		tables = appendField(tables, ftcTable, name)
 		for _, r := range t.Created {
 			row = appendRow(row[:0], r)
-			table = protowire.AppendTag(table, ftcCreated, protowire.BytesType)
-			table = protowire.AppendBytes(table, row)
+			tables = protowire.AppendTag(tables, ftcCreated, protowire.BytesType)
+			tables = protowire.AppendBytes(tables, row)
 		}
 		for _, r := range t.Updated {
 			row = appendRow(row[:0], r)
-			table = protowire.AppendTag(table, ftcUpdated, protowire.BytesType)
-			table = protowire.AppendBytes(table, row)
+			tables = protowire.AppendTag(tables, ftcUpdated, protowire.BytesType)
+			tables = protowire.AppendBytes(tables, row)
 		}
 		for _, id := range t.Deleted {
-			table = protowire.AppendTag(table, ftcDeleted, protowire.BytesType)
-			table = protowire.AppendString(table, id)
+			tables = protowire.AppendTag(tables, ftcDeleted, protowire.BytesType)
+			tables = protowire.AppendString(tables, id)
 		}
+		ends = append(ends, len(tables))
+	}
+	*sp = tables
+	size, start := 0, 0
+	for _, end := range ends {
+		size += protowire.SizeTag(fcsTables) + protowire.SizeBytes(end-start)
+		start = end
+	}
+	if cs.Timestamp != 0 {
+		size += protowire.SizeTag(fcsTimestamp) + protowire.SizeVarint(uint64(cs.Timestamp))
+	}
+	b, start := make([]byte, 0, size), 0
+	for _, end := range ends {
 		b = protowire.AppendTag(b, fcsTables, protowire.BytesType)
-		b = protowire.AppendBytes(b, table)
+		b = protowire.AppendBytes(b, tables[start:end])
+		start = end
 	}
 	if cs.Timestamp != 0 {
 		b = protowire.AppendTag(b, fcsTimestamp, protowire.VarintType)
@@ -63,6 +83,9 @@ func EncodeChangeset(cs *Changeset) []byte {
 	}
 	return b
 }
+
+// tablesPool holds EncodeChangeset's buffers.
+var tablesPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // RowSize is the encoded size of a row in a changeset (its pb.Row
 // message, without the tag and length around it).

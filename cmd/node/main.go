@@ -22,7 +22,7 @@ import (
 )
 
 func main() {
-	stop := cpuProfile(os.Args[1:], os.Stderr)
+	stop := profiles(os.Args[1:], os.Stderr)
 	code := run(os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -29,26 +29,47 @@ const (
 	// DIR/node-COMMAND-PID.prof when it exits (go tool pprof reads it):
 	// how BENCHMARKS.md's profiles of real processes are taken.
 	EnvCPUProfile = "CLINICSYNC_CPUPROFILE"
+	// EnvMemProfile=DIR writes the process's allocation profile to
+	// DIR/node-COMMAND-PID.heap when it exits (alloc_space shows what
+	// allocated most; inuse_space what was live at exit).
+	EnvMemProfile = "CLINICSYNC_MEMPROFILE"
 )
 
-// cpuProfile starts the CPU profile EnvCPUProfile asks for; the
-// returned function writes it.
-func cpuProfile(args []string, stderr io.Writer) (stop func()) {
-	dir := os.Getenv(EnvCPUProfile)
-	if dir == "" || len(args) == 0 {
+// profiles starts the CPU profile EnvCPUProfile asks for; the returned
+// function writes it, and the allocation profile EnvMemProfile asks for.
+func profiles(args []string, stderr io.Writer) (stop func()) {
+	if len(args) == 0 {
 		return func() {}
 	}
-	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("node-%s-%d.prof", args[0], os.Getpid())))
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
+	create := func(env, ext string) *os.File {
+		dir := os.Getenv(env)
+		if dir == "" {
+			return nil
+		}
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("node-%s-%d.%s", args[0], os.Getpid(), ext)))
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", env, err)
+			return nil
+		}
+		return f
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", EnvCPUProfile, err)
-		return func() {}
+	cpu := create(EnvCPUProfile, "prof")
+	if cpu != nil {
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", EnvCPUProfile, err)
+			cpu.Close()
+			cpu = nil
+		}
 	}
 	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			cpu.Close()
+		}
+		if mem := create(EnvMemProfile, "heap"); mem != nil {
+			pprof.Lookup("allocs").WriteTo(mem, 0)
+			mem.Close()
+		}
 	}
 }
 
