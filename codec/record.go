@@ -3,6 +3,7 @@ package codec
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Status is a row's state relative to a node's upstream, as
@@ -68,6 +69,15 @@ type Receipt struct {
 
 // ReceiptKey keys Record.Receipts: the pusher and the column.
 func ReceiptKey(caller, column string) string { return caller + "\x00" + column }
+
+// SplitReceiptKey is ReceiptKey's inverse (columns hold no NUL).
+func SplitReceiptKey(key string) (caller, column string) {
+	i := strings.LastIndexByte(key, 0)
+	if i < 0 {
+		return "", key
+	}
+	return key[:i], key[i+1:]
+}
 
 // HashValues is a 64-bit hash of values: FNV-1a of, for each, the
 // text fmt prints for "%d\x00%s\x00%v\x00%v\x00" of its kind, text,

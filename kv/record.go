@@ -3,6 +3,8 @@ package kv
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/clinicsync/clinicsync/codec"
@@ -48,7 +50,18 @@ const (
 	fOrigin        protowire.Number = 8
 	fPushBase      protowire.Number = 9
 	fVersions      protowire.Number = 10
-	fReceipts      protowire.Number = 11
+	fReceipts      protowire.Number = 11 // read only: receipt groups since 2026-12-03
+	fReceiptGroups protowire.Number = 12
+)
+
+// Fields of pb.ReceiptGroup.
+const (
+	fgPusher protowire.Number = iota + 1
+	fgWall
+	fgCounter
+	fgNode
+	fgColumns
+	fgHashes
 )
 
 func encodeRecord(r *Record) ([]byte, error) {
@@ -75,26 +88,49 @@ func encodeRecord(r *Record) ([]byte, error) {
 	}
 	b = appendVarint(b, fPushBase, uint64(r.PushBase))
 	b = codec.AppendVersions(b, fVersions, r.Versions)
-	for k, rc := range r.Receipts {
-		var m []byte
-		if rc.Hash != 0 {
-			m = protowire.AppendTag(m, 1, protowire.Fixed64Type)
-			m = protowire.AppendFixed64(m, rc.Hash)
-		}
-		m = appendVarint(m, 2, uint64(rc.Version.Wall))
-		m = appendVarint(m, 3, uint64(rc.Version.Counter))
-		if rc.Version.Node != "" {
-			m = protowire.AppendTag(m, 4, protowire.BytesType)
-			m = protowire.AppendString(m, rc.Version.Node)
-		}
-		b = protowire.AppendTag(b, fReceipts, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(1+protowire.SizeBytes(len(k))+1+protowire.SizeBytes(len(m))))
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendString(b, k)
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendBytes(b, m)
-	}
+	b = appendReceipts(b, r.Receipts)
 	return b, nil
+}
+
+// appendReceipts appends receipts as receipt groups, one per pusher and
+// version (a push dates its columns alike), in key order.
+func appendReceipts(b []byte, rs map[string]codec.Receipt) []byte {
+	keys := slices.Sorted(maps.Keys(rs))
+	for len(keys) > 0 {
+		pusher, _ := codec.SplitReceiptKey(keys[0])
+		v := rs[keys[0]].Version
+		var cols, hashes []byte
+		rest := keys[:0]
+		for _, k := range keys {
+			p, col := codec.SplitReceiptKey(k)
+			rc := rs[k]
+			if p != pusher || rc.Version != v {
+				rest = append(rest, k)
+				continue
+			}
+			cols = protowire.AppendTag(cols, fgColumns, protowire.BytesType)
+			cols = protowire.AppendString(cols, col)
+			hashes = protowire.AppendFixed64(hashes, rc.Hash)
+		}
+		keys = rest
+		var g []byte
+		if pusher != "" {
+			g = protowire.AppendTag(g, fgPusher, protowire.BytesType)
+			g = protowire.AppendString(g, pusher)
+		}
+		g = appendVarint(g, fgWall, uint64(v.Wall))
+		g = appendVarint(g, fgCounter, uint64(v.Counter))
+		if v.Node != pusher {
+			g = protowire.AppendTag(g, fgNode, protowire.BytesType)
+			g = protowire.AppendString(g, v.Node)
+		}
+		g = append(g, cols...)
+		g = protowire.AppendTag(g, fgHashes, protowire.BytesType)
+		g = protowire.AppendBytes(g, hashes)
+		b = protowire.AppendTag(b, fReceiptGroups, protowire.BytesType)
+		b = protowire.AppendBytes(b, g)
+	}
+	return b
 }
 
 // appendVarint appends a varint field unless it is zero (proto3).
@@ -201,6 +237,7 @@ func synced(b []byte) ([]byte, error) {
 }
 
 func decodeFields(r *Record, b []byte, skip int) error {
+	var groups [][]byte
 	for len(b) > 0 {
 		num, typ, n := codec.ConsumeTag(b)
 		if n < 0 {
@@ -229,7 +266,7 @@ func decodeFields(r *Record, b []byte, skip int) error {
 			}
 			continue
 		}
-		if typ != protowire.BytesType || num != fCols && num != fChanged && num != fOrigin && num != fVersions && num != fReceipts {
+		if typ != protowire.BytesType || num != fCols && num != fChanged && num != fOrigin && num != fVersions && num != fReceipts && num != fReceiptGroups {
 			n := protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
 				return errWire
@@ -260,8 +297,17 @@ func decodeFields(r *Record, b []byte, skip int) error {
 			if skip&skipReceipts == 0 {
 				err = consumeReceipt(m, &r.Receipts)
 			}
+		case fReceiptGroups:
+			if skip&skipReceipts == 0 {
+				groups = append(groups, m)
+			}
 		}
 		if err != nil {
+			return err
+		}
+	}
+	for _, g := range groups { // after the receipts: a group's column wins
+		if err := consumeReceiptGroup(g, &r.Receipts); err != nil {
 			return err
 		}
 	}
@@ -321,6 +367,80 @@ func consumeReceipt(entry []byte, rs *map[string]codec.Receipt) error {
 		*rs = map[string]codec.Receipt{}
 	}
 	(*rs)[key] = rc
+	return nil
+}
+
+// consumeReceiptGroup decodes one receipt group into *rs (made when
+// nil).
+func consumeReceiptGroup(g []byte, rs *map[string]codec.Receipt) error {
+	var pusher string
+	var v codec.Version
+	var node *string
+	var cols []string
+	var hashes []uint64
+	for len(g) > 0 {
+		num, typ, n := codec.ConsumeTag(g)
+		if n < 0 {
+			return errWire
+		}
+		g = g[n:]
+		switch {
+		case (num == fgPusher || num == fgNode || num == fgColumns) && typ == protowire.BytesType:
+			var s []byte
+			if s, n = protowire.ConsumeBytes(g); n >= 0 {
+				if err := validUTF8(s); err != nil {
+					return err
+				}
+				switch str := string(s); num {
+				case fgPusher:
+					pusher = str
+				case fgNode:
+					node = &str
+				default:
+					cols = append(cols, str)
+				}
+			}
+		case (num == fgWall || num == fgCounter) && typ == protowire.VarintType:
+			var x uint64
+			if x, n = protowire.ConsumeVarint(g); num == fgWall {
+				v.Wall = int64(x)
+			} else {
+				v.Counter = uint32(x)
+			}
+		case num == fgHashes && typ == protowire.Fixed64Type:
+			var h uint64
+			h, n = protowire.ConsumeFixed64(g)
+			hashes = append(hashes, h)
+		case num == fgHashes && typ == protowire.BytesType: // packed
+			var p []byte
+			if p, n = protowire.ConsumeBytes(g); n >= 0 && len(p)%8 != 0 {
+				return errWire
+			}
+			for ; len(p) > 0; p = p[8:] {
+				h, _ := protowire.ConsumeFixed64(p)
+				hashes = append(hashes, h)
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, g)
+		}
+		if n < 0 {
+			return errWire
+		}
+		g = g[n:]
+	}
+	if len(cols) != len(hashes) {
+		return fmt.Errorf("%w: a receipt group has %d columns and %d hashes", errWire, len(cols), len(hashes))
+	}
+	v.Node = pusher
+	if node != nil {
+		v.Node = *node
+	}
+	if *rs == nil && len(cols) > 0 {
+		*rs = map[string]codec.Receipt{}
+	}
+	for i, col := range cols {
+		(*rs)[codec.ReceiptKey(pusher, col)] = codec.Receipt{Hash: hashes[i], Version: v}
+	}
 	return nil
 }
 

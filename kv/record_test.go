@@ -17,15 +17,23 @@ import (
 // or both refuse, with the same record (protoEncode and protoDecode are
 // the generated code's way, the model).
 
-func protoEncode(r *Record) ([]byte, error) {
+// protoEncode writes receipts as receipt groups, one receipt a group
+// (legacy: in the receipts map, as stores before 2026-12-03 hold them).
+func protoEncode(r *Record, legacy bool) ([]byte, error) {
 	sr := &pb.StoredRow{Cols: codec.ValuesToProto(r.Cols), Status: pb.Status(r.Status), Changed: r.Changed,
 		Cursor: r.Cursor, CreatedCursor: r.CreatedCursor, Deleted: r.Deleted, Version: r.Version, Origin: r.Origin,
 		PushBase: r.PushBase, Versions: codec.VersionsToProto(r.Versions)}
-	if len(r.Receipts) > 0 {
-		sr.Receipts = map[string]*pb.Receipt{}
-		for k, rc := range r.Receipts {
+	for k, rc := range r.Receipts {
+		if legacy {
+			if sr.Receipts == nil {
+				sr.Receipts = map[string]*pb.Receipt{}
+			}
 			sr.Receipts[k] = &pb.Receipt{Hash: rc.Hash, Wall: rc.Version.Wall, Counter: rc.Version.Counter, Node: rc.Version.Node}
+			continue
 		}
+		pusher, col := codec.SplitReceiptKey(k)
+		sr.ReceiptGroups = append(sr.ReceiptGroups, &pb.ReceiptGroup{Pusher: pusher, Wall: rc.Version.Wall,
+			Counter: rc.Version.Counter, Node: &rc.Version.Node, Columns: []string{col}, Hashes: []uint64{rc.Hash}})
 	}
 	return proto.Marshal(sr)
 }
@@ -44,10 +52,25 @@ func protoDecode(table, id string, b []byte) (Record, error) {
 		return Record{}, err
 	}
 	var receipts map[string]codec.Receipt
-	if len(sr.Receipts) > 0 {
-		receipts = map[string]codec.Receipt{}
-		for k, rc := range sr.Receipts {
-			receipts[k] = codec.Receipt{Hash: rc.GetHash(), Version: codec.Version{Wall: rc.GetWall(), Counter: rc.GetCounter(), Node: rc.GetNode()}}
+	add := func(k string, rc codec.Receipt) {
+		if receipts == nil {
+			receipts = map[string]codec.Receipt{}
+		}
+		receipts[k] = rc
+	}
+	for k, rc := range sr.Receipts {
+		add(k, codec.Receipt{Hash: rc.GetHash(), Version: codec.Version{Wall: rc.GetWall(), Counter: rc.GetCounter(), Node: rc.GetNode()}})
+	}
+	for _, g := range sr.ReceiptGroups {
+		if len(g.Columns) != len(g.Hashes) {
+			return Record{}, fmt.Errorf("a receipt group has %d columns and %d hashes", len(g.Columns), len(g.Hashes))
+		}
+		v := codec.Version{Wall: g.Wall, Counter: g.Counter, Node: g.Pusher}
+		if g.Node != nil {
+			v.Node = *g.Node
+		}
+		for i, col := range g.Columns {
+			add(codec.ReceiptKey(g.Pusher, col), codec.Receipt{Hash: g.Hashes[i], Version: v})
 		}
 	}
 	return Record{Row: codec.Row{Table: table, ID: id, Cols: cols, Changed: sr.Changed, Versions: versions},
@@ -87,12 +110,16 @@ func randomRecord(rng *rand.Rand) Record {
 	r.Cursor, r.CreatedCursor, r.PushBase = rng.Int64N(1<<50), rng.Int64N(3), -rng.Int64N(2)
 	r.Version = rng.Uint64N(1 << 40)
 	r.Origin = nodes[rng.IntN(len(nodes))]
-	for range rng.IntN(3) {
-		if r.Receipts == nil {
-			r.Receipts = map[string]codec.Receipt{}
+	for range rng.IntN(3) { // pushers, each with one or two versions
+		pusher := nodes[rng.IntN(len(nodes))]
+		vs := []codec.Version{{Wall: rng.Int64N(1 << 42), Counter: uint32(rng.IntN(2)), Node: pusher},
+			{Wall: rng.Int64N(1 << 42), Node: nodes[rng.IntN(len(nodes))]}}
+		for _, col := range []string{"phone", "given_name", "sex"}[:1+rng.IntN(3)] {
+			if r.Receipts == nil {
+				r.Receipts = map[string]codec.Receipt{}
+			}
+			r.Receipts[codec.ReceiptKey(pusher, col)] = codec.Receipt{Hash: rng.Uint64(), Version: vs[rng.IntN(2)]}
 		}
-		r.Receipts[codec.ReceiptKey(nodes[rng.IntN(len(nodes))], "phone")] = codec.Receipt{Hash: rng.Uint64(),
-			Version: codec.Version{Wall: rng.Int64N(1 << 42), Counter: uint32(rng.IntN(2)), Node: nodes[rng.IntN(len(nodes))]}}
 	}
 	return r
 }
@@ -108,15 +135,17 @@ func TestRecordCodec(t *testing.T) {
 		if got, err := protoDecode(r.Table, r.ID, b); err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("record %d: the generated code decodes ours to %+v, %v; want %+v", i, got, err, r)
 		}
-		if want := proto.Size(mustProto(t, &r)); len(b) != want {
+		if want := proto.Size(mustProto(t, b)); len(b) != want {
 			t.Fatalf("record %d: %d bytes, the generated code writes %d", i, len(b), want)
 		}
-		b, err = protoEncode(&r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, err := decodeRecord(r.Table, r.ID, b); err != nil || !reflect.DeepEqual(got, r) {
-			t.Fatalf("record %d: ours decodes the generated code's to %+v, %v; want %+v", i, got, err, r)
+		for _, legacy := range []bool{false, true} {
+			b, err = protoEncode(&r, legacy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := decodeRecord(r.Table, r.ID, b); err != nil || !reflect.DeepEqual(got, r) {
+				t.Fatalf("record %d (legacy receipts %v): ours decodes the generated code's to %+v, %v; want %+v", i, legacy, got, err, r)
+			}
 		}
 	}
 }
@@ -156,11 +185,8 @@ func TestRecordBytes(t *testing.T) {
 	}
 }
 
-func mustProto(t *testing.T, r *Record) proto.Message {
-	b, err := protoEncode(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+// mustProto is what the generated code decodes from b.
+func mustProto(t *testing.T, b []byte) proto.Message {
 	var sr pb.StoredRow
 	if err := proto.Unmarshal(b, &sr); err != nil {
 		t.Fatal(err)
@@ -172,12 +198,13 @@ func mustProto(t *testing.T, r *Record) proto.Message {
 // ours refuses too.
 func TestRecordCodecRefuses(t *testing.T) {
 	for name, sr := range map[string]*pb.StoredRow{
-		"bad column name":  {Cols: map[string]*pb.Value{"Bad-Name": {}}},
-		"non-finite":       {Cols: map[string]*pb.Value{"n": {Kind: &pb.Value_Num{Num: math.Inf(1)}}}},
-		"negative wall":    {Versions: []*pb.VersionGroup{{WallMs: -1, Columns: []string{"a"}}}},
-		"long node":        {Versions: []*pb.VersionGroup{{Node: string(make([]byte, 129)), Columns: []string{"a"}}}},
-		"column twice":     {Versions: []*pb.VersionGroup{{WallMs: 1, Columns: []string{"a"}}, {WallMs: 2, Columns: []string{"a"}}}},
-		"bad version name": {Versions: []*pb.VersionGroup{{Columns: []string{"A"}}}},
+		"bad column name":      {Cols: map[string]*pb.Value{"Bad-Name": {}}},
+		"non-finite":           {Cols: map[string]*pb.Value{"n": {Kind: &pb.Value_Num{Num: math.Inf(1)}}}},
+		"negative wall":        {Versions: []*pb.VersionGroup{{WallMs: -1, Columns: []string{"a"}}}},
+		"long node":            {Versions: []*pb.VersionGroup{{Node: string(make([]byte, 129)), Columns: []string{"a"}}}},
+		"column twice":         {Versions: []*pb.VersionGroup{{WallMs: 1, Columns: []string{"a"}}, {WallMs: 2, Columns: []string{"a"}}}},
+		"bad version name":     {Versions: []*pb.VersionGroup{{Columns: []string{"A"}}}},
+		"receipt hash missing": {ReceiptGroups: []*pb.ReceiptGroup{{Pusher: "u1", Columns: []string{"a", "b"}, Hashes: []uint64{1}}}},
 	} {
 		b, err := proto.Marshal(sr)
 		if err != nil {
@@ -200,6 +227,7 @@ func FuzzRecordDecode(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{0x0a, 0x03, 0x0a, 0x01, 0xff})
+	f.Add([]byte{0x62, 0x0d, 0x0a, 0x01, 'u', 0x2a, 0x01, 'a', 0x31, 1, 2, 3, 4, 5, 6, 7, 8}) // an unpacked hash
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := decodeRecord("patients", "p1", b)
 		want, werr := protoDecode("patients", "p1", b)

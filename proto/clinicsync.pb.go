@@ -2060,7 +2060,12 @@ type StoredRow struct {
 	Versions      []*VersionGroup        `protobuf:"bytes,10,rep,name=versions,proto3" json:"versions,omitempty"`                                // column versions
 	// Per pusher without versions and column (pusher NUL column): the
 	// hash of the value it last pushed and the version it was given.
-	Receipts      map[string]*Receipt `protobuf:"bytes,11,rep,name=receipts,proto3" json:"receipts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Read from stores written before 2026-12-03; receipt_groups since.
+	Receipts map[string]*Receipt `protobuf:"bytes,11,rep,name=receipts,proto3" json:"receipts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The same receipts grouped by pusher and version (a push gives its
+	// columns one version): a tenth of the bytes. A column in a later
+	// group, or in both fields, takes the group's.
+	ReceiptGroups []*ReceiptGroup `protobuf:"bytes,12,rep,name=receipt_groups,json=receiptGroups,proto3" json:"receipt_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2172,6 +2177,98 @@ func (x *StoredRow) GetReceipts() map[string]*Receipt {
 	return nil
 }
 
+func (x *StoredRow) GetReceiptGroups() []*ReceiptGroup {
+	if x != nil {
+		return x.ReceiptGroups
+	}
+	return nil
+}
+
+// ReceiptGroup are the receipts of one pusher with one version.
+type ReceiptGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pusher        string                 `protobuf:"bytes,1,opt,name=pusher,proto3" json:"pusher,omitempty"`
+	Wall          int64                  `protobuf:"varint,2,opt,name=wall,proto3" json:"wall,omitempty"`
+	Counter       uint32                 `protobuf:"varint,3,opt,name=counter,proto3" json:"counter,omitempty"`
+	Node          *string                `protobuf:"bytes,4,opt,name=node,proto3,oneof" json:"node,omitempty"` // the version's node, when not the pusher
+	Columns       []string               `protobuf:"bytes,5,rep,name=columns,proto3" json:"columns,omitempty"`
+	Hashes        []uint64               `protobuf:"fixed64,6,rep,packed,name=hashes,proto3" json:"hashes,omitempty"` // one per column, in order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptGroup) Reset() {
+	*x = ReceiptGroup{}
+	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptGroup) ProtoMessage() {}
+
+func (x *ReceiptGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptGroup.ProtoReflect.Descriptor instead.
+func (*ReceiptGroup) Descriptor() ([]byte, []int) {
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReceiptGroup) GetPusher() string {
+	if x != nil {
+		return x.Pusher
+	}
+	return ""
+}
+
+func (x *ReceiptGroup) GetWall() int64 {
+	if x != nil {
+		return x.Wall
+	}
+	return 0
+}
+
+func (x *ReceiptGroup) GetCounter() uint32 {
+	if x != nil {
+		return x.Counter
+	}
+	return 0
+}
+
+func (x *ReceiptGroup) GetNode() string {
+	if x != nil && x.Node != nil {
+		return *x.Node
+	}
+	return ""
+}
+
+func (x *ReceiptGroup) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *ReceiptGroup) GetHashes() []uint64 {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
 // Receipt is the version a server gave a value a client pushed.
 type Receipt struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2185,7 +2282,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	mi := &file_proto_clinicsync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2294,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[23]
+	mi := &file_proto_clinicsync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2307,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{23}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Receipt) GetHash() uint64 {
@@ -2257,7 +2354,7 @@ type Conflict struct {
 
 func (x *Conflict) Reset() {
 	*x = Conflict{}
-	mi := &file_proto_clinicsync_proto_msgTypes[24]
+	mi := &file_proto_clinicsync_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2366,7 @@ func (x *Conflict) String() string {
 func (*Conflict) ProtoMessage() {}
 
 func (x *Conflict) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[24]
+	mi := &file_proto_clinicsync_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2379,7 @@ func (x *Conflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
 func (*Conflict) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{24}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Conflict) GetTable() string {
@@ -2349,7 +2446,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_proto_clinicsync_proto_msgTypes[25]
+	mi := &file_proto_clinicsync_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2458,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[25]
+	mi := &file_proto_clinicsync_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,7 +2471,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{25}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Device) GetDeviceId() string {
@@ -2434,7 +2531,7 @@ type Client struct {
 
 func (x *Client) Reset() {
 	*x = Client{}
-	mi := &file_proto_clinicsync_proto_msgTypes[26]
+	mi := &file_proto_clinicsync_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2543,7 @@ func (x *Client) String() string {
 func (*Client) ProtoMessage() {}
 
 func (x *Client) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[26]
+	mi := &file_proto_clinicsync_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2556,7 @@ func (x *Client) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Client.ProtoReflect.Descriptor instead.
 func (*Client) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{26}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Client) GetId() string {
@@ -2519,7 +2616,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_proto_clinicsync_proto_msgTypes[27]
+	mi := &file_proto_clinicsync_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2531,7 +2628,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_clinicsync_proto_msgTypes[27]
+	mi := &file_proto_clinicsync_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2544,7 +2641,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_proto_clinicsync_proto_rawDescGZIP(), []int{27}
+	return file_proto_clinicsync_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LogEntry) GetSeq() uint64 {
@@ -2759,7 +2856,7 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"updated_at\x18\v \x01(\x03R\tupdatedAt\x12'\n" +
 	"\x0ftls_fingerprint\x18\f \x01(\tR\x0etlsFingerprint\x12\x17\n" +
 	"\anode_id\x18\r \x01(\tR\x06nodeId\x12\x1c\n" +
-	"\tdiscovery\x18\x0e \x01(\tR\tdiscovery\"\xd5\x04\n" +
+	"\tdiscovery\x18\x0e \x01(\tR\tdiscovery\"\x99\x05\n" +
 	"\tStoredRow\x126\n" +
 	"\x04cols\x18\x01 \x03(\v2\".clinicsync.v1.StoredRow.ColsEntryR\x04cols\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.clinicsync.v1.StatusR\x06status\x12\x18\n" +
@@ -2772,13 +2869,22 @@ const file_proto_clinicsync_proto_rawDesc = "" +
 	"\tpush_base\x18\t \x01(\x03R\bpushBase\x127\n" +
 	"\bversions\x18\n" +
 	" \x03(\v2\x1b.clinicsync.v1.VersionGroupR\bversions\x12B\n" +
-	"\breceipts\x18\v \x03(\v2&.clinicsync.v1.StoredRow.ReceiptsEntryR\breceipts\x1aM\n" +
+	"\breceipts\x18\v \x03(\v2&.clinicsync.v1.StoredRow.ReceiptsEntryR\breceipts\x12B\n" +
+	"\x0ereceipt_groups\x18\f \x03(\v2\x1b.clinicsync.v1.ReceiptGroupR\rreceiptGroups\x1aM\n" +
 	"\tColsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
 	"\x05value\x18\x02 \x01(\v2\x14.clinicsync.v1.ValueR\x05value:\x028\x01\x1aS\n" +
 	"\rReceiptsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.clinicsync.v1.ReceiptR\x05value:\x028\x01\"_\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.clinicsync.v1.ReceiptR\x05value:\x028\x01\"\xa8\x01\n" +
+	"\fReceiptGroup\x12\x16\n" +
+	"\x06pusher\x18\x01 \x01(\tR\x06pusher\x12\x12\n" +
+	"\x04wall\x18\x02 \x01(\x03R\x04wall\x12\x18\n" +
+	"\acounter\x18\x03 \x01(\rR\acounter\x12\x17\n" +
+	"\x04node\x18\x04 \x01(\tH\x00R\x04node\x88\x01\x01\x12\x18\n" +
+	"\acolumns\x18\x05 \x03(\tR\acolumns\x12\x16\n" +
+	"\x06hashes\x18\x06 \x03(\x06R\x06hashesB\a\n" +
+	"\x05_node\"_\n" +
 	"\aReceipt\x12\x12\n" +
 	"\x04hash\x18\x01 \x01(\x06R\x04hash\x12\x12\n" +
 	"\x04wall\x18\x02 \x01(\x03R\x04wall\x12\x18\n" +
@@ -2847,7 +2953,7 @@ func file_proto_clinicsync_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_clinicsync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_proto_clinicsync_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_proto_clinicsync_proto_goTypes = []any{
 	(ProtocolVersion)(0),      // 0: clinicsync.v1.ProtocolVersion
 	(NodeKind)(0),             // 1: clinicsync.v1.NodeKind
@@ -2875,18 +2981,19 @@ var file_proto_clinicsync_proto_goTypes = []any{
 	(*NodeInfo)(nil),          // 23: clinicsync.v1.NodeInfo
 	(*Peer)(nil),              // 24: clinicsync.v1.Peer
 	(*StoredRow)(nil),         // 25: clinicsync.v1.StoredRow
-	(*Receipt)(nil),           // 26: clinicsync.v1.Receipt
-	(*Conflict)(nil),          // 27: clinicsync.v1.Conflict
-	(*Device)(nil),            // 28: clinicsync.v1.Device
-	(*Client)(nil),            // 29: clinicsync.v1.Client
-	(*LogEntry)(nil),          // 30: clinicsync.v1.LogEntry
-	nil,                       // 31: clinicsync.v1.Row.ColsEntry
-	nil,                       // 32: clinicsync.v1.StoredRow.ColsEntry
-	nil,                       // 33: clinicsync.v1.StoredRow.ReceiptsEntry
-	nil,                       // 34: clinicsync.v1.LogEntry.ChangesEntry
+	(*ReceiptGroup)(nil),      // 26: clinicsync.v1.ReceiptGroup
+	(*Receipt)(nil),           // 27: clinicsync.v1.Receipt
+	(*Conflict)(nil),          // 28: clinicsync.v1.Conflict
+	(*Device)(nil),            // 29: clinicsync.v1.Device
+	(*Client)(nil),            // 30: clinicsync.v1.Client
+	(*LogEntry)(nil),          // 31: clinicsync.v1.LogEntry
+	nil,                       // 32: clinicsync.v1.Row.ColsEntry
+	nil,                       // 33: clinicsync.v1.StoredRow.ColsEntry
+	nil,                       // 34: clinicsync.v1.StoredRow.ReceiptsEntry
+	nil,                       // 35: clinicsync.v1.LogEntry.ChangesEntry
 }
 var file_proto_clinicsync_proto_depIdxs = []int32{
-	31, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
+	32, // 0: clinicsync.v1.Row.cols:type_name -> clinicsync.v1.Row.ColsEntry
 	4,  // 1: clinicsync.v1.Row.versions:type_name -> clinicsync.v1.VersionGroup
 	5,  // 2: clinicsync.v1.TableChanges.created:type_name -> clinicsync.v1.Row
 	5,  // 3: clinicsync.v1.TableChanges.updated:type_name -> clinicsync.v1.Row
@@ -2910,23 +3017,24 @@ var file_proto_clinicsync_proto_depIdxs = []int32{
 	21, // 21: clinicsync.v1.RpcResponse.operation:type_name -> clinicsync.v1.OperationResult
 	0,  // 22: clinicsync.v1.NodeInfo.protocol_version:type_name -> clinicsync.v1.ProtocolVersion
 	1,  // 23: clinicsync.v1.NodeInfo.kind:type_name -> clinicsync.v1.NodeKind
-	32, // 24: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
+	33, // 24: clinicsync.v1.StoredRow.cols:type_name -> clinicsync.v1.StoredRow.ColsEntry
 	2,  // 25: clinicsync.v1.StoredRow.status:type_name -> clinicsync.v1.Status
 	4,  // 26: clinicsync.v1.StoredRow.versions:type_name -> clinicsync.v1.VersionGroup
-	33, // 27: clinicsync.v1.StoredRow.receipts:type_name -> clinicsync.v1.StoredRow.ReceiptsEntry
-	3,  // 28: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
-	4,  // 29: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
-	4,  // 30: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
-	34, // 31: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
-	3,  // 32: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
-	3,  // 33: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
-	26, // 34: clinicsync.v1.StoredRow.ReceiptsEntry.value:type_name -> clinicsync.v1.Receipt
-	3,  // 35: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	34, // 27: clinicsync.v1.StoredRow.receipts:type_name -> clinicsync.v1.StoredRow.ReceiptsEntry
+	26, // 28: clinicsync.v1.StoredRow.receipt_groups:type_name -> clinicsync.v1.ReceiptGroup
+	3,  // 29: clinicsync.v1.Conflict.value:type_name -> clinicsync.v1.Value
+	4,  // 30: clinicsync.v1.Conflict.version:type_name -> clinicsync.v1.VersionGroup
+	4,  // 31: clinicsync.v1.Conflict.winner:type_name -> clinicsync.v1.VersionGroup
+	35, // 32: clinicsync.v1.LogEntry.changes:type_name -> clinicsync.v1.LogEntry.ChangesEntry
+	3,  // 33: clinicsync.v1.Row.ColsEntry.value:type_name -> clinicsync.v1.Value
+	3,  // 34: clinicsync.v1.StoredRow.ColsEntry.value:type_name -> clinicsync.v1.Value
+	27, // 35: clinicsync.v1.StoredRow.ReceiptsEntry.value:type_name -> clinicsync.v1.Receipt
+	3,  // 36: clinicsync.v1.LogEntry.ChangesEntry.value:type_name -> clinicsync.v1.Value
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_proto_clinicsync_proto_init() }
@@ -2950,13 +3058,14 @@ func file_proto_clinicsync_proto_init() {
 		(*RpcResponse_Push)(nil),
 		(*RpcResponse_Operation)(nil),
 	}
+	file_proto_clinicsync_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_clinicsync_proto_rawDesc), len(file_proto_clinicsync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
