@@ -517,7 +517,7 @@ func (h *CloudHandler) writePull(w io.Writer, c fsm.Caller, since int64, mig *co
 func (h *CloudHandler) eachPage(c fsm.Caller, since int64, mig *codec.Migration, from, to int64, fn func(*codec.Changeset) error) error {
 	size := min(h.server.pageSize(), jsonReadRows)
 	for {
-		page, cs, err := h.server.servePage(c, since, mig, from, to, size)
+		page, cs, err := h.server.servePage(c, since, mig, from, to, size, h.server.Store.ValuesSince)
 		if err != nil {
 			return err
 		}

@@ -97,13 +97,13 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 	var page kv.Page
 	var cs *codec.Changeset
 	if tok.Migration {
-		if page, cs, err = s.servePage(c, since, mig, tok.From, since, size); err != nil {
+		if page, cs, err = s.servePage(c, since, mig, tok.From, since, size, s.Store.ChangesSince); err != nil {
 			return nil, err
 		}
 		if !page.More { // on to the changes since last_pulled_at
 			tok.Migration, page.More, page.Next = false, true, since
 		}
-	} else if page, cs, err = s.servePage(c, since, nil, tok.From, tok.Timestamp, size); err != nil {
+	} else if page, cs, err = s.servePage(c, since, nil, tok.From, tok.Timestamp, size, s.Store.ChangesSince); err != nil {
 		return nil, err
 	}
 	cs.Timestamp = tok.Timestamp
@@ -130,9 +130,12 @@ func (s *Server) Pull(c fsm.Caller, req *pb.PullRequest) (*pb.PullResponse, erro
 // last_pulled_at since, parents read from the store: the migration's
 // rows (fsm.ServeMigration) when mig is set, which is the walk of the
 // rows at or below since, else the changes since (fsm.ServeWith).
-// Protobuf pages (Pull) and JSON pulls (CloudHandler) are served by it.
-func (s *Server) servePage(c fsm.Caller, since int64, mig *codec.Migration, from, upto int64, size int) (kv.Page, *codec.Changeset, error) {
-	page, err := s.Store.ChangesSince(from, upto, size)
+// Protobuf pages (Pull) and JSON pulls (CloudHandler) are served by it;
+// read is the store's ChangesSince, or ValuesSince for JSON, which
+// carries no column versions.
+func (s *Server) servePage(c fsm.Caller, since int64, mig *codec.Migration, from, upto int64, size int,
+	read func(since, upto int64, limit int) (kv.Page, error)) (kv.Page, *codec.Changeset, error) {
+	page, err := read(from, upto, size)
 	if err != nil {
 		return kv.Page{}, nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -376,6 +377,21 @@ func TestChangesSince(t *testing.T) {
 		}
 		if last, _ := h.s.LastCursor(); p.Timestamp != last || p.More {
 			t.Fatalf("timestamp %d more %v", p.Timestamp, p.More)
+		}
+		// ValuesSince: the same page without the column versions.
+		v, err := h.s.ValuesSince(mid, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Clone(p.Records)
+		for i := range want {
+			if want[i].Versions == nil && !want[i].Deleted {
+				t.Fatalf("%s: no column versions to leave out", want[i].ID)
+			}
+			want[i].Versions = nil
+		}
+		if !reflect.DeepEqual(v, kv.Page{Records: want, Next: p.Next, Timestamp: p.Timestamp}) {
+			t.Fatalf("values since mid: %+v, want %+v", v, want)
 		}
 		// Paging walks every row once, each at its latest change.
 		seen := map[string]int{}

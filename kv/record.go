@@ -146,6 +146,7 @@ func appendVarint(b []byte, num protowire.Number, x uint64) []byte {
 const (
 	skipReceipts = 1 << iota
 	skipCols
+	skipVersions
 )
 
 func decodeRecord(table, id string, b []byte) (Record, error) { return decodeAs(table, id, b, 0) }
@@ -154,6 +155,12 @@ func decodeRecord(table, id string, b []byte) (Record, error) { return decodeAs(
 // served, never written back.
 func decodeServed(table, id string, b []byte) (Record, error) {
 	return decodeAs(table, id, b, skipReceipts)
+}
+
+// decodeValues is decodeServed without the column versions: for rows
+// served to clients that keep none.
+func decodeValues(table, id string, b []byte) (Record, error) {
+	return decodeAs(table, id, b, skipReceipts|skipVersions)
 }
 
 // decodeVersions is decodeRecord without the columns and receipts: a
@@ -292,7 +299,9 @@ func decodeFields(r *Record, b []byte, skip int) error {
 			r.Origin = string(m)
 			err = validUTF8(m)
 		case fVersions:
-			err = codec.ConsumeVersions(m, &r.Versions)
+			if skip&skipVersions == 0 {
+				err = codec.ConsumeVersions(m, &r.Versions)
+			}
 		case fReceipts:
 			if skip&skipReceipts == 0 {
 				err = consumeReceipt(m, &r.Receipts)

@@ -178,6 +178,11 @@ func TestRecordBytes(t *testing.T) {
 		if got, err := decodeServed(r.Table, r.ID, b); err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("record %d served: %+v, %v; want %+v", i, got, err, want)
 		}
+		values := want
+		values.Versions = nil
+		if got, err := decodeValues(r.Table, r.ID, b); err != nil || !reflect.DeepEqual(got, values) {
+			t.Fatalf("record %d values: %+v, %v; want %+v", i, got, err, values)
+		}
 		want.Cols = nil
 		if got, err := decodeVersions(r.Table, r.ID, b); err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("record %d versions: %+v, %v; want %+v", i, got, err, want)

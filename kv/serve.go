@@ -22,7 +22,13 @@ type Page struct {
 // 0: all), from the cursor index: the cost is O(changes since), not
 // O(rows).
 func (s *Store) ChangesSince(since, upto int64, limit int) (Page, error) {
-	return s.changesSince(nil, since, upto, limit)
+	return s.changesSince(nil, since, upto, limit, decodeServed)
+}
+
+// ValuesSince is ChangesSince without the rows' column versions: for
+// clients that keep none (WatermelonDB's JSON).
+func (s *Store) ValuesSince(since, upto int64, limit int) (Page, error) {
+	return s.changesSince(nil, since, upto, limit, decodeValues)
 }
 
 // TableChangesSince is ChangesSince for one table: it walks the same
@@ -32,12 +38,12 @@ func (s *Store) TableChangesSince(table string, since, upto int64, limit int) (P
 	if _, err := s.table(table); err != nil {
 		return Page{}, err
 	}
-	return s.changesSince(rowKey(table, ""), since, upto, limit)
+	return s.changesSince(rowKey(table, ""), since, upto, limit, decodeServed)
 }
 
 // changesSince walks the cursor index, keeping the rows whose index
-// entry starts with prefix (nil: all).
-func (s *Store) changesSince(prefix []byte, since, upto int64, limit int) (Page, error) {
+// entry starts with prefix (nil: all), decoded by decode.
+func (s *Store) changesSince(prefix []byte, since, upto int64, limit int, decode func(table, id string, b []byte) (Record, error)) (Page, error) {
 	var p Page
 	err := s.be.View(func(tx Tx) error {
 		p = Page{Next: since}
@@ -63,7 +69,7 @@ func (s *Store) changesSince(prefix []byte, since, upto int64, limit int) (Page,
 				p.More = true
 				return false, nil
 			}
-			r, err := indexed(tx, bCursor, v, decodeServed)
+			r, err := indexed(tx, bCursor, v, decode)
 			if err != nil {
 				return false, err
 			}
