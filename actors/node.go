@@ -86,6 +86,11 @@ type InitConfig struct {
 	Kind    Kind
 	Name    string   // for people; may be empty
 	Clinics []string // clinic ids the node serves or belongs to
+	// Store, for a cloud, is a postgres:// URL: the node's store is that
+	// database, shared by every cloud node initialized with it (the
+	// first makes the node; the others join it). Empty: a bbolt file.
+	Store string
+	DB    DBOptions // the database's connections, with Store
 }
 
 // Info is a node's identity.
@@ -119,8 +124,17 @@ func Init(dir string, cfg InitConfig) (Info, error) {
 			clinics = append(clinics, c)
 		}
 	}
+	if cfg.Store != "" {
+		return initShared(dir, cfg.Store, kind, cfg.Name, clinics, cfg.DB)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Info{}, fmt.Errorf("actors: creating data directory: %w", err)
+	}
+	if url, err := storeURL(dir); err != nil || url != "" {
+		if err == nil {
+			err = fmt.Errorf("%w: %s is a node whose store is %s", ErrAlreadyInitialized, dir, redact(url))
+		}
+		return Info{}, err
 	}
 	// Init writes no rows, so the clock is never read; the store still
 	// wants one.
@@ -128,7 +142,9 @@ func Init(dir string, cfg InitConfig) (Info, error) {
 	if err != nil {
 		return Info{}, lockedHint(err)
 	}
-	info, err := initStore(st, dir, kind, cfg.Name, clinics)
+	info, err := initStore(st, dir, kind, cfg.Name, clinics, func(priv *ecdh.PrivateKey) error {
+		return writeKeyFile(filepath.Join(dir, KeyFile), priv)
+	})
 	if cerr := st.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -138,12 +154,12 @@ func Init(dir string, cfg InitConfig) (Info, error) {
 	return info, nil
 }
 
-// initStore writes a new node's identity into its open store and its
-// private key beside it.
-func initStore(st *kv.Store, dir string, kind Kind, name string, clinics []string) (Info, error) {
+// initStore writes a new node's identity into its open store (where
+// names it in errors), its private key kept by keep.
+func initStore(st *kv.Store, where string, kind Kind, name string, clinics []string, keep func(*ecdh.PrivateKey) error) (Info, error) {
 	if id, err := st.Config(cfgNodeID); err == nil {
 		k, _ := st.Config(cfgKind)
-		return Info{}, fmt.Errorf("%w: %s is node %s (%s)", ErrAlreadyInitialized, dir, id, k)
+		return Info{}, fmt.Errorf("%w: %s is node %s (%s)", ErrAlreadyInitialized, where, id, k)
 	} else if !errors.Is(err, kv.ErrNotFound) {
 		return Info{}, err
 	}
@@ -155,7 +171,7 @@ func initStore(st *kv.Store, dir string, kind Kind, name string, clinics []strin
 	if err != nil {
 		return Info{}, err
 	}
-	if err := writeKeyFile(filepath.Join(dir, KeyFile), priv); err != nil {
+	if err := keep(priv); err != nil {
 		return Info{}, err
 	}
 	info := Info{NodeID: id, Kind: kind, Name: name, Clinics: clinics,
@@ -189,10 +205,11 @@ func writeKeyFile(path string, priv *ecdh.PrivateKey) error {
 // and, once started (Start), its sync engine. A Node is safe for
 // concurrent use.
 type Node struct {
-	dir   string
-	info  Info
-	store *kv.Store
-	clock kv.Clock
+	dir    string
+	info   Info
+	store  *kv.Store
+	clock  kv.Clock
+	shared bool // the store is a PostgreSQL database (StoreFile)
 
 	// engineMu guards engine and closed.
 	engineMu sync.Mutex
@@ -216,18 +233,35 @@ type Node struct {
 // no node, and with kv.ErrLocked when another process (a running
 // serve) holds the store.
 func Open(dir string, clock kv.Clock) (*Node, error) {
+	return OpenWith(dir, clock, DBOptions{})
+}
+
+// OpenWith is Open with the connection options of a PostgreSQL store
+// (ignored for a bbolt one). It fails with postgres.ErrUnavailable when
+// the database does not answer.
+func OpenWith(dir string, clock kv.Clock, db DBOptions) (*Node, error) {
 	if clock == nil {
 		clock = SystemClock{}
 	}
-	path := filepath.Join(dir, kv.FileName)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, notInitialized(dir)
-	} else if err != nil {
-		return nil, fmt.Errorf("actors: %w", err)
-	}
-	be, err := kv.OpenBolt(path, time.Second)
+	url, err := storeURL(dir)
 	if err != nil {
-		return nil, lockedHint(err)
+		return nil, err
+	}
+	var be kv.Backend
+	if url != "" {
+		if be, err = openShared(url, db); err != nil {
+			return nil, err
+		}
+	} else {
+		path := filepath.Join(dir, kv.FileName)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, notInitialized(dir)
+		} else if err != nil {
+			return nil, fmt.Errorf("actors: %w", err)
+		}
+		if be, err = kv.OpenBolt(path, time.Second); err != nil {
+			return nil, lockedHint(err)
+		}
 	}
 	// The store's options depend on the node's kind, which is in the
 	// store: read the identity from the backend first.
@@ -244,7 +278,7 @@ func Open(dir string, clock kv.Clock) (*Node, error) {
 		be.Close()
 		return nil, err
 	}
-	return &Node{dir: dir, info: info, store: st, clock: clock}, nil
+	return &Node{dir: dir, info: info, store: st, clock: clock, shared: url != ""}, nil
 }
 
 // NewNode makes a node over an open store, with no directory: for
@@ -348,7 +382,15 @@ func (n *Node) PrivateKey() (*ecdh.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKeyFile, err)
 	}
-	text, err := os.ReadFile(path)
+	var text []byte
+	if n.shared { // in the database, shared by its cloud nodes
+		path = "the store's " + cfgPrivateKey
+		var s string
+		s, err = n.store.Config(cfgPrivateKey)
+		text = []byte(s)
+	} else {
+		text, err = os.ReadFile(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKeyFile, err)
 	}

@@ -1,6 +1,7 @@
 package kv_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/clinicsync/clinicsync/codec"
+	"github.com/clinicsync/clinicsync/internal/pgtest"
 	"github.com/clinicsync/clinicsync/kv"
+	"github.com/clinicsync/clinicsync/kv/postgres"
 )
 
 func newClock() *kv.ManualClock {
@@ -73,6 +76,41 @@ func eachBackend(t *testing.T, keepTombstones bool, test func(t *testing.T, h *h
 		}
 		test(t, h)
 	})
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.Shared(t)
+		h := &harness{t: t, clock: newClock()}
+		h.opts = kv.Options{Clock: h.clock, KeepTombstones: keepTombstones}
+		open := func() *kv.Store {
+			be, err := postgres.Open(context.Background(), url, postgres.Options{MaxConns: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := kv.New(be, h.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		h.s = open()
+		h.reopen = func() *kv.Store {
+			if err := h.s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			h.s = open()
+			return h.s
+		}
+		t.Cleanup(func() { h.s.Close() })
+		test(t, h)
+	})
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := pgtest.StopShared(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
 }
 
 func patient(given, phone string) map[string]codec.Value {

@@ -7,13 +7,14 @@ import (
 	"github.com/clinicsync/clinicsync/actors"
 )
 
-// cmdInit: node init --data DIR --kind cloud|hub|mobile [--name N] [--clinic ID ...]
+// cmdInit: node init --data DIR --kind cloud|hub|mobile [--name N] [--clinic ID ...] [--store postgres://...]
 func cmdInit(e *env, name string, args []string) error {
 	f := e.flags(name)
 	kind := f.String("kind", "", "cloud, hub or mobile")
 	nodeName := f.String("name", "", "a name for people")
 	var clinics stringsFlag
 	f.Var(&clinics, "clinic", "a clinic `id` (repeatable)")
+	store := f.String("store", "", "cloud: keep the store in the PostgreSQL database at this `URL` (postgres://user:password@host:port/db), shared by every cloud node initialized with it; the first makes the node, the others join it (default: a bbolt file in --data)")
 	err := f.parseAll(args, "kind")
 	if err != nil {
 		return err
@@ -26,7 +27,7 @@ func cmdInit(e *env, name string, args []string) error {
 	if pid, err := actors.PingControl(f.data); err == nil {
 		return fmt.Errorf("%w: %s is served by pid %d", actors.ErrAlreadyInitialized, f.data, pid)
 	}
-	info, err := actors.Init(f.data, actors.InitConfig{Kind: k, Name: *nodeName, Clinics: clinics})
+	info, err := actors.Init(f.data, actors.InitConfig{Kind: k, Name: *nodeName, Clinics: clinics, Store: *store})
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/clinicsync/clinicsync/actors"
 	"github.com/clinicsync/clinicsync/fsm"
@@ -47,6 +48,8 @@ func cmdServe(e *env, name string, args []string) error {
 	rpc := f.String("rpc", "", "`address` to serve native RPC on (host:port; port 0 picks one): sealed protobuf sync between node processes over protoactor-go remote; a hub's pairing string names it and Go devices paired with it sync there (rpc://host:port)")
 	disc := f.String("discovery", "", "hub: UDP `address` to answer discovery queries on, so paired devices find the hub after its address changes (default: port 4002 on the host of --http; off: none)")
 	metricsAddr := f.String("metrics", "", "`address` to serve Prometheus metrics on, at /metrics (host:port; port 0 picks one; default: none)")
+	dbConns := f.Int("db-max-conns", 0, "cloud over PostgreSQL: the most connections to the database (0: 4 or the number of CPUs, whichever is larger)")
+	dbTimeout := f.Duration("db-statement-timeout", 30*time.Second, "cloud over PostgreSQL: the longest a database statement may run before it is cancelled (0: no limit)")
 	verbose := f.Bool("v", false, "log health checks too (--log-level debug)")
 	err := f.parseAll(args)
 	if err != nil {
@@ -68,6 +71,9 @@ func cmdServe(e *env, name string, args []string) error {
 	if *signIn == 0 {
 		*signIn = -1 // CloudConfig: negative is no limit
 	}
+	if *dbConns < 0 || *dbTimeout < 0 {
+		return usageErr(name, "--db-max-conns and --db-statement-timeout must be >= 0")
+	}
 	if *bodyTimeout <= 0 || *maxConns < 0 || *perAddr < 0 {
 		return usageErr(name, "--body-timeout must be > 0, --max-conns and --max-conns-per-addr >= 0")
 	}
@@ -85,7 +91,7 @@ func cmdServe(e *env, name string, args []string) error {
 		level = slog.LevelDebug
 	}
 	log := f.log.logger(serveLog, level)
-	n, err := openToServe(f.data)
+	n, err := openToServe(f.data, actors.DBOptions{MaxConns: int32(*dbConns), StatementTimeout: *dbTimeout})
 	if err != nil {
 		return err
 	}
@@ -130,7 +136,7 @@ func noCap(n int) int {
 
 // openToServe opens the node in dir in this process, refusing one that
 // another serve process holds.
-func openToServe(dir string) (*actors.Node, error) {
+func openToServe(dir string, db actors.DBOptions) (*actors.Node, error) {
 	if err := alreadyServed(dir); err != nil {
 		return nil, err
 	}
@@ -138,7 +144,7 @@ func openToServe(dir string) (*actors.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := actors.Open(dir, clock)
+	n, err := actors.OpenWith(dir, clock, db)
 	if errors.Is(err, kv.ErrLocked) {
 		if serr := alreadyServed(dir); serr != nil {
 			return nil, serr // it was starting
