@@ -16,8 +16,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -47,7 +49,12 @@ func Start() (*Cluster, error) {
 			return nil, fmt.Errorf("%w: running as root needs the postgres user: %v", ErrMissing, err)
 		}
 	}
-	if c.dir, err = os.MkdirTemp("", "clinicsync-pg-"); err != nil {
+	c.reap()
+	if c.dir, err = os.MkdirTemp("", dirPrefix); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(c.dir)
 		return nil, err
 	}
 	if err := c.chown(c.dir); err != nil {
@@ -70,6 +77,28 @@ func Start() (*Cluster, error) {
 		return nil, fmt.Errorf("pgtest: pg_ctl start: %v: %s %s", err, out, log)
 	}
 	return c, nil
+}
+
+// A cluster's directory: its prefix in the temporary directory, and the
+// file naming the process that started it.
+const (
+	dirPrefix = "clinicsync-pg-"
+	ownerFile = "owner.pid"
+)
+
+// reap stops and removes the clusters whose test process died without
+// stopping them (a test binary that timed out panics past its cleanup).
+func (c *Cluster) reap() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) == nil {
+			continue // not ours to judge, or its process lives
+		}
+		old := &Cluster{dir: dir, bin: c.bin, as: c.as}
+		old.Stop()
+	}
 }
 
 // Stop stops the cluster and removes its directory.

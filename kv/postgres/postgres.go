@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/clinicsync/clinicsync/kv"
@@ -129,15 +130,17 @@ func (b *Backend) run(opts pgx.TxOptions, writable bool, fn func(kv.Tx) error) (
 	return wrap(ptx.Commit(ctx))
 }
 
-// wrap marks a failure to reach the database as ErrUnavailable.
+// wrap marks a failure to reach the database as ErrUnavailable: no
+// answer (connection refused, lost, timed out), a connection exception
+// (SQLSTATE class 08) or a server shutting down (57P01-57P03).
 func wrap(err error) error {
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &pgErr):
+	case errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57P0"):
 		return fmt.Errorf("postgres: %w", err)
-	default: // no answer from the server: connection refused, lost, timed out
+	default:
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 }
