@@ -186,6 +186,7 @@ type httpError struct {
 	status int
 	msg    string
 	cause  error // logged for 500s
+	retry  int   // seconds, sent as Retry-After when > 0
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -194,9 +195,19 @@ func refuse(status int, format string, a ...any) *httpError {
 	return &httpError{status: status, msg: fmt.Sprintf(format, a...)}
 }
 
+// internal is a 500, or a 503 with Retry-After when the store's database
+// did not answer (kv.ErrUnavailable: nothing was written).
 func internal(cause error) *httpError {
+	if errors.Is(cause, kv.ErrUnavailable) {
+		return &httpError{status: http.StatusServiceUnavailable, msg: "the database is unavailable: try again later",
+			cause: cause, retry: int(StoreRetryAfter / time.Second)}
+	}
 	return &httpError{status: http.StatusInternalServerError, msg: "internal server error", cause: cause}
 }
+
+// StoreRetryAfter is the Retry-After of a request refused because the
+// store's database did not answer.
+const StoreRetryAfter = 5 * time.Second
 
 // outcome is what a request did, for its log line.
 type outcome struct {
@@ -242,7 +253,7 @@ func (h *CloudHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if _, err := h.server.Store.LastCursor(); err != nil {
-			herr = &httpError{status: http.StatusServiceUnavailable, msg: "store unavailable", cause: err}
+			herr = &httpError{status: http.StatusServiceUnavailable, msg: "store unavailable", cause: err, retry: int(StoreRetryAfter / time.Second)}
 			return
 		}
 		writeJSON(rw, http.StatusOK, map[string]string{"status": "ok"})
@@ -793,6 +804,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *httpError) {
+	if e.retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retry))
+	}
 	writeJSON(w, e.status, map[string]string{"error": e.msg})
 }
 

@@ -178,7 +178,11 @@ func opError(code, format string, a ...any) *rpcError {
 }
 
 func rpcInternal(cause error) *rpcError {
-	return &rpcError{status: http.StatusOK, code: CodeServerError, msg: "internal server error", cause: cause}
+	msg := "internal server error"
+	if errors.Is(cause, kv.ErrUnavailable) {
+		msg = "the database is unavailable: try again later"
+	}
+	return &rpcError{status: http.StatusOK, code: CodeServerError, msg: msg, cause: cause}
 }
 
 // rpcLog is what a request did, for its log line.

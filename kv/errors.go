@@ -19,6 +19,9 @@ var (
 	ErrClosed = errors.New("kv: store closed")
 	// ErrLocked: another process holds the bbolt file.
 	ErrLocked = errors.New("kv: store is locked by another process")
+	// ErrUnavailable: the backend's database did not answer (a shared
+	// store's); nothing was written, and the request may be retried.
+	ErrUnavailable = errors.New("kv: database unavailable")
 	// ErrCorrupt: a stored record does not decode.
 	ErrCorrupt = errors.New("kv: corrupt record")
 )

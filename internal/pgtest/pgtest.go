@@ -70,13 +70,29 @@ func Start() (*Cluster, error) {
 		os.RemoveAll(c.dir)
 		return nil, fmt.Errorf("pgtest: initdb: %v: %s", err, out)
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", c.port, c.dir)
-	if out, err := c.run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(c.dir, "log"), "-w", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+	if err := c.Resume(); err != nil {
 		os.RemoveAll(c.dir)
-		return nil, fmt.Errorf("pgtest: pg_ctl start: %v: %s %s", err, out, log)
+		return nil, err
 	}
 	return c, nil
+}
+
+// Pause stops the server, keeping its data: the database goes away.
+func (c *Cluster) Pause() error {
+	if out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
+		return fmt.Errorf("pgtest: pg_ctl stop: %v: %s", err, out)
+	}
+	return nil
+}
+
+// Resume starts the server (again) on the same port.
+func (c *Cluster) Resume() error {
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", c.port, c.dir)
+	if out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-o", opts, "-l", filepath.Join(c.dir, "log"), "-w", "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		return fmt.Errorf("pgtest: pg_ctl start: %v: %s %s", err, out, log)
+	}
+	return nil
 }
 
 // A cluster's directory: its prefix in the temporary directory, and the
@@ -103,9 +119,9 @@ func (c *Cluster) reap() {
 
 // Stop stops the cluster and removes its directory.
 func (c *Cluster) Stop() error {
-	out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
-	if err != nil {
-		err = fmt.Errorf("pgtest: pg_ctl stop: %v: %s", err, out)
+	var err error
+	if _, serr := os.Stat(filepath.Join(c.dir, "data", "postmaster.pid")); serr == nil {
+		err = c.Pause()
 	}
 	return errors.Join(err, os.RemoveAll(c.dir))
 }
@@ -203,6 +219,25 @@ func Shared(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return url
+}
+
+// Own starts a cluster of the test's own (one it may pause), stopped
+// when the test ends; it skips as Shared does.
+func Own(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := Start()
+	if errors.Is(err, ErrMissing) && os.Getenv(EnvRequire) == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
 }
 
 // StopShared stops the shared cluster if one was started.

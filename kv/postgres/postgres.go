@@ -37,8 +37,9 @@ type Options struct {
 }
 
 // ErrUnavailable wraps failures to reach the database: a request may be
-// retried later, and nothing was written.
-var ErrUnavailable = errors.New("postgres: database unavailable")
+// retried later, and nothing was written. It is kv's, which servers
+// answer with 503.
+var ErrUnavailable = kv.ErrUnavailable
 
 // writerLock is the advisory lock every read-write transaction takes.
 const writerLock = 0x636c696e6963 // "clinic"
