@@ -700,6 +700,9 @@ type Status struct {
 	Clients []kv.Client
 	// Serving is set while this process serves the node (Node.Serve).
 	Serving *Serving
+	// Database is a cloud's shared store (nil for a bbolt file): its
+	// schema version and the cloud nodes serving over it.
+	Database *Database
 }
 
 // Status reports the node's sync state, peers and their last syncs,
@@ -738,6 +741,9 @@ func (n *Node) Status() (Status, error) {
 		return Status{}, err
 	}
 	if st.Clients, err = n.store.Clients(); err != nil {
+		return Status{}, err
+	}
+	if st.Database, err = n.database(); err != nil {
 		return Status{}, err
 	}
 	if s := n.served.Load(); s != nil {

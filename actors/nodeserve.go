@@ -246,6 +246,11 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 		o.Serving(func() ServeStats { return serveStats(h, inner, rs) })
 		handler, plain = o.WrapHTTP(handler), o.WrapHTTP(plain)
 	}
+	var me *CloudNode // this process, over a shared store: status lists it from now
+	if n.shared {
+		me = n.thisNode(addrs.HTTP)
+		n.beat(me, log)
+	}
 	if opts.Ready != nil {
 		if err := opts.Ready(addrs); err != nil {
 			return err
@@ -271,6 +276,9 @@ func (n *Node) Serve(ctx context.Context, opts ServeOptions) error {
 		// The discovery socket is closed before Serve returns, so that a
 		// hub served again at once can bind the same address.
 		defer func() { cancel(); <-discDone }()
+	}
+	if me != nil {
+		go n.heartbeat(ctx, me, log)
 	}
 	upDone := make(chan struct{})
 	go func() {

@@ -8,11 +8,15 @@ import (
 	"context"
 	"crypto/ecdh"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -136,4 +140,91 @@ func holdsNode(dir string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// Database is a shared store as status shows it.
+type Database struct {
+	URL           string      `json:"url"` // the password hidden
+	SchemaVersion int         `json:"schema_version"`
+	Nodes         []CloudNode `json:"nodes"` // serving within NodeSeenWithin, by instance
+}
+
+// CloudNode is a cloud node serving over a shared store, as its last
+// heartbeat left it (config cfgCloudNode + instance).
+type CloudNode struct {
+	Instance string `json:"instance"` // host and data directory
+	HTTP     string `json:"http"`
+	Started  int64  `json:"started"` // ms
+	Seen     int64  `json:"seen"`    // ms
+}
+
+const (
+	cfgCloudNode = "cloud_node/"
+	// NodeHeartbeat is how often a serving cloud node over a shared
+	// store records that it serves; NodeSeenWithin is how recent a
+	// heartbeat status counts as serving.
+	NodeHeartbeat  = 30 * time.Second
+	NodeSeenWithin = 2 * time.Minute
+)
+
+// thisNode is this serving process as its heartbeats describe it.
+func (n *Node) thisNode(http string) *CloudNode {
+	host, _ := os.Hostname()
+	dir, _ := filepath.Abs(n.dir)
+	return &CloudNode{Instance: host + ":" + dir, HTTP: http, Started: time.Now().UnixMilli()}
+}
+
+// beat records that me serves over the shared store. A failed write is
+// logged (the database may be away).
+func (n *Node) beat(me *CloudNode, log *slog.Logger) {
+	me.Seen = time.Now().UnixMilli()
+	b, _ := json.Marshal(me)
+	if err := n.store.SetConfig(cfgCloudNode+me.Instance, string(b)); err != nil {
+		log.Warn("recording this node's heartbeat in the database", "cause", err)
+	}
+}
+
+// heartbeat beats every NodeHeartbeat until ctx ends.
+func (n *Node) heartbeat(ctx context.Context, me *CloudNode, log *slog.Logger) {
+	t := time.NewTicker(NodeHeartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.beat(me, log)
+		}
+	}
+}
+
+// database is the shared store's status (nil for a bbolt store).
+func (n *Node) database() (*Database, error) {
+	if !n.shared {
+		return nil, nil
+	}
+	url, err := storeURL(n.dir)
+	if err != nil {
+		return nil, err
+	}
+	db := &Database{URL: redact(url), Nodes: []CloudNode{}}
+	if pg, ok := n.store.Backend().(*postgres.Backend); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if db.SchemaVersion, err = pg.Version(ctx); err != nil {
+			return nil, err
+		}
+	}
+	beats, err := n.store.ConfigPrefix(cfgCloudNode)
+	if err != nil {
+		return nil, err
+	}
+	since := time.Now().Add(-NodeSeenWithin).UnixMilli()
+	for _, k := range slices.Sorted(maps.Keys(beats)) {
+		var cn CloudNode
+		if json.Unmarshal([]byte(beats[k]), &cn) == nil && cn.Seen >= since {
+			db.Nodes = append(db.Nodes, cn)
+		}
+	}
+	return db, nil
 }

@@ -41,6 +41,26 @@ func ReadConfig(be Backend, key string) (value string, err error) {
 	return value, err
 }
 
+// ConfigPrefix reads the configuration values whose keys start with
+// prefix, by key.
+func (s *Store) ConfigPrefix(prefix string) (map[string]string, error) {
+	out := map[string]string{}
+	err := s.be.View(func(tx Tx) error {
+		b, err := tx.Bucket(bConfig)
+		if err != nil {
+			return err
+		}
+		return b.Ascend([]byte(prefix), func(k, v []byte) (bool, error) {
+			if !bytes.HasPrefix(k, []byte(prefix)) {
+				return false, nil
+			}
+			out[string(k)] = string(v)
+			return true, nil
+		})
+	})
+	return out, err
+}
+
 // LogEntry is one local write in the event log.
 type LogEntry struct {
 	Seq     uint64

@@ -542,6 +542,12 @@ func TestPeersDevicesConfig(t *testing.T) {
 		if v, err := h.s.Config("node_id"); v != "n1" || err != nil {
 			t.Fatalf("config: %q %v", v, err)
 		}
+		for _, k := range []string{"node/a", "node/b", "nodes", "node0"} {
+			h.s.SetConfig(k, "v "+k)
+		}
+		if m, err := h.s.ConfigPrefix("node/"); err != nil || !reflect.DeepEqual(m, map[string]string{"node/a": "v node/a", "node/b": "v node/b"}) {
+			t.Fatalf("config with prefix node/: %v %v", m, err)
+		}
 	})
 }
 

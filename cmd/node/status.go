@@ -61,6 +61,15 @@ func cmdStatus(e *env, name string, args []string) error {
 	if s := e.serving; s != nil && s.pairing != "" {
 		pairs = append(pairs, [2]string{"pairing", s.pairing})
 	}
+	if db := st.Database; db != nil {
+		pairs = append(pairs, [2]string{"database", fmt.Sprintf("%s (PostgreSQL, schema version %d)", db.URL, db.SchemaVersion)})
+		if len(db.Nodes) == 0 {
+			pairs = append(pairs, [2]string{"cloud_nodes", "none serving in the last " + actors.NodeSeenWithin.String()})
+		}
+		for _, cn := range db.Nodes {
+			pairs = append(pairs, [2]string{"cloud_node", fmt.Sprintf("%s %s seen %s", cn.Instance, cn.HTTP, time.UnixMilli(cn.Seen).UTC().Format(time.RFC3339))})
+		}
+	}
 	pending := strconv.Itoa(st.Pending)
 	if len(st.PendingByTable) > 0 {
 		var by []string
@@ -191,17 +200,18 @@ func statusJSON(st actors.Status, s *serving) any {
 		active = &st.ActivePeer
 	}
 	return struct {
-		State          string         `json:"state"`
-		Mode           string         `json:"mode"`
-		ActivePeer     *string        `json:"active_peer"` // null: none selected
-		Peers          []peer         `json:"peers"`
-		Pending        int            `json:"pending"`
-		PendingByTable map[string]int `json:"pending_by_table"`
-		Conflicts      int            `json:"conflicts"`
-		Clients        []client       `json:"clients,omitempty"`
-		Serving        *servingJSON   `json:"serving,omitempty"` // only while served
-		Pairing        string         `json:"pairing,omitempty"` // a serving hub's
-	}{st.State, st.Mode, active, peers, st.Pending, byTable, st.Conflicts, clients, srv, pairing}
+		State          string           `json:"state"`
+		Mode           string           `json:"mode"`
+		ActivePeer     *string          `json:"active_peer"` // null: none selected
+		Peers          []peer           `json:"peers"`
+		Pending        int              `json:"pending"`
+		PendingByTable map[string]int   `json:"pending_by_table"`
+		Conflicts      int              `json:"conflicts"`
+		Clients        []client         `json:"clients,omitempty"`
+		Serving        *servingJSON     `json:"serving,omitempty"`  // only while served
+		Pairing        string           `json:"pairing,omitempty"`  // a serving hub's
+		Database       *actors.Database `json:"database,omitempty"` // a cloud's PostgreSQL store
+	}{st.State, st.Mode, active, peers, st.Pending, byTable, st.Conflicts, clients, srv, pairing, st.Database}
 }
 
 // clientLine shows a downstream client: key, kind, app schema version,
