@@ -8,7 +8,11 @@
 // mirrors the patients table of codec/schema.
 //
 // Run with `node --test` in this directory after `make build`
-// (CLINICSYNC_NODE_BIN overrides the binary).
+// (CLINICSYNC_NODE_BIN overrides the binary). With CLINICSYNC_WMDB_PG
+// set to a PostgreSQL server's URL without a database name (ending in
+// /), each cloud keeps its store there instead, one database per cloud,
+// t1, t2, ... (which must exist): postgres_test.go runs this file so,
+// on a throwaway cluster.
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
@@ -115,10 +119,12 @@ process.on('exit', () => {
 
 // startCloud inits a cloud node in a temporary directory, adds the user
 // and serves it; it is stopped (SIGTERM, exit 0) when the test ends.
+let clouds = 0
 async function startCloud(t, policy = 'merge') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clinicsync-wmdb-'))
   const data = path.join(dir, 'cloud')
-  execFileSync(NODE_BIN, ['init', '--data', data, '--kind', 'cloud', '--clinic', 'c1'])
+  const store = process.env.CLINICSYNC_WMDB_PG ? ['--store', `${process.env.CLINICSYNC_WMDB_PG}t${++clouds}?sslmode=disable`] : []
+  execFileSync(NODE_BIN, ['init', '--data', data, '--kind', 'cloud', '--clinic', 'c1', ...store])
   execFileSync(NODE_BIN, ['user', 'add', '--data', data, '--email', EMAIL, '--password', PASSWORD])
   const proc = spawn(
     NODE_BIN,
