@@ -29,6 +29,7 @@ var benches = []bench{
 	{"cloud-pull-json", runCloudPull},
 	{"push", runPush},
 	{"simulate", runSimulate},
+	{"cloud-tier", runCloudTier},
 }
 
 // result is one line of output.
