@@ -237,7 +237,7 @@ func Open(dir string, clock kv.Clock) (*Node, error) {
 }
 
 // OpenWith is Open with the connection options of a PostgreSQL store
-// (ignored for a bbolt one). It fails with postgres.ErrUnavailable when
+// (ignored for a bbolt one). It fails with pgstore.ErrUnavailable when
 // the database does not answer.
 func OpenWith(dir string, clock kv.Clock, db DBOptions) (*Node, error) {
 	if clock == nil {

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/clinicsync/clinicsync/kv"
-	"github.com/clinicsync/clinicsync/kv/postgres"
+	"github.com/clinicsync/clinicsync/pgstore"
 )
 
 // StoreFile, inside a node's data directory, holds the URL of the
@@ -34,7 +34,7 @@ const StoreFile = "store.url"
 const cfgPrivateKey = "private_key"
 
 // DBOptions tune a PostgreSQL store's connections (zero: defaults).
-type DBOptions = postgres.Options
+type DBOptions = pgstore.Options
 
 // storeURL returns the database URL dir names ("" for a bbolt store).
 func storeURL(dir string) (string, error) {
@@ -64,7 +64,7 @@ func openShared(url string, o DBOptions) (kv.Backend, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	be, err := postgres.Open(ctx, url, o)
+	be, err := pgstore.Open(ctx, url, o)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", redact(url), err)
 	}
@@ -208,7 +208,7 @@ func (n *Node) database() (*Database, error) {
 		return nil, err
 	}
 	db := &Database{URL: redact(url), Nodes: []CloudNode{}}
-	if pg, ok := n.store.Backend().(*postgres.Backend); ok {
+	if pg, ok := n.store.Backend().(*pgstore.Backend); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if db.SchemaVersion, err = pg.Version(ctx); err != nil {

@@ -18,6 +18,7 @@ func TestLayering(t *testing.T) {
 		{"codec/...", []string{"github.com/asynkron/protoactor-go", "go.etcd.io/bbolt", mod + "kv", mod + "fsm", mod + "actors", "net"}},
 		{"fsm/...", []string{"github.com/asynkron/protoactor-go", "go.etcd.io/bbolt", mod + "kv", mod + "actors", "net"}},
 		{"kv/...", []string{"github.com/asynkron/protoactor-go", mod + "fsm", mod + "actors", "net"}},
+		{"pgstore/...", []string{"github.com/asynkron/protoactor-go", mod + "fsm", mod + "actors"}},
 	}
 	for _, r := range rules {
 		out, err := exec.Command("go", "list", "-deps", "./../"+r.pkg).CombinedOutput()

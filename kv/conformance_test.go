@@ -16,7 +16,7 @@ import (
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/internal/pgtest"
 	"github.com/clinicsync/clinicsync/kv"
-	"github.com/clinicsync/clinicsync/kv/postgres"
+	"github.com/clinicsync/clinicsync/pgstore"
 )
 
 func newClock() *kv.ManualClock {
@@ -81,7 +81,7 @@ func eachBackend(t *testing.T, keepTombstones bool, test func(t *testing.T, h *h
 		h := &harness{t: t, clock: newClock()}
 		h.opts = kv.Options{Clock: h.clock, KeepTombstones: keepTombstones}
 		open := func() *kv.Store {
-			be, err := postgres.Open(context.Background(), url, postgres.Options{MaxConns: 4})
+			be, err := pgstore.Open(context.Background(), url, pgstore.Options{MaxConns: 4})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-// Package postgres is the kv.Backend on PostgreSQL: the store of a
+// Package pgstore is the kv.Backend on PostgreSQL: the store of a
 // cloud tier whose nodes share one database.
 //
 // Buckets are rows of one table keyed by (bucket, key), both compared
@@ -10,7 +10,12 @@
 // cursor is issued only after every transaction holding a lower one has
 // committed, and a pull that read up to a cursor has seen every row
 // below it.
-package postgres
+//
+// A read-write transaction keeps its writes in memory and sends them
+// in one batch of statements before it commits, or before a statement
+// that must see them (an ascending read, a count, a bucket listing);
+// its reads of keys it wrote are answered from memory.
+package pgstore
 
 import (
 	"context"
@@ -125,8 +130,8 @@ func (b *Backend) run(opts pgx.TxOptions, writable bool, fn func(kv.Tx) error) (
 	if err := fn(t); err != nil {
 		return errors.Join(err, t.err)
 	}
-	if t.err != nil {
-		return t.err
+	if err := t.flush(); err != nil {
+		return err
 	}
 	return wrap(ptx.Commit(ctx))
 }
@@ -154,6 +159,35 @@ type tx struct {
 	writable bool
 	created  map[string]bool
 	err      error
+	// written are the writes not yet sent, by bucket and key: a value,
+	// or nil for a delete.
+	written map[string]map[string][]byte
+}
+
+// flush sends the writes kept in memory, in one batch.
+func (t *tx) flush() error {
+	if t.err != nil {
+		return t.err
+	}
+	if len(t.written) == 0 {
+		return nil
+	}
+	var batch pgx.Batch
+	for name, keys := range t.written {
+		for k, v := range keys {
+			if v == nil {
+				batch.Queue("DELETE FROM kv WHERE bucket = $1 AND key = $2", []byte(name), []byte(k))
+			} else {
+				batch.Queue(`INSERT INTO kv (bucket, key, value) VALUES ($1, $2, $3)
+					ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value`, []byte(name), []byte(k), v)
+			}
+		}
+	}
+	t.written = nil
+	if err := t.tx.SendBatch(t.ctx, &batch).Close(); err != nil {
+		return t.fail(err)
+	}
+	return nil
 }
 
 func (t *tx) fail(err error) error {
@@ -181,7 +215,7 @@ func (t *tx) Bucket(name string) (kv.Bucket, error) {
 }
 
 func (t *tx) Buckets(prefix string) []string {
-	if t.err != nil {
+	if t.flush() != nil {
 		return nil
 	}
 	rows, err := t.tx.Query(t.ctx, "SELECT name FROM kv_buckets WHERE substring(name FROM 1 FOR $2) = $1 ORDER BY name",
@@ -203,8 +237,8 @@ func (t *tx) Buckets(prefix string) []string {
 }
 
 func (t *tx) DeleteBucket(name string) error {
-	if t.err != nil {
-		return t.err
+	if err := t.flush(); err != nil {
+		return err
 	}
 	if _, err := t.tx.Exec(t.ctx, "DELETE FROM kv WHERE bucket = $1", []byte(name)); err != nil {
 		return t.fail(err)
@@ -224,6 +258,9 @@ type bucket struct {
 func (b *bucket) Get(key []byte) []byte {
 	if b.t.err != nil {
 		return nil
+	}
+	if v, ok := b.t.written[string(b.name)][string(key)]; ok {
+		return v // nil: deleted
 	}
 	var v []byte
 	err := b.t.tx.QueryRow(b.t.ctx, "SELECT value FROM kv WHERE bucket = $1 AND key = $2", b.name, key).Scan(&v)
@@ -250,11 +287,7 @@ func (b *bucket) Put(key, value []byte) error {
 	if value == nil {
 		value = []byte{}
 	}
-	_, err := b.t.tx.Exec(b.t.ctx, `INSERT INTO kv (bucket, key, value) VALUES ($1, $2, $3)
-		ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value`, b.name, key, value)
-	if err != nil {
-		return b.t.fail(err)
-	}
+	b.write(key, value)
 	return nil
 }
 
@@ -262,17 +295,28 @@ func (b *bucket) Delete(key []byte) error {
 	if b.t.err != nil {
 		return b.t.err
 	}
-	if !b.t.writable {
-		return nil
-	}
-	if _, err := b.t.tx.Exec(b.t.ctx, "DELETE FROM kv WHERE bucket = $1 AND key = $2", b.name, key); err != nil {
-		return b.t.fail(err)
+	if b.t.writable {
+		b.write(key, nil)
 	}
 	return nil
 }
 
+// write keeps a write until the next flush (callers do not change a
+// key or value once written, as with bbolt).
+func (b *bucket) write(key, value []byte) {
+	if b.t.written == nil {
+		b.t.written = map[string]map[string][]byte{}
+	}
+	keys := b.t.written[string(b.name)]
+	if keys == nil {
+		keys = map[string][]byte{}
+		b.t.written[string(b.name)] = keys
+	}
+	keys[string(key)] = value
+}
+
 func (b *bucket) Len() int {
-	if b.t.err != nil {
+	if b.t.flush() != nil {
 		return 0
 	}
 	var n int
@@ -286,14 +330,17 @@ func (b *bucket) Len() int {
 // Ascend reads ascendBatch keys at a time, so fn may read and write in
 // the same transaction between them.
 func (b *bucket) Ascend(from []byte, fn func(k, v []byte) (bool, error)) error {
-	if b.t.err != nil {
-		return b.t.err
+	if err := b.t.flush(); err != nil {
+		return err
 	}
 	if from == nil {
 		from = []byte{}
 	}
 	op := ">="
 	for {
+		if err := b.t.flush(); err != nil { // what fn wrote, for the next batch
+			return err
+		}
 		rows, err := b.t.tx.Query(b.t.ctx, "SELECT key, value FROM kv WHERE bucket = $1 AND key "+op+" $2 ORDER BY key LIMIT $3",
 			b.name, from, ascendBatch)
 		if err != nil {

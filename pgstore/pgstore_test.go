@@ -1,4 +1,4 @@
-package postgres_test
+package pgstore_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/clinicsync/clinicsync/codec"
 	"github.com/clinicsync/clinicsync/internal/pgtest"
 	"github.com/clinicsync/clinicsync/kv"
-	"github.com/clinicsync/clinicsync/kv/postgres"
+	"github.com/clinicsync/clinicsync/pgstore"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -27,9 +27,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func open(t *testing.T, url string) *postgres.Backend {
+func open(t *testing.T, url string) *pgstore.Backend {
 	t.Helper()
-	be, err := postgres.Open(context.Background(), url, postgres.Options{MaxConns: 4})
+	be, err := pgstore.Open(context.Background(), url, pgstore.Options{MaxConns: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +57,8 @@ func TestUnavailable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	_, err = postgres.Open(context.Background(), "postgres://postgres@"+addr+"/none?sslmode=disable", postgres.Options{ConnectTimeout: 2 * time.Second})
-	if !errors.Is(err, postgres.ErrUnavailable) {
+	_, err = pgstore.Open(context.Background(), "postgres://postgres@"+addr+"/none?sslmode=disable", pgstore.Options{ConnectTimeout: 2 * time.Second})
+	if !errors.Is(err, pgstore.ErrUnavailable) {
 		t.Fatalf("open with nothing listening: %v, want ErrUnavailable", err)
 	}
 }
@@ -73,7 +73,7 @@ func TestMigrations(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			be, err := postgres.Open(context.Background(), url, postgres.Options{MaxConns: 2})
+			be, err := pgstore.Open(context.Background(), url, pgstore.Options{MaxConns: 2})
 			if err == nil {
 				be.Close()
 			}
@@ -85,11 +85,11 @@ func TestMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := open(t, url)
-	if v, err := be.Version(context.Background()); err != nil || v != postgres.SchemaVersion() {
-		t.Fatalf("schema version %d, %v; want %d", v, err, postgres.SchemaVersion())
+	if v, err := be.Version(context.Background()); err != nil || v != pgstore.SchemaVersion() {
+		t.Fatalf("schema version %d, %v; want %d", v, err, pgstore.SchemaVersion())
 	}
-	exec(t, url, "INSERT INTO clinicsync_schema (version) VALUES ($1)", postgres.SchemaVersion()+1)
-	_, err := postgres.Open(context.Background(), url, postgres.Options{})
+	exec(t, url, "INSERT INTO clinicsync_schema (version) VALUES ($1)", pgstore.SchemaVersion()+1)
+	_, err := pgstore.Open(context.Background(), url, pgstore.Options{})
 	if err == nil || !strings.Contains(err.Error(), "newer than this build") {
 		t.Fatalf("open of a newer schema: %v", err)
 	}
@@ -157,12 +157,12 @@ func TestLostConnection(t *testing.T) {
 			return err
 		}
 		exec(t, url, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()`)
-		if v := b.Get([]byte("k1")); v != nil {
+		if v := b.Get([]byte("k0")); v != nil {
 			return fmt.Errorf("read %q after the connection died", v)
 		}
 		return b.Put([]byte("k2"), []byte("v2"))
 	})
-	if !errors.Is(err, postgres.ErrUnavailable) {
+	if !errors.Is(err, pgstore.ErrUnavailable) {
 		t.Fatalf("update over a dead connection: %v, want ErrUnavailable", err)
 	}
 	err = be.Update(func(tx kv.Tx) error {
