@@ -65,6 +65,9 @@ func openShared(url string, o DBOptions) (kv.Backend, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	be, err := pgstore.Open(ctx, url, o)
+	if errors.Is(err, kv.ErrUnavailable) {
+		return nil, fmt.Errorf("store %s: %w (is the database server up and reachable from here?)", redact(url), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", redact(url), err)
 	}

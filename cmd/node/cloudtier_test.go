@@ -239,3 +239,26 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestServeDatabaseDown: a cloud node whose database does not answer at
+// start exits with one line that says so; once the database is back it
+// serves.
+func TestServeDatabaseDown(t *testing.T) {
+	db := pgtest.Own(t)
+	dbURL, err := db.NewDB(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "cloud")
+	ok(t, "init", "--data", dir, "--kind", "cloud", "--store", dbURL)
+	if err := db.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, 1, "database unavailable", "serve", "--data", dir, "--http", "127.0.0.1:0")
+	fails(t, 1, "database unavailable", "status", "--data", dir)
+	if err := db.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := serveProc(t, dir, "127.0.0.1:0")
+	p.kill()
+}
