@@ -33,85 +33,59 @@ type harness struct {
 	reopen func() *kv.Store
 }
 
-// eachBackend runs a conformance test against bbolt and the in-memory twin.
+// eachBackend runs a conformance test against bbolt, the in-memory
+// twin and PostgreSQL (pgstore, on a throwaway cluster).
 func eachBackend(t *testing.T, keepTombstones bool, test func(t *testing.T, h *harness)) {
 	t.Run("bolt", func(t *testing.T) {
 		dir := t.TempDir()
-		h := &harness{t: t, clock: newClock()}
-		h.opts = kv.Options{Clock: h.clock, KeepTombstones: keepTombstones}
-		open := func() *kv.Store {
-			s, err := kv.Open(dir, h.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}
-		h.s = open()
-		h.reopen = func() *kv.Store {
-			if err := h.s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			h.s = open()
-			return h.s
-		}
-		t.Cleanup(func() { h.s.Close() })
-		test(t, h)
+		withStore(t, keepTombstones, test, func(opts kv.Options) (*kv.Store, error) { return kv.Open(dir, opts) })
 	})
 	t.Run("memory", func(t *testing.T) {
-		h := &harness{t: t, clock: newClock()}
-		h.opts = kv.Options{Clock: h.clock, KeepTombstones: keepTombstones}
-		be := kv.NewMemory()
-		s, err := kv.New(be, h.opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.s = s
-		h.reopen = func() *kv.Store {
-			s, err := kv.New(be, h.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.s = s
-			return s
-		}
-		test(t, h)
+		be := keepOpen{kv.NewMemory()} // a reopen finds the same memory
+		withStore(t, keepTombstones, test, func(opts kv.Options) (*kv.Store, error) { return kv.New(be, opts) })
 	})
 	t.Run("postgres", func(t *testing.T) {
 		url := pgtest.Shared(t)
-		h := &harness{t: t, clock: newClock()}
-		h.opts = kv.Options{Clock: h.clock, KeepTombstones: keepTombstones}
-		open := func() *kv.Store {
+		withStore(t, keepTombstones, test, func(opts kv.Options) (*kv.Store, error) {
 			be, err := pgstore.Open(context.Background(), url, pgstore.Options{MaxConns: 4})
 			if err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
-			s, err := kv.New(be, h.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}
-		h.s = open()
-		h.reopen = func() *kv.Store {
-			if err := h.s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			h.s = open()
-			return h.s
-		}
-		t.Cleanup(func() { h.s.Close() })
-		test(t, h)
+			return kv.New(be, opts)
+		})
 	})
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := pgtest.StopShared(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
+// withStore runs test on the store open opens; the harness's reopen
+// closes it and opens it again.
+func withStore(t *testing.T, keepTombstones bool, test func(t *testing.T, h *harness), open func(kv.Options) (*kv.Store, error)) {
+	h := &harness{t: t, clock: newClock()}
+	h.opts = kv.Options{Clock: h.clock, KeepTombstones: keepTombstones}
+	mustOpen := func() *kv.Store {
+		s, err := open(h.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	os.Exit(code)
+	h.s = mustOpen()
+	h.reopen = func() *kv.Store {
+		if err := h.s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		h.s = mustOpen()
+		return h.s
+	}
+	t.Cleanup(func() { h.s.Close() })
+	test(t, h)
 }
+
+// keepOpen is a backend that closing leaves open.
+type keepOpen struct{ kv.Backend }
+
+func (keepOpen) Close() error { return nil }
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func patient(given, phone string) map[string]codec.Value {
 	return map[string]codec.Value{

@@ -240,6 +240,17 @@ func Own(t testing.TB) *Cluster {
 	return c
 }
 
+// Main runs a test binary's tests and then stops the shared cluster: a
+// TestMain of packages that use Shared.
+func Main(m *testing.M) {
+	code := m.Run()
+	if err := StopShared(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
 // StopShared stops the shared cluster if one was started.
 func StopShared() error {
 	if shared.c == nil {
