@@ -24,6 +24,7 @@ import (
 	"github.com/clinicsync/clinicsync/codec/schema"
 	"github.com/clinicsync/clinicsync/fsm"
 	"github.com/clinicsync/clinicsync/kv"
+	"github.com/clinicsync/clinicsync/pgstore"
 	pb "github.com/clinicsync/clinicsync/proto"
 	"google.golang.org/protobuf/proto"
 )
@@ -109,7 +110,7 @@ type CloudConfig struct {
 //	                   [&schema_version=N (or schemaVersion), recorded per client (kv.Client)]
 //	                   [&device_id=ID, tells a user's devices apart]
 //	POST /api/v2/sync  push: a changes object, or {"changes":...,"lastPulledAt":MS}
-//	GET  /healthz      {"status":"ok"} while the store answers
+//	GET  /healthz      {"status":"ok"} while the store answers ("database":"ok" too over PostgreSQL)
 //	POST /api/auth/sign-in, /api/login  Hikma sign-in (signin.go)
 //
 // JSON pulls answer {"changes":{...},"timestamp":N,"success":true},
@@ -256,7 +257,11 @@ func (h *CloudHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			herr = &httpError{status: http.StatusServiceUnavailable, msg: "store unavailable", cause: err, retry: int(StoreRetryAfter / time.Second)}
 			return
 		}
-		writeJSON(rw, http.StatusOK, map[string]string{"status": "ok"})
+		health := map[string]string{"status": "ok"}
+		if _, shared := h.server.Store.Backend().(*pgstore.Backend); shared {
+			health["database"] = "ok" // it answered the read above
+		}
+		writeJSON(rw, http.StatusOK, health)
 	case SyncPath:
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
 			herr = notAllowed(rw, r, "GET, POST")

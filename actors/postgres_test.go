@@ -98,6 +98,9 @@ func TestCloudOnPostgres(t *testing.T) {
 	if code, _, body := do(s2, "GET", "/api/v2/sync?last_pulled_at=0", ""); code != 200 || !strings.Contains(body, `"p1"`) {
 		t.Fatalf("pull from node 2: %d %s", code, body)
 	}
+	if code, _, body := do(s1, "GET", "/healthz", ""); code != 200 || !strings.Contains(body, `"database":"ok"`) {
+		t.Errorf("healthz over PostgreSQL: %d %s", code, body)
+	}
 
 	if err := db.Pause(); err != nil {
 		t.Fatal(err)
