@@ -152,8 +152,10 @@ func (r *runner) pick(n *node, rng *rand.Rand) (table, id string) {
 }
 
 // read returns a row as n holds it (nil when n does not hold it live).
+// The caller holds n (hold), so that what it read is still there when it
+// writes: collide syncs a device from another device's goroutine.
 func (r *runner) read(ctx context.Context, n *node, table, id string) (map[string]any, error) {
-	out, err := r.do(ctx, n, "rows", "--data", n.dir, "--table", table, "--id", id, "--json")
+	out, err := r.c.cli(ctx, n, "rows", "--data", n.dir, "--table", table, "--id", id, "--json")
 	if err != nil {
 		if strings.Contains(err.Error(), "not found") {
 			return nil, nil
@@ -228,6 +230,7 @@ func (r *runner) collide(ctx context.Context, dev *node, rng *rand.Rand) {
 // write puts a new value in a column of a row n holds, and says whether
 // it did: the value n shows there is what the new write has seen.
 func (r *runner) write(ctx context.Context, n *node, table, id, col string) bool {
+	defer hold(n)()
 	row, err := r.read(ctx, n, table, id)
 	if err != nil || row == nil {
 		r.noteFailure(n, err)
@@ -236,7 +239,7 @@ func (r *runner) write(ctx context.Context, n *node, table, id, col string) bool
 	shown, _ := row[col].(string)
 	num, v := r.model.value(n.name)
 	at := r.now()
-	if _, err := r.do(ctx, n, "put", "--data", n.dir, "--table", table, "--id", id, col+"="+v); err != nil {
+	if _, err := r.c.cli(ctx, n, "put", "--data", n.dir, "--table", table, "--id", id, col+"="+v); err != nil {
 		r.engineError(n, err)
 		return false
 	}
@@ -250,12 +253,13 @@ func (r *runner) remove(ctx context.Context, n *node, rng *rand.Rand) {
 	if id == "" || table == "patients" && rng.IntN(3) > 0 {
 		return
 	}
+	defer hold(n)()
 	row, err := r.read(ctx, n, table, id)
 	if err != nil || row == nil {
 		r.noteFailure(n, err)
 		return
 	}
-	if _, err := r.do(ctx, n, "delete", "--data", n.dir, "--table", table, "--id", id); err != nil {
+	if _, err := r.c.cli(ctx, n, "delete", "--data", n.dir, "--table", table, "--id", id); err != nil {
 		r.engineError(n, err)
 		return
 	}
