@@ -92,9 +92,6 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// Ping checks that the database answers.
-func (b *Backend) Ping(ctx context.Context) error { return wrap(b.pool.Ping(ctx)) }
-
 // View runs fn in a read-only REPEATABLE READ transaction.
 func (b *Backend) View(fn func(kv.Tx) error) error {
 	return b.run(pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, fn)
