@@ -148,20 +148,12 @@ func (c *opCall) newest(table, col string, keep func(kv.Record) bool) (any, *rpc
 	if rerr != nil {
 		return nil, rerr
 	}
-	newer := func(a, b kv.Record) int { // rows arrive in id order: ties keep it
-		return cmp.Compare(b.Cols[col].Num, a.Cols[col].Num)
-	}
+	order := newestFirst(col)
 	var top []kv.Record // the offset+limit newest so far, in order
 	total := 0
 	rerr = c.each(table, keep, func(r kv.Record) bool {
 		total++
-		i, _ := slices.BinarySearchFunc(top, r, func(a, b kv.Record) int {
-			if n := newer(a, b); n != 0 {
-				return n
-			}
-			return -1 // after the equal ones, which came first by id
-		})
-		if i < offset+limit {
+		if i, _ := slices.BinarySearchFunc(top, r, order); i < offset+limit {
 			top = slices.Insert(top, i, r)
 			top = top[:min(len(top), offset+limit)]
 		}
@@ -177,14 +169,11 @@ func (c *opCall) newest(table, col string, keep func(kv.Record) bool) (any, *rpc
 	return paged{Data: data, Total: total, Limit: limit, Offset: offset}, nil
 }
 
-// newestFirst sorts rows by a timestamp column, newest first, then id.
-func newestFirst(rs []kv.Record, col string) {
-	slices.SortStableFunc(rs, func(a, b kv.Record) int {
-		if d := cmp.Compare(b.Cols[col].Num, a.Cols[col].Num); d != 0 {
-			return d
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+// newestFirst orders rows by a timestamp column, newest first, then id.
+func newestFirst(col string) func(a, b kv.Record) int {
+	return func(a, b kv.Record) int {
+		return cmp.Or(cmp.Compare(b.Cols[col].Num, a.Cols[col].Num), strings.Compare(a.ID, b.ID))
+	}
 }
 
 func getPatient(c *opCall) (any, *rpcError) {
@@ -250,7 +239,7 @@ func childRows(table, col, order string) opFunc {
 		if rerr != nil {
 			return nil, rerr
 		}
-		newestFirst(rs, order)
+		slices.SortFunc(rs, newestFirst(order))
 		data, rerr := c.rowsJSON(rs)
 		if rerr != nil {
 			return nil, rerr
@@ -274,7 +263,7 @@ func eventsByForm(c *opCall) (any, *rpcError) {
 	if rerr != nil {
 		return nil, rerr
 	}
-	newestFirst(rs, "created_at")
+	slices.SortFunc(rs, newestFirst("created_at"))
 	data, rerr := c.rowsJSON(rs)
 	if rerr != nil {
 		return nil, rerr
