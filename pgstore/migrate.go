@@ -47,7 +47,7 @@ func (b *Backend) migrate(ctx context.Context) error {
 		return wrap(err)
 	}
 	if v > len(migrations) {
-		return fmt.Errorf("postgres: the database has schema version %d, newer than this build's %d: run a newer bin/node", v, len(migrations))
+		return fmt.Errorf("pgstore: the database has schema version %d, newer than this build's %d: run a newer bin/node", v, len(migrations))
 	}
 	for ; v < len(migrations); v++ {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -58,7 +58,7 @@ func (b *Backend) migrate(ctx context.Context) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("postgres: migration %d: %w", v+1, wrap(err))
+			return fmt.Errorf("pgstore: migration %d: %w", v+1, wrap(err))
 		}
 	}
 	return nil

@@ -62,7 +62,7 @@ type Backend struct {
 func Open(ctx context.Context, url string, o Options) (*Backend, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
@@ -76,7 +76,7 @@ func Open(ctx context.Context, url string, o Options) (*Backend, error) {
 	cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	b := &Backend{pool: pool}
 	if err := b.migrate(ctx); err != nil {
@@ -142,7 +142,7 @@ func wrap(err error) error {
 	case err == nil:
 		return nil
 	case errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57P0"):
-		return fmt.Errorf("postgres: %w", err)
+		return fmt.Errorf("pgstore: %w", err)
 	default:
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

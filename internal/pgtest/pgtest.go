@@ -208,12 +208,7 @@ const EnvRequire = "CLINICSYNC_REQUIRE_POSTGRES"
 func Shared(t testing.TB) string {
 	t.Helper()
 	shared.once.Do(func() { shared.c, shared.err = Start() })
-	if errors.Is(shared.err, ErrMissing) && os.Getenv(EnvRequire) == "" {
-		t.Skip(shared.err)
-	}
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
+	need(t, shared.err)
 	url, err := shared.c.NewDB(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -221,17 +216,25 @@ func Shared(t testing.TB) string {
 	return url
 }
 
+// need fails t on a cluster that did not start, or skips it when the
+// machine lacks PostgreSQL and EnvRequire is unset.
+func need(t testing.TB, err error) {
+	t.Helper()
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrMissing) && os.Getenv(EnvRequire) == "":
+		t.Skip(err)
+	default:
+		t.Fatal(err)
+	}
+}
+
 // Own starts a cluster of the test's own (one it may pause), stopped
 // when the test ends; it skips as Shared does.
 func Own(t testing.TB) *Cluster {
 	t.Helper()
 	c, err := Start()
-	if errors.Is(err, ErrMissing) && os.Getenv(EnvRequire) == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	need(t, err)
 	t.Cleanup(func() {
 		if err := c.Stop(); err != nil {
 			t.Error(err)
